@@ -1,0 +1,55 @@
+"""Every span attribute name Bastion writes or reads, in one place.
+
+Standard names come from the OpenTelemetry semantic conventions package; Bastion's own
+governance names live under the ``bastion.`` prefix.
+"""
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv.attributes import (
+    error_attributes,
+    http_attributes,
+    server_attributes,
+    url_attributes,
+)
+
+SERVICE_NAME_PROXY: Final = "bastion-proxy"
+
+# OpenTelemetry GenAI semantic conventions.
+GEN_AI_OPERATION_NAME: Final = gen_ai.GEN_AI_OPERATION_NAME
+GEN_AI_PROVIDER_NAME: Final = gen_ai.GEN_AI_PROVIDER_NAME
+GEN_AI_REQUEST_MODEL: Final = gen_ai.GEN_AI_REQUEST_MODEL
+GEN_AI_REQUEST_STREAM: Final = gen_ai.GEN_AI_REQUEST_STREAM
+GEN_AI_RESPONSE_MODEL: Final = gen_ai.GEN_AI_RESPONSE_MODEL
+GEN_AI_RESPONSE_ID: Final = gen_ai.GEN_AI_RESPONSE_ID
+GEN_AI_RESPONSE_FINISH_REASONS: Final = gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+GEN_AI_USAGE_INPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+GEN_AI_AGENT_ID: Final = gen_ai.GEN_AI_AGENT_ID
+
+# HTTP, URL and error conventions.
+HTTP_REQUEST_METHOD: Final = http_attributes.HTTP_REQUEST_METHOD
+HTTP_RESPONSE_STATUS_CODE: Final = http_attributes.HTTP_RESPONSE_STATUS_CODE
+URL_PATH: Final = url_attributes.URL_PATH
+SERVER_ADDRESS: Final = server_attributes.SERVER_ADDRESS
+SERVER_PORT: Final = server_attributes.SERVER_PORT
+ERROR_TYPE: Final = error_attributes.ERROR_TYPE
+
+# Bastion's governance attributes.
+BASTION_AGENT_ID: Final = "bastion.agent.id"
+BASTION_AGENT_ROLE: Final = "bastion.agent.role"
+BASTION_CALL_KIND: Final = "bastion.call.kind"
+BASTION_ROUTE: Final = "bastion.route"
+BASTION_DECISION: Final = "bastion.decision"
+BASTION_POLICY_RULE: Final = "bastion.policy.rule"
+BASTION_POLICY_VERSION: Final = "bastion.policy.version"
+
+# Values of gen_ai.operation.name that Bastion uses.
+OPERATION_CHAT: Final = "chat"
+OPERATION_EMBEDDINGS: Final = "embeddings"
+OPERATION_HTTP: Final = "http"
+
+# Values of bastion.call.kind.
+KIND_MODEL: Final = "model"
+KIND_HTTP: Final = "http"
