@@ -43,7 +43,9 @@ def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes]
 
 
 @contextmanager
-def running(args: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    args: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a process for the duration of the block, then stop it with SIGTERM (SIGKILL after 10 s)."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(

@@ -1,10 +1,14 @@
-"""The ``bastion`` command: run the stack or one part of it, and manage keys."""
+"""The ``bastion`` command: run the stack or one part of it, and manage agent keys."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bastion import settings as s
 
@@ -16,6 +20,23 @@ def _collector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    from bastion.proxy.server import run
+
+    asyncio.run(run(s.proxy_settings(args)))
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    app = Path(__file__).parent / "dashboard" / "app.py"
+    settings = s.dashboard_settings(args)
+    os.environ["BASTION_COLLECTOR_URL"] = settings.collector_url
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true"]
+    argv += ["--server.address", settings.host, "--server.port", str(settings.port)]
+    argv += ["--browser.gatherUsageStats", "false"]
+    os.execv(sys.executable, argv)
+
+
 def _scripted_model(args: argparse.Namespace) -> int:
     from bastion.agents.model_server import serve
 
@@ -23,22 +44,119 @@ def _scripted_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from bastion.stack import up
+
+    return up(args)
+
+
+def _keys_file(args: argparse.Namespace) -> Path:
+    from bastion.proxy.config import load
+
+    return args.keys_file or load(args.policies).keys_file
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from bastion.proxy.keys import create_key
+
+    key, key_id = create_key(_keys_file(args), args.agent, args.role)
+    print(f"Created key {key_id} for agent {args.agent!r} (role {args.role!r}). It is shown only once:")
+    print(key)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from bastion.proxy.keys import list_keys
+
+    for entry in list_keys(_keys_file(args)):
+        status = "revoked" if entry.get("revoked") else "active"
+        print(f"{entry.get('id')}  {entry.get('agent')}  role={entry.get('role')}  {status}  {entry.get('created')}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from bastion.proxy.keys import revoke
+
+    if not (args.id or args.agent):
+        print("bastion keys revoke: give --id or --agent", file=sys.stderr)
+        return 2
+    revoked = revoke(_keys_file(args), key_id_=args.id, agent_id=args.agent)
+    if not revoked:
+        print("No active key matched.", file=sys.stderr)
+        return 1
+    print(f"Revoked {', '.join(revoked)}. Running proxies stop accepting it within a second or two.")
+    return 0
+
+
+def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="issue, list and revoke agent keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="issue a key; it is printed once and stored as a hash")
+    create.add_argument("--agent", required=True, help="agent id")
+    create.add_argument("--role", required=True, help="role name (policy subject role:<name>)")
+    create.set_defaults(run=_keys_create)
+    listing = actions.add_parser("list", help="list keys (ids, agents, roles; never the keys)")
+    listing.set_defaults(run=_keys_list)
+    rev = actions.add_parser("revoke", help="revoke a key by id, or every key of an agent")
+    rev.add_argument("--id", help="key id, as shown by create and list")
+    rev.add_argument("--agent", help="revoke every key of this agent")
+    rev.set_defaults(run=_keys_revoke)
+    for p in (create, listing, rev):
+        s.add_option(
+            p,
+            "--policies",
+            env="BASTION_POLICIES",
+            default=Path("policies"),
+            cast=Path,
+            help="policies directory",
+        )
+        s.add_keys_file_option(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bastion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start collector, proxy and dashboard together")
+    s.add_collector_options(up)
+    s.add_proxy_options(up)
+    s.add_dashboard_options(up)
+    up.add_argument("--demo", action="store_true", help="also start the scripted model and run the reference agent")
+    s.add_option(
+        up,
+        "--scripted-model-port",
+        env="BASTION_SCRIPTED_MODEL_PORT",
+        default=9100,
+        cast=int,
+        help="scripted model port (with --demo)",
+    )
+    up.set_defaults(run=_up)
 
     collector = commands.add_parser("collector", help="run the collector: OTLP intake, store and API")
     s.add_collector_options(collector)
     collector.set_defaults(run=_collector)
 
+    proxy = commands.add_parser("proxy", help="run the governance proxy")
+    s.add_proxy_options(proxy)
+    s.add_collector_url_option(proxy)
+    proxy.set_defaults(run=_proxy)
+
+    dashboard = commands.add_parser("dashboard", help="run the Streamlit dashboard")
+    s.add_dashboard_options(dashboard)
+    s.add_collector_url_option(dashboard)
+    dashboard.set_defaults(run=_dashboard)
+
     scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic-compatible model")
     s.add_option(scripted, "--host", env="BASTION_SCRIPTED_MODEL_HOST", default="127.0.0.1", help="listen address")
     s.add_option(scripted, "--port", env="BASTION_SCRIPTED_MODEL_PORT", default=9100, cast=int, help="port")
     scripted.set_defaults(run=_scripted_model)
+
+    _add_keys_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     return int(args.run(args))
 

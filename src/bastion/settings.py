@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -43,9 +44,7 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (
-        f":{parts.port}" if parts.port else ""
-    )
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -65,12 +64,8 @@ def add_option(
         try:
             value = cast(raw)
         except ValueError:
-            parser.error(
-                f"Environment variable {env} has value {raw!r}. Not a valid {cast.__name__}."
-            )
-    parser.add_argument(
-        flag, default=value, type=cast, help=f"{help} [env {env}, default {default!r}]"
-    )
+            parser.error(f"Environment variable {env} has value {raw!r}. Not a valid {cast.__name__}.")
+    parser.add_argument(flag, default=value, type=cast, help=f"{help} [env {env}, default {default!r}]")
 
 
 def secret(value: str) -> Secret:
@@ -103,6 +98,7 @@ class ProxySettings:
     collector_url: str = "http://127.0.0.1:4318"
     confdir: Path = Path(".bastion/mitmproxy")
     max_body_bytes: int = 10 * 1024 * 1024
+    keys_file: Path | None = None  # None: the keys_file named in bastion.yaml
 
 
 @dataclass(frozen=True)
@@ -238,6 +234,18 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         cast=int,
         help="largest request body accepted",
     )
+    add_keys_file_option(parser)
+
+
+def add_keys_file_option(parser: argparse.ArgumentParser) -> None:
+    add_option(
+        parser,
+        "--keys-file",
+        env="BASTION_KEYS_FILE",
+        default=None,
+        cast=Path,
+        help="agent keys file; overrides keys_file in bastion.yaml",
+    )
 
 
 def add_collector_url_option(parser: argparse.ArgumentParser) -> None:
@@ -259,6 +267,7 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         collector_url=args.collector_url,
         confdir=args.confdir,
         max_body_bytes=args.max_body_bytes,
+        keys_file=args.keys_file,
     )
 
 

@@ -1,0 +1,36 @@
+"""Allowed calls go to the route's upstream, carrying the real provider key."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from bastion.proxy.decision import refuse
+from bastion.proxy.errors import error_response
+from bastion.proxy.state import answered, state
+
+
+class Forward:
+    def request(self, flow: http.HTTPFlow) -> None:
+        if answered(flow):
+            return
+        st = state(flow)
+        route = st.route
+        if route is None:
+            return
+        upstream = route.upstream
+        flow.request.scheme = upstream.scheme
+        flow.request.host = upstream.host
+        flow.request.port = upstream.port
+        flow.request.path = st.upstream_path
+        flow.request.headers["host"] = upstream.authority
+        if route.api_key_env is None:
+            return
+        if route.api_key is None:
+            message = f"The provider key for route {route.name!r} is not configured (set {route.api_key_env})."
+            st.decision = refuse("provider_key_missing", message)
+            flow.response = error_response(route.provider, 502, message, "provider_key_missing")
+            return
+        if route.provider == "anthropic":
+            flow.request.headers["x-api-key"] = route.api_key.get()
+        else:
+            flow.request.headers["authorization"] = f"Bearer {route.api_key.get()}"

@@ -1,0 +1,45 @@
+"""Which configured route a request belongs to: by path prefix (reverse) or by host (explicit)."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from bastion.proxy.config import GatewayConfig, Route, Upstream
+from bastion.proxy.decision import refuse
+from bastion.proxy.errors import error_response
+from bastion.proxy.state import answered, state
+
+
+def passthrough_route(flow: http.HTTPFlow) -> Route:
+    """Explicit-proxy traffic to a host no route names: a plain HTTP call to that host."""
+    upstream = Upstream(flow.request.scheme, flow.request.host, flow.request.port, "/")
+    return Route(flow.request.host, "/", "http", upstream, (flow.request.host,), None, None)
+
+
+def upstream_path(route: Route, path: str, reverse: bool) -> str:
+    if reverse:
+        return route.upstream_path(path)
+    return route.upstream.base_path + path.lstrip("/")
+
+
+class Routing:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if answered(flow):
+            return
+        st = state(flow)
+        reverse = isinstance(flow.client_conn.proxy_mode, ReverseMode)
+        if reverse:
+            st.route = self.config.route_for_path(flow.request.path)
+            if st.route is None:
+                prefixes = ", ".join(r.prefix for r in self.config.routes) or "none"
+                message = f"No Bastion route for path {flow.request.path!r}. Configured prefixes: {prefixes}."
+                st.decision = refuse("unknown_route", message)
+                flow.response = error_response("http", 404, message, "unknown_route")
+                return
+        else:
+            st.route = self.config.route_for_host(flow.request.host) or passthrough_route(flow)
+        st.upstream_path = upstream_path(st.route, flow.request.path, reverse)

@@ -1,0 +1,114 @@
+"""One OpenTelemetry span per call, continuing the agent's W3C trace context.
+
+Telemetry never breaks traffic: every step here is guarded, and failures are only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mitmproxy import http
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from bastion import semconv
+from bastion.proxy.addons.health import INTERNAL
+from bastion.proxy.state import CallState, state
+
+log = logging.getLogger(__name__)
+_propagator = TraceContextTextMapPropagator()
+
+
+class Tracing:
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(INTERNAL):
+            return
+        try:
+            parent = _propagator.extract(carrier=dict(flow.request.headers))
+            start = int(flow.request.timestamp_start * 1e9)
+            span = self.tracer.start_span("bastion call", context=parent, kind=SpanKind.CLIENT, start_time=start)
+            state(flow).span = span
+            carrier: dict[str, str] = {}
+            _propagator.inject(carrier, context=trace.set_span_in_context(span))
+            for name in ("traceparent", "tracestate"):
+                flow.request.headers.pop(name, None)
+            flow.request.headers.update(carrier)
+        except Exception:
+            log.exception("could not start a span")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+
+    def _finish(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        span, st.span = st.span, None
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                span.set_attributes(attributes(flow, st))
+                if st.call is not None:
+                    span.update_name(st.call.span_name)
+                if flow.error is not None:
+                    span.set_status(Status(StatusCode.ERROR, flow.error.msg))
+                elif flow.response is not None and flow.response.status_code >= 500:
+                    span.set_status(Status(StatusCode.ERROR, f"HTTP {flow.response.status_code}"))
+        except Exception:
+            log.exception("could not record span attributes")
+        finally:
+            span.end()
+
+
+def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
+    """The span attributes for a finished call; absent values are left out."""
+    attrs: dict[str, Any] = {
+        semconv.HTTP_REQUEST_METHOD: flow.request.method,
+        semconv.URL_PATH: flow.request.path.split("?", 1)[0],
+        semconv.SERVER_ADDRESS: flow.request.host,
+    }
+    if st.route is not None:
+        attrs[semconv.BASTION_ROUTE] = st.route.name
+    if st.identity is not None:
+        attrs[semconv.BASTION_AGENT_ID] = st.identity.agent_id
+        attrs[semconv.BASTION_AGENT_ROLE] = st.identity.role
+    call = st.call
+    if call is not None:
+        attrs[semconv.BASTION_CALL_KIND] = call.kind
+        attrs[semconv.GEN_AI_OPERATION_NAME] = call.operation
+        if call.kind == semconv.KIND_MODEL:
+            attrs[semconv.GEN_AI_PROVIDER_NAME] = call.provider
+            attrs[semconv.GEN_AI_REQUEST_STREAM] = call.stream
+            if call.model:
+                attrs[semconv.GEN_AI_REQUEST_MODEL] = call.model
+    elif st.route is not None:
+        attrs[semconv.BASTION_CALL_KIND] = semconv.KIND_MODEL if st.route.provider != "http" else semconv.KIND_HTTP
+    if st.decision is not None:
+        attrs[semconv.BASTION_DECISION] = st.decision.effect.value
+        attrs[semconv.BASTION_POLICY_RULE] = st.decision.rule
+        if st.decision.policy_version:
+            attrs[semconv.BASTION_POLICY_VERSION] = st.decision.policy_version
+    usage = st.usage
+    optional = {
+        semconv.GEN_AI_RESPONSE_MODEL: usage.response_model,
+        semconv.GEN_AI_RESPONSE_ID: usage.response_id,
+        semconv.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+        semconv.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        semconv.GEN_AI_RESPONSE_FINISH_REASONS: usage.finish_reasons or None,
+    }
+    attrs.update({k: v for k, v in optional.items() if v is not None})
+    if flow.response is not None:
+        status = flow.response.status_code
+        attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status
+        if status >= 400:
+            attrs[semconv.ERROR_TYPE] = flow.response.headers.get("x-bastion-error") or str(status)
+    if flow.error is not None:
+        attrs[semconv.ERROR_TYPE] = "connection_error"
+    return attrs

@@ -1,0 +1,63 @@
+"""Bad input gets a clear 4xx in the caller's API format before anything else happens."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+from bastion.proxy.classify import model_endpoint
+from bastion.proxy.decision import refuse
+from bastion.proxy.errors import error_response
+from bastion.proxy.state import answered, state
+
+
+class Validate:
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = max_body_bytes
+
+    def _refuse(self, flow: http.HTTPFlow, status: int, code: str, message: str) -> None:
+        st = state(flow)
+        st.decision = refuse(code, message)
+        flow.response = error_response(st.route.provider if st.route else "http", status, message, code)
+
+    def _too_large(self, flow: http.HTTPFlow, size: int) -> None:
+        message = f"Request body of {size} bytes is over Bastion's limit of {self.max_body_bytes} bytes."
+        self._refuse(flow, 413, "body_too_large", message)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if answered(flow):
+            return
+        length = flow.request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            self._too_large(flow, int(length))
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if answered(flow):
+            return
+        st = state(flow)
+        body = flow.request.raw_content or b""
+        if len(body) > self.max_body_bytes:
+            self._too_large(flow, len(body))
+            return
+        route = st.route
+        path = st.upstream_path.split("?", 1)[0]
+        if route is None or model_endpoint(route.provider, flow.request.method, path) is None:
+            return
+        content_type = flow.request.headers.get("content-type", "")
+        if "json" not in content_type.split(";", 1)[0].lower():
+            message = f"Content-Type must be application/json, got {content_type or 'none'!r}."
+            self._refuse(flow, 415, "unsupported_content_type", message)
+            return
+        try:
+            parsed = json.loads(flow.request.get_content() or b"")
+        except (ValueError, UnicodeDecodeError) as e:
+            self._refuse(flow, 400, "invalid_json", f"Request body is not valid JSON: {e}.")
+            return
+        if not isinstance(parsed, dict):
+            self._refuse(flow, 400, "invalid_json", "Request body must be a JSON object.")
+            return
+        if not isinstance(parsed.get("model"), str) or not parsed["model"]:
+            self._refuse(flow, 400, "missing_model", "Request body must name a 'model' (a string).")
+            return
+        st.body = parsed

@@ -1,0 +1,75 @@
+"""What a request is: which provider, model and operation, in policy terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bastion import semconv
+
+# (provider, upstream path suffix) -> (endpoint, gen_ai.operation.name)
+_MODEL_ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
+    ("openai", "chat/completions"): ("chat.completions", semconv.OPERATION_CHAT),
+    ("openai", "responses"): ("responses", semconv.OPERATION_CHAT),
+    ("openai", "embeddings"): ("embeddings", semconv.OPERATION_EMBEDDINGS),
+    ("anthropic", "messages"): ("messages", semconv.OPERATION_CHAT),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    kind: str  # semconv.KIND_*
+    provider: str
+    operation: str  # gen_ai.operation.name, or "http"
+    endpoint: str
+    model: str | None
+    stream: bool
+    host: str
+    path: str
+    method: str
+
+    @property
+    def policy_object(self) -> str:
+        if self.kind == semconv.KIND_MODEL:
+            return f"model:{self.model}"
+        return f"http:{self.host}{self.path}"
+
+    @property
+    def policy_action(self) -> str:
+        return self.operation if self.kind == semconv.KIND_MODEL else self.method
+
+    @property
+    def span_name(self) -> str:
+        if self.kind == semconv.KIND_MODEL:
+            return f"{self.operation} {self.model}"
+        return f"{self.method} {self.host}"
+
+
+def model_endpoint(provider: str, method: str, path: str) -> tuple[str, str] | None:
+    """The model endpoint a POST to ``path`` (upstream path) calls, if any."""
+    if method != "POST":
+        return None
+    for (p, suffix), found in _MODEL_ENDPOINTS.items():
+        if p == provider and path.rstrip("/").endswith("/" + suffix):
+            return found
+    return None
+
+
+def classify(provider: str, method: str, host: str, path: str, body: Any) -> Call:
+    """``body`` is the parsed JSON body for model endpoints (validated earlier)."""
+    path_only = path.split("?", 1)[0]
+    endpoint = model_endpoint(provider, method, path_only)
+    if endpoint is None or not isinstance(body, dict):
+        return Call(semconv.KIND_HTTP, provider, semconv.OPERATION_HTTP, "http", None, False, host, path_only, method)
+    model = body.get("model")
+    return Call(
+        kind=semconv.KIND_MODEL,
+        provider=provider,
+        operation=endpoint[1],
+        endpoint=endpoint[0],
+        model=str(model) if model is not None else None,
+        stream=bool(body.get("stream")),
+        host=host,
+        path=path_only,
+        method=method,
+    )

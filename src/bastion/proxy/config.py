@@ -1,0 +1,131 @@
+"""Bastion's gateway configuration (``policies/bastion.yaml``), parsed once into typed values."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from bastion.settings import Secret
+
+PROVIDERS = ("openai", "anthropic", "http")
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+    base_path: str  # always ends with "/"
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        return cls(parts.scheme, parts.hostname, port, path)
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    prefix: str
+    provider: str
+    upstream: Upstream
+    hosts: tuple[str, ...]
+    api_key_env: str | None
+    api_key: Secret | None
+
+    def upstream_path(self, path: str) -> str:
+        """The upstream path for a reverse-proxied ``path`` under this route's prefix."""
+        return self.upstream.base_path + path[len(self.prefix) :]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    routes: tuple[Route, ...]
+    keys_file: Path
+
+    def route_for_path(self, path: str) -> Route | None:
+        return next((r for r in self.routes if path.startswith(r.prefix)), None)
+
+    def route_for_host(self, host: str) -> Route | None:
+        return next((r for r in self.routes if host in r.hosts), None)
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Expand ``${NAME}`` and ``${NAME:-default}`` references."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        value = env.get(match.group(1))
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise ConfigError(f"environment variable {match.group(1)} is referenced but not set")
+
+    return _ENV_REFERENCE.sub(substitute, text)
+
+
+def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
+    path = policies_dir / "bastion.yaml"
+    try:
+        raw = yaml.safe_load(expand_env(path.read_text())) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    routes = tuple(_route(path, i, r) for i, r in enumerate(raw.get("routes") or []))
+    names = [r.name for r in routes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: route names must be unique, got {names}")
+    keys = keys_file or policies_dir / str(raw.get("keys_file", "keys.yaml"))
+    return GatewayConfig(routes=routes, keys_file=keys)
+
+
+def _route(path: Path, index: int, raw: Any) -> Route:
+    where = f"{path}: routes[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    try:
+        name, prefix, upstream_url = str(raw["name"]), str(raw["prefix"]), str(raw["upstream"])
+    except KeyError as e:
+        raise ConfigError(f"{where}: missing key {e.args[0]!r}") from None
+    provider = str(raw.get("provider", "http"))
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{where}: provider {provider!r} is not one of {PROVIDERS}")
+    if not (prefix.startswith("/") and prefix.endswith("/")):
+        raise ConfigError(f"{where}: prefix {prefix!r} must start and end with '/'")
+    try:
+        upstream = Upstream.parse(upstream_url)
+    except ValueError as e:
+        raise ConfigError(f"{where}: upstream {e}") from None
+    key_env = raw.get("api_key_env")
+    key_value = os.environ.get(key_env) if key_env else None
+    return Route(
+        name=name,
+        prefix=prefix,
+        provider=provider,
+        upstream=upstream,
+        hosts=tuple(str(h) for h in raw.get("hosts") or ()),
+        api_key_env=str(key_env) if key_env else None,
+        api_key=Secret(key_value) if key_value else None,
+    )

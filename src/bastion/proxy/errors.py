@@ -1,0 +1,33 @@
+"""Error responses in the caller's API format, so official SDKs raise readable errors."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+# HTTP status -> (OpenAI error type, Anthropic error type)
+_TYPES = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("authentication_error", "authentication_error"),
+    403: ("permission_denied", "permission_error"),
+    404: ("not_found_error", "not_found_error"),
+    413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "invalid_request_error"),
+    502: ("upstream_error", "api_error"),
+    503: ("service_unavailable", "overloaded_error"),
+}
+
+
+def error_body(provider: str, status: int, message: str, code: str) -> dict[str, object]:
+    openai_type, anthropic_type = _TYPES.get(status, ("invalid_request_error", "invalid_request_error"))
+    if provider == "anthropic":
+        return {"type": "error", "error": {"type": anthropic_type, "message": message, "code": code}}
+    if provider == "openai":
+        return {"error": {"message": message, "type": openai_type, "code": code, "param": None}}
+    return {"error": {"message": message, "code": code}}
+
+
+def error_response(provider: str, status: int, message: str, code: str) -> http.Response:
+    body = json.dumps(error_body(provider, status, message, code)).encode()
+    return http.Response.make(status, body, {"content-type": "application/json", "x-bastion-error": code})

@@ -1,0 +1,151 @@
+"""Agent keys: issued once, stored as SHA-256 hashes, looked up per request.
+
+Keys are 32 random bytes, so a plain SHA-256 is a sound hash for them (no dictionary to guess
+from). The file is re-read when it changes, so a revoke takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KEY_PREFIX = "bst_"
+RELOAD_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    agent_id: str
+    role: str
+    key_id: str
+
+
+def hash_key(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id(key_hash: str) -> str:
+    """A short, public name for a key: the first 12 hex digits of its hash."""
+    return key_hash.removeprefix("sha256:")[:12]
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    data = yaml.safe_load(path.read_text()) or {}
+    entries = data.get("keys") or []
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: 'keys' must be a list")
+    return [dict(e) for e in entries]
+
+
+def _write(path: Path, entries: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Agent keys, stored as SHA-256 hashes. Managed by `bastion keys create|list|revoke`.\n"
+    text += yaml.safe_dump({"keys": entries}, sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def create_key(path: Path, agent_id: str, role: str) -> tuple[str, str]:
+    """Issue a key for ``agent_id``; returns (key, key id). Only the hash is stored."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    digest = hash_key(key)
+    entries = _read(path)
+    entries.append(
+        {
+            "id": key_id(digest),
+            "hash": digest,
+            "agent": agent_id,
+            "role": role,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "revoked": False,
+        }
+    )
+    _write(path, entries)
+    return key, key_id(digest)
+
+
+def revoke(path: Path, *, key_id_: str | None = None, agent_id: str | None = None) -> list[str]:
+    """Revoke keys by id or every key of an agent; returns the revoked key ids."""
+    entries = _read(path)
+    revoked = []
+    for entry in entries:
+        if entry.get("revoked"):
+            continue
+        if (key_id_ and entry.get("id") == key_id_) or (agent_id and entry.get("agent") == agent_id):
+            entry["revoked"] = True
+            entry["revoked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            revoked.append(str(entry.get("id")))
+    if revoked:
+        _write(path, entries)
+    return revoked
+
+
+def list_keys(path: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "hash"} for e in _read(path)]
+
+
+class KeyStore:
+    """Looks up identities by key; re-reads the file at most once a second when it changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._by_hash: dict[str, Identity] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self.reload()
+
+    def reload(self) -> None:
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        by_hash = {
+            str(e["hash"]): Identity(str(e["agent"]), str(e.get("role", "")), str(e.get("id", "")))
+            for e in _read(self.path)
+            if not e.get("revoked")
+        }
+        with self._lock:
+            self._by_hash, self._stamp, self._checked = by_hash, stamp, time.monotonic()
+
+    def _maybe_reload(self) -> None:
+        if time.monotonic() - self._checked < RELOAD_CHECK_SECONDS:
+            return
+        self._checked = time.monotonic()
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            try:
+                self.reload()
+            except (OSError, ValueError, yaml.YAMLError, KeyError):
+                # Keep serving the keys we had: a broken edit must not lock everyone out or in.
+                return
+
+    def lookup(self, key: str) -> Identity | None:
+        self._maybe_reload()
+        return self._by_hash.get(hash_key(key))
+
+    def roles_by_agent(self) -> dict[str, set[str]]:
+        self._maybe_reload()
+        roles: dict[str, set[str]] = {}
+        for identity in self._by_hash.values():
+            roles.setdefault(identity.agent_id, set()).add(identity.role)
+        return roles

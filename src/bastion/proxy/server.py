@@ -1,0 +1,69 @@
+"""Runs mitmproxy inside Bastion's own process: reverse mode for base URLs, explicit for HTTPS_PROXY."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from bastion.proxy import config as gateway_config
+from bastion.proxy.addons import default_addons
+from bastion.proxy.keys import KeyStore
+from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.telemetry import tracer_provider
+from bastion.settings import ProxySettings
+
+log = logging.getLogger(__name__)
+# mitmproxy logs every connection at INFO; Bastion's own spans record each call instead.
+logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+CA_CERT_NAME = "mitmproxy-ca-cert.pem"
+# Reverse mode needs an upstream; every route rewrites it, and a request no route claims is
+# answered before any connection is made (connection_strategy=lazy).
+_UNUSED_UPSTREAM = "http://127.0.0.1:9"
+
+
+def modes(settings: ProxySettings) -> list[str]:
+    return [
+        f"reverse:{_UNUSED_UPSTREAM}@{settings.host}:{settings.reverse_port}",
+        f"regular@{settings.host}:{settings.explicit_port}",
+    ]
+
+
+async def run(settings: ProxySettings) -> None:
+    config = gateway_config.load(settings.policies_dir, settings.keys_file)
+    keys = KeyStore(config.keys_file)
+    engine = PolicyEngine(settings.policies_dir)
+    provider = tracer_provider(settings.collector_url)
+    settings.confdir.mkdir(parents=True, exist_ok=True)
+    master = DumpMaster(
+        options.Options(mode=modes(settings), confdir=str(settings.confdir)),
+        with_termlog=False,
+        with_dumper=False,
+    )
+    master.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
+    tracer = provider.get_tracer("bastion.proxy")
+    master.addons.add(*default_addons(config, keys, engine, tracer, settings.max_body_bytes))  # type: ignore[no-untyped-call]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    for route in config.routes:
+        if route.api_key_env and route.api_key is None:
+            log.warning("route %s: %s is not set; its calls will fail with 502", route.name, route.api_key_env)
+    routes = ", ".join(
+        f"{r.prefix} -> {r.upstream.scheme}://{r.upstream.authority}{r.upstream.base_path}" for r in config.routes
+    )
+    print(
+        f"Bastion proxy: reverse http://{settings.host}:{settings.reverse_port}  "
+        f"explicit (HTTPS_PROXY) http://{settings.host}:{settings.explicit_port}\n"
+        f"  routes: {routes}\n"
+        f"  CA certificate: {(settings.confdir / CA_CERT_NAME).resolve()}\n"
+        f"  policy version {engine.version}; keys from {config.keys_file}",
+        flush=True,
+    )
+    try:
+        await master.run()
+    finally:
+        provider.shutdown()

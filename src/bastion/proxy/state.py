@@ -1,0 +1,42 @@
+"""What the addons learn about one call, handed from one to the next in ``flow.metadata``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http
+from opentelemetry.trace import Span
+
+from bastion.proxy.classify import Call
+from bastion.proxy.config import Route
+from bastion.proxy.decision import Decision
+from bastion.proxy.keys import Identity
+from bastion.proxy.usage import Usage
+
+_KEY = "bastion"
+
+
+@dataclass
+class CallState:
+    route: Route | None = None
+    # The request's path (with query) as the upstream will see it.
+    upstream_path: str = ""
+    identity: Identity | None = None
+    body: Any = None
+    call: Call | None = None
+    decision: Decision | None = None
+    usage: Usage = field(default_factory=Usage)
+    span: Span | None = None
+
+
+def state(flow: http.HTTPFlow) -> CallState:
+    found = flow.metadata.get(_KEY)
+    if not isinstance(found, CallState):
+        found = flow.metadata[_KEY] = CallState()
+    return found
+
+
+def answered(flow: http.HTTPFlow) -> bool:
+    """An earlier addon already answered (or killed) the flow."""
+    return flow.response is not None or flow.error is not None

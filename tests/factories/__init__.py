@@ -1,0 +1,1 @@
+"""Test factories, one module per Bastion package."""

@@ -1,0 +1,110 @@
+"""Factories for proxy tests: flows, routes, key stores and policy directories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.test import tflow, tutils
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from bastion.proxy.addons import default_addons
+from bastion.proxy.config import GatewayConfig, Route, Upstream
+from bastion.proxy.keys import KeyStore, create_key
+from bastion.proxy.policy import PolicyEngine
+from bastion.settings import Secret
+from support import ROOT
+
+REVERSE = ProxyMode.parse("reverse:http://127.0.0.1:9@0")
+REGULAR = ProxyMode.parse("regular")
+
+
+def route(provider: str = "openai", prefix: str | None = None, key: str | None = "real-key", **kw: Any) -> Route:
+    return Route(
+        name=kw.get("name", provider),
+        prefix=prefix or f"/{provider}/",
+        provider=provider,
+        upstream=Upstream.parse(kw.get("upstream", "http://upstream.test:9100/")),
+        hosts=tuple(kw.get("hosts", ())),
+        api_key_env=f"{provider.upper()}_API_KEY",
+        api_key=Secret(key) if key else None,
+    )
+
+
+def flow(
+    path: str = "/openai/v1/chat/completions",
+    body: Any = None,
+    *,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    mode: ProxyMode = REVERSE,
+) -> http.HTTPFlow:
+    """A request flow as the proxy sees it; ``body`` dicts become JSON."""
+    content = json.dumps(body).encode() if isinstance(body, dict | list) else (body or b"")
+    hdrs = {"content-type": "application/json", **(headers or {})}
+    req = tutils.treq(
+        method=method.encode(),
+        host=host,
+        port=8080,
+        path=path.encode(),
+        headers=http.Headers(**{k.replace("-", "_"): v for k, v in hdrs.items()}),
+        content=content,
+    )
+    f = tflow.tflow(req=req)
+    f.client_conn.proxy_mode = mode
+    return f
+
+
+def chat_body(model: str = "scripted-small", stream: bool = False) -> dict[str, Any]:
+    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]}
+
+
+def keystore(tmp_path: Path, agent: str = "agent-1", role: str = "assistant") -> tuple[KeyStore, str]:
+    key, _ = create_key(tmp_path / "keys.yaml", agent, role)
+    return KeyStore(tmp_path / "keys.yaml"), key
+
+
+def policies_dir(tmp_path: Path, rules: str | None = None) -> Path:
+    """A copy of the bundled policies, optionally with other rules."""
+    target = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", target)
+    if rules is not None:
+        (target / "policy.csv").write_text(rules)
+    return target
+
+
+def gateway(tmp_path: Path, routes: tuple[Route, ...] | None = None) -> tuple[list[object], str, InMemorySpanExporter]:
+    """The default addons over a fresh key store and the bundled policy; returns (addons, key, spans)."""
+    keys, key = keystore(tmp_path)
+    config = GatewayConfig(routes=routes or (route("openai"), route("anthropic")), keys_file=tmp_path / "keys.yaml")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    addons = default_addons(config, keys, PolicyEngine(policies_dir(tmp_path)), provider.get_tracer("t"), 1024)
+    return addons, key, exporter
+
+
+def run_request(addons: list[object], f: http.HTTPFlow) -> http.HTTPFlow:
+    """Run the request-side hooks in order, as mitmproxy does."""
+    for hook in ("requestheaders", "request"):
+        for addon in addons:
+            if hasattr(addon, hook):
+                getattr(addon, hook)(f)
+    return f
+
+
+def run_response(addons: list[object], f: http.HTTPFlow, response: http.Response | None = None) -> http.HTTPFlow:
+    if response is not None:
+        f.response = response
+    for hook in ("responseheaders", "response"):
+        for addon in addons:
+            if hasattr(addon, hook):
+                getattr(addon, hook)(f)
+    return f

@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from bastion.proxy.config import ConfigError, Upstream, expand_env, load
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "bastion.yaml").write_text(text)
+    return tmp_path
+
+
+def test_bundled_configuration_loads_with_scripted_upstreams(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_OPENAI_UPSTREAM", "http://127.0.0.1:9100/")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    config = load(Path(__file__).parents[2] / "policies")
+    openai = config.route_for_path("/openai/v1/chat/completions")
+    assert openai is not None and openai.provider == "openai"
+    assert openai.upstream == Upstream("http", "127.0.0.1", 9100, "/")
+    assert openai.api_key is not None and openai.api_key.get() == "sk-real"
+    assert "sk-real" not in repr(openai)
+    assert config.route_for_host("api.anthropic.com") is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("routes: [{name: a, prefix: /a/}]", "missing key 'upstream'"),
+        ("routes: [{name: a, prefix: a, upstream: 'http://x/'}]", "must start and end with '/'"),
+        ("routes: [{name: a, prefix: /a/, upstream: 'ftp://x/'}]", "not an http(s) URL"),
+        ("routes: [{name: a, prefix: /a/, upstream: 'http://x/', provider: grpc}]", "provider 'grpc'"),
+        ("routes: [{name: a, prefix: /a/, upstream: '${NOPE_NOT_SET}'}]", "NOPE_NOT_SET"),
+        ("- a list", "expected a mapping"),
+    ],
+)
+def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error.replace("(", r"\(").replace(")", r"\)")):
+        load(write_config(tmp_path, text))
+
+
+def test_upstream_path_keeps_the_rest_of_the_path() -> None:
+    config = load(write_config(tmp_path_for("x"), "routes: [{name: a, prefix: /a/, upstream: 'https://h/base'}]"))
+    route = config.routes[0]
+    assert route.upstream_path("/a/v1/x?y=1") == "/base/v1/x?y=1"
+    assert route.upstream.authority == "h"
+
+
+def tmp_path_for(name: str) -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=name))
+
+
+def test_expand_env_uses_default_only_when_unset() -> None:
+    assert expand_env("${A:-d}", {"A": "v"}) == "v"
+    assert expand_env("${A:-d}", {}) == "d"
