@@ -1,0 +1,126 @@
+"""HTTP plumbing shared by the scripted model's APIs: recording, JSON bodies, errors and SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from bastion.agents.script import Json
+
+Api = Literal["openai", "anthropic"]
+
+CHUNK_DELAY = 0.01  # seconds between streamed events, so a stream arrives in visible pieces
+MAX_RECORDS = 1000
+
+
+class Recorder:
+    """Every request the server received, oldest first (the last ``MAX_RECORDS``)."""
+
+    def __init__(self) -> None:
+        self._records: deque[Json] = deque(maxlen=MAX_RECORDS)
+
+    def add(self, request: Request, raw: bytes) -> None:
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        self._records.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "headers": dict(request.headers),
+                "body": body,
+            }
+        )
+
+    def all(self) -> list[Json]:
+        return list(self._records)
+
+    def clear(self) -> None:
+        self._records.clear()
+
+
+class ApiError(Exception):
+    """A request error, rendered in the format of the API that was called."""
+
+    def __init__(self, api: Api, message: str, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message)
+        self.api, self.message, self.status, self.param = api, message, status, param
+
+    def response(self) -> JSONResponse:
+        if self.api == "anthropic":
+            kind = "not_found_error" if self.status == 404 else "invalid_request_error"
+            body: Json = {"type": "error", "error": {"type": kind, "message": self.message}}
+        else:
+            body = {
+                "error": {
+                    "message": self.message,
+                    "type": "invalid_request_error",
+                    "param": self.param,
+                    "code": "not_found" if self.status == 404 else None,
+                }
+            }
+        return JSONResponse(body, status_code=self.status)
+
+
+async def record(request: Request) -> bytes:
+    """Record the request and return its raw body."""
+    raw = await request.body()
+    recorder: Recorder = request.app.state.recorder
+    recorder.add(request, raw)
+    return raw
+
+
+async def json_body(request: Request, api: Api, required: Iterable[str]) -> Json:
+    """Record the request and parse its JSON object body; missing ``required`` fields are a 400."""
+    raw = await record(request)
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise ApiError(api, f"Request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(api, "Request body must be a JSON object.")
+    for name in required:
+        if body.get(name) in (None, "", []):
+            raise ApiError(api, f"Missing required parameter: '{name}'.", param=name)
+    if not isinstance(body["model"], str):
+        raise ApiError(api, "Parameter 'model' must be a string.", param="model")
+    return body
+
+
+def messages_of(body: Json, api: Api) -> list[Json]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(api, "Parameter 'messages' must be a list of objects.", param="messages")
+    return messages
+
+
+def tools_of(body: Json) -> list[Json]:
+    tools = body.get("tools")
+    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event."""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def stream(events: Iterable[bytes]) -> StreamingResponse:
+    """Send the events one write at a time, with a short pause between them."""
+
+    async def paced() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+            await asyncio.sleep(CHUNK_DELAY)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(paced(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,98 @@
+"""A typed client for the collector's HTTP API, the dashboard's only source of data.
+
+The base URL comes from the argument, else ``BASTION_COLLECTOR_URL``, else
+``http://127.0.0.1:4318``. Every failure (unreachable, timeout, an error status, a body that is not
+the expected JSON) raises :class:`CollectorError` with a message fit to show to a person.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from bastion.settings import DashboardSettings
+
+Json = dict[str, Any]
+ENV = "BASTION_COLLECTOR_URL"
+
+
+class CollectorError(Exception):
+    """The collector could not be reached, or answered with an error."""
+
+
+class CollectorClient:
+    def __init__(self, base_url: str | None = None, timeout: float = 5.0) -> None:
+        url = base_url or os.environ.get(ENV) or DashboardSettings().collector_url
+        self.base_url = url.rstrip("/")
+        self.timeout = timeout
+
+    def audit(
+        self,
+        agent: str | None = None,
+        decision: str | None = None,
+        kind: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Json:
+        """One page of audit records, newest first: ``{"items", "limit", "offset", "next_offset"}``."""
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        for name, value in (("agent", agent), ("decision", decision), ("kind", kind)):
+            if value:
+                params[name] = value
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None:
+                params[name] = _iso(moment)
+        body = self._get("/api/audit", params)
+        if body is None or not isinstance(body.get("items"), list):
+            raise CollectorError(f"The collector at {self.base_url} sent an audit page without items.")
+        return body
+
+    def trace(self, trace_id: str) -> Json | None:
+        """Every span of the trace (``{"trace_id", "spans"}``), or ``None`` when it is unknown."""
+        return self._get(f"/api/traces/{trace_id}", {})
+
+    def health(self) -> bool:
+        try:
+            body = self._get("/healthz", {})
+        except CollectorError:
+            return False
+        return body is not None and body.get("status") == "ok"
+
+    def _get(self, path: str, params: dict[str, str | int]) -> Json | None:
+        """The JSON object at ``path``; ``None`` on 404."""
+        url = self.base_url + path
+        try:
+            r = httpx.get(url, params=params, timeout=self.timeout)
+        except httpx.HTTPError as e:
+            raise CollectorError(f"Cannot reach the collector at {self.base_url}: {e or type(e).__name__}") from e
+        if r.status_code == 404:
+            return None
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if not r.is_success:
+            raise CollectorError(f"The collector answered {r.status_code} for {path}: {_message(body, r.text)}")
+        if not isinstance(body, dict):
+            raise CollectorError(f"The collector sent something other than a JSON object for {path}.")
+        return body
+
+
+def _iso(moment: datetime | str) -> str:
+    if isinstance(moment, str):
+        return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def _message(body: Any, text: str) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return text[:200] or "no details"

@@ -1,0 +1,75 @@
+"""The audit trail: governance decisions, newest first, filtered and paged; a row opens its trace."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from bastion.dashboard import views
+from bastion.dashboard.client import CollectorClient, CollectorError
+
+PAGE_SIZES = (10, 25, 50, 100)
+TABLE = "audit_table"
+
+
+def _move(offset: int) -> None:
+    st.session_state["audit_offset"] = offset
+    st.session_state.pop(TABLE, None)
+
+
+st.title("Audit trail")
+now = datetime.now(UTC)
+agent_col, decision_col, kind_col, range_col, size_col = st.columns([3, 2, 2, 2, 1])
+agent = agent_col.text_input("Agent", key="audit_agent", placeholder="any agent").strip()
+decision = decision_col.selectbox("Decision", views.DECISIONS, key="audit_decision")
+kind = kind_col.selectbox("Kind", views.KINDS, key="audit_kind")
+window = range_col.selectbox("Time range", [*views.TIME_RANGES, views.CUSTOM], key="audit_range")
+page_size = size_col.selectbox("Rows", PAGE_SIZES, index=PAGE_SIZES.index(50), key="audit_page_size")
+if window == views.CUSTOM:
+    st.session_state.setdefault("audit_from", (now - timedelta(days=1)).replace(tzinfo=None))
+    st.session_state.setdefault("audit_to", now.replace(tzinfo=None))
+    from_col, to_col = st.columns(2)
+    since = from_col.datetime_input("From (UTC)", key="audit_from")
+    until = to_col.datetime_input("To (UTC)", key="audit_to")
+else:
+    since, until = views.time_window(window, now)
+
+filters = (agent, decision, kind, window, (since, until) if window == views.CUSTOM else None, page_size)
+if st.session_state.get("audit_filters") != filters:
+    st.session_state["audit_filters"] = filters
+    _move(0)
+offset: int = st.session_state.get("audit_offset", 0)
+
+try:
+    page = CollectorClient().audit(
+        agent=agent or None,
+        decision=None if decision == views.ANY else decision,
+        kind=None if kind == views.ANY else kind,
+        since=since,
+        until=until,
+        limit=page_size,
+        offset=offset,
+    )
+except CollectorError as e:
+    st.error(f"The audit trail is unavailable. {e}")
+    st.stop()
+
+items = page["items"]
+if items:
+    st.caption(f"Records {offset + 1}–{offset + len(items)}, newest first. Select a row to open its trace.")
+    table = st.dataframe(
+        views.audit_rows(items), hide_index=True, on_select="rerun", selection_mode="single-row", key=TABLE
+    )
+    selected = [i for i in table.selection.rows if i < len(items)]
+    if selected:
+        trace_id = items[selected[0]]["trace_id"]
+        st.page_link("pages/trace.py", label=f"Open trace {trace_id}", icon="🔎", query_params={"trace_id": trace_id})
+else:
+    st.info("No audit records match these filters." if offset == 0 else "No more audit records.")
+
+newer_col, older_col, refresh_col = st.columns(3)
+newer_col.button("← Newer", key="audit_newer", disabled=offset == 0, on_click=_move, args=(max(0, offset - page_size),))
+next_offset = page.get("next_offset")
+older_col.button("Older →", key="audit_older", disabled=next_offset is None, on_click=_move, args=(next_offset or 0,))
+refresh_col.button("Refresh", key="audit_refresh")
