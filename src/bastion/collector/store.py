@@ -1,0 +1,142 @@
+"""The span store: one clickhouse-connect client, embedded chDB or a ClickHouse server.
+
+chDB runs one query at a time, so every call takes the store's lock. The methods block; the
+app calls them from worker threads, never on the event loop. Every value reaches ClickHouse as
+a query parameter (``{name:Type}``), never inside the SQL text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Final
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from bastion import semconv
+from bastion.collector import schema, views
+from bastion.collector.schema import SpanRow
+from bastion.collector.views import AuditFilters, Json
+from bastion.settings import CollectorSettings
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_TABLE: Final = "{db:Identifier}.{table:Identifier}"
+_LOOKUP: Final = "{db:Identifier}.{lookup:Identifier}"
+
+_AUDIT_SELECT: Final = f"""\
+SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, SpanName, ServiceName, Duration, StatusCode,
+    SpanAttributes
+FROM {_TABLE}
+WHERE """
+_AUDIT_ORDER: Final = """
+ORDER BY Timestamp DESC, TraceId DESC, SpanId DESC
+LIMIT {limit:UInt32} OFFSET {offset:UInt64}"""
+
+# Each audit filter is a fixed SQL condition over its own parameter.
+_AUDIT_CONDITIONS: Final = {
+    "agent": "SpanAttributes[{agent_key:String}] = {agent:String}",
+    "decision": "SpanAttributes[{decision_key:String}] = {decision:String}",
+    "kind": "SpanAttributes[{kind_key:String}] = {kind:String}",
+    "since": "Timestamp >= fromUnixTimestamp64Nano({since:Int64})",
+    "until": "Timestamp <= fromUnixTimestamp64Nano({until:Int64})",
+}
+
+# Columns in SpanRow order; the trace-id lookup table bounds the scan to the trace's time range.
+# The bounds are cast to DateTime64: on ClickHouse 26.9, `Timestamp < <DateTime>` wrongly skips
+# parts through the toDateTime(Timestamp) primary key.
+_TRACE: Final = f"""\
+SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind,
+    ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode,
+    StatusMessage, arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp), Events.Name,
+    Events.Attributes, Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes
+FROM {_TABLE}
+WHERE TraceId = {{trace_id:String}}
+    AND Timestamp >= (SELECT toDateTime64(min(Start), 9) FROM {_LOOKUP} WHERE TraceId = {{trace_id:String}})
+    AND Timestamp < (SELECT toDateTime64(max(End) + 1, 9) FROM {_LOOKUP} WHERE TraceId = {{trace_id:String}})
+ORDER BY Timestamp, SpanId"""
+
+
+class Store:
+    def __init__(self, client: Client, database: str, table: str = schema.TRACES_TABLE) -> None:
+        schema.identifier(database)
+        self.database = database
+        self.table = table
+        self._client = client
+        self._lock = threading.Lock()
+        self._names = {"db": database, "table": table, "lookup": f"{table}_trace_id_ts"}
+        self._column_names = [name for name, _ in schema.INSERT_COLUMNS]
+        self._column_types = [kind for _, kind in schema.INSERT_COLUMNS]
+
+    @classmethod
+    def open(cls, settings: CollectorSettings) -> Store:
+        """Connect to ``settings.dsn`` (``chdb:///path`` or ``http(s)://``)."""
+        return cls(clickhouse_connect.get_client(dsn=settings.dsn), settings.database)
+
+    def migrate(self) -> None:
+        """Create the database, tables and view if they do not exist."""
+        with self._lock:
+            for statement in schema.statements(self.database, table=self.table):
+                self._client.command(statement)
+
+    def insert_spans(self, rows: Sequence[SpanRow]) -> None:
+        """One INSERT of all ``rows``."""
+        if not rows:
+            return
+        with self._lock:
+            self._client.insert(
+                self.table,
+                rows,
+                column_names=self._column_names,
+                column_type_names=self._column_types,
+                database=self.database,
+            )
+
+    def audit(self, filters: AuditFilters) -> Json:
+        """A page of spans that carry a governance decision, newest first."""
+        limit = max(1, min(filters.limit, views.MAX_LIMIT))
+        offset = max(0, filters.offset)
+        params: dict[str, Any] = {**self._names, "limit": limit + 1, "offset": offset}
+        conditions = ["mapContains(SpanAttributes, {decision_key:String})"]
+        params["decision_key"] = semconv.BASTION_DECISION
+        for name, key in (
+            ("agent", semconv.BASTION_AGENT_ID),
+            ("decision", semconv.BASTION_DECISION),
+            ("kind", semconv.BASTION_CALL_KIND),
+        ):
+            value = getattr(filters, name)
+            if value is not None:
+                conditions.append(_AUDIT_CONDITIONS[name])
+                params[name], params[f"{name}_key"] = value, key
+        for name in ("since", "until"):
+            moment = getattr(filters, name)
+            if moment is not None:
+                conditions.append(_AUDIT_CONDITIONS[name])
+                params[name] = max(_INT64_MIN, min(_INT64_MAX, views.unix_nanos(moment)))
+        sql = _AUDIT_SELECT + "\n    AND ".join(conditions) + _AUDIT_ORDER
+        rows = self._query(sql, params)
+        items = [views.audit_item(*row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return {"items": items, "limit": limit, "offset": offset, "next_offset": offset + limit if more else None}
+
+    def trace(self, trace_id: str) -> list[Json]:
+        """Every stored span of the trace (lowercase hex id), oldest first."""
+        rows = self._query(_TRACE, {**self._names, "trace_id": trace_id})
+        return [views.span_item(SpanRow(*row)) for row in rows]
+
+    def ping(self) -> bool:
+        """Whether the store answers."""
+        try:
+            with self._lock:
+                return bool(self._client.ping())
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        with self._lock:
+            return list(self._client.query(sql, parameters=params).result_rows)
