@@ -25,7 +25,8 @@ class Stack:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})})
+        # Own process group: a Ctrl-C reaches only `up`, which then stops the children in order.
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, process_group=0)
         self.children.append((name, proc))
         return proc
 
@@ -47,13 +48,12 @@ class Stack:
         return next((name for name, proc in self.children if proc.poll() is not None), None)
 
     def stop(self) -> None:
+        """Stop the children newest first, so the proxy flushes its spans while the collector still runs."""
         for _, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _, proc in reversed(self.children):
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

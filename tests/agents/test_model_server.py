@@ -10,6 +10,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+
 from support import BASTION, free_port, running, wait_for_http
 
 OPENAI_KEY = "sk-provider-openai"

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from support import BASTION, ROOT, free_port, running, wait_for_http
 
 from bastion.agents import reference_agent
+from support import BASTION, ROOT, free_port, running, wait_for_http
 
 KEY = "sk-agent-secret-key-123"
 ALLOWED_STEPS = "chat,stream,tools,embeddings"

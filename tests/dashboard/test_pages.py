@@ -17,10 +17,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from streamlit.testing.v1 import AppTest
-from support import BASTION, ROOT, free_port, running, wait_for_http
 
 from bastion import semconv as sc
 from bastion.dashboard.client import CollectorClient, CollectorError
+from support import BASTION, ROOT, free_port, running, wait_for_http
 
 PAGER_SPANS = 12
 

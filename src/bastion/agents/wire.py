@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal
@@ -15,7 +16,9 @@ from bastion.agents.script import Json
 
 Api = Literal["openai", "anthropic"]
 
-CHUNK_DELAY = 0.01  # seconds between streamed events, so a stream arrives in visible pieces
+# Seconds between streamed events, so a stream arrives in visible pieces. Tests that check
+# streaming is not buffered somewhere on the way raise it with BASTION_SCRIPTED_CHUNK_DELAY.
+CHUNK_DELAY = float(os.environ.get("BASTION_SCRIPTED_CHUNK_DELAY") or 0.01)
 MAX_RECORDS = 1000
 
 

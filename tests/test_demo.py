@@ -1,0 +1,46 @@
+"""`bastion up --demo`, as `make demo` runs it: the reference agent's calls all behave as expected."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from support import BASTION, free_ports, running
+
+
+def wait_for_text(log: Path, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = log.read_text() if log.exists() else ""
+        if text in content:
+            return content
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} did not appear in {log}:\n{log.read_text()[-3000:]}")
+
+
+def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
+    model, proxy, explicit, collector, dashboard = free_ports(5)
+    env = {
+        "BASTION_DATA_DIR": str(tmp_path / "data"),
+        "BASTION_CONFDIR": str(tmp_path / "conf"),
+        "BASTION_SCRIPTED_MODEL_PORT": str(model),
+        "BASTION_PROXY_PORT": str(proxy),
+        "BASTION_EXPLICIT_PORT": str(explicit),
+        "BASTION_COLLECTOR_PORT": str(collector),
+        "BASTION_DASHBOARD_PORT": str(dashboard),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "demo.log"
+    with running([*BASTION, "up", "--demo"], env, log=log) as demo:
+        output = wait_for_text(log, "Press Ctrl-C to stop.", timeout=120)
+        assert "Reference agent finished with status 0" in output
+        assert "denied as expected" in output and "no-large-models" in output
+        assert f"http://127.0.0.1:{dashboard}" in output and "mitmproxy-ca-cert.pem" in output
+        audit = httpx.get(f"http://127.0.0.1:{collector}/api/audit", params={"agent": "demo-agent"}, timeout=10)
+        assert audit.status_code == 200
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+    assert (tmp_path / "demo" / "keys.yaml").exists()
