@@ -1,0 +1,83 @@
+"""Shared pieces for benchmarks: processes, latency rounds and a table printer."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support import BASTION, free_port, free_ports, running, wait_for_http  # noqa: E402
+
+__all__ = [
+    "BASTION",
+    "ROOT",
+    "free_port",
+    "free_ports",
+    "latencies",
+    "percentile",
+    "print_table",
+    "running",
+    "throughput",
+    "wait_for_http",
+]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def latencies(client: httpx.Client, url: str, body: dict[str, object], headers: dict[str, str], n: int) -> list[float]:
+    """Milliseconds per request, one request at a time."""
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        r = client.post(url, json=body, headers=headers)
+        out.append((time.perf_counter() - start) * 1000)
+        r.raise_for_status()
+    return out
+
+
+async def _throughput(
+    url: str, body: dict[str, object], headers: dict[str, str], concurrency: int, total: int
+) -> float:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        remaining = total
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                (await client.post(url, json=body, headers=headers)).raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - start)
+
+
+def throughput(url: str, body: dict[str, object], headers: dict[str, str], concurrency: int, total: int) -> float:
+    """Requests per second with ``concurrency`` requests in flight."""
+    return asyncio.run(_throughput(url, body, headers, concurrency, total))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)

@@ -1,0 +1,97 @@
+"""Latency (concurrency 1) and throughput (concurrency 32) of a chat call, side by side in one run:
+direct to the scripted model, through bare mitmproxy, and through Bastion with policy and tracing on.
+
+Rounds alternate between the three targets so that machine noise hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from harness import BASTION, free_ports, latencies, percentile, print_table, running, throughput, wait_for_http
+
+BODY = {"model": "scripted-small", "messages": [{"role": "user", "content": "benchmark"}]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument("--throughput-requests", type=int, default=1500)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
+    model_port, bare_port, proxy_port, explicit_port, collector_port = free_ports(5)
+    model = f"http://127.0.0.1:{model_port}"
+    key = subprocess.run(
+        [*BASTION, "keys", "create", "--agent", "bench", "--role", "assistant", "--keys-file", str(tmp / "keys.yaml")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    env = {
+        "BASTION_OPENAI_UPSTREAM": model + "/",
+        "OPENAI_API_KEY": "provider-key",
+        "BASTION_KEYS_FILE": str(tmp / "keys.yaml"),
+        "BASTION_CONFDIR": str(tmp / "conf"),
+    }
+    with (
+        running([*BASTION, "scripted-model", "--port", str(model_port)]),
+        running([sys.executable, str(Path(__file__).parent / "bare_mitmproxy.py"), model, str(bare_port)]),
+        running([*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]),
+        running(
+            [
+                *BASTION,
+                "proxy",
+                "--proxy-port",
+                str(proxy_port),
+                "--explicit-port",
+                str(explicit_port),
+                "--collector-url",
+                f"http://127.0.0.1:{collector_port}",
+            ],
+            env,
+        ),
+    ):
+        wait_for_http(f"{model}/v1/models")
+        wait_for_http(f"http://127.0.0.1:{collector_port}/healthz")
+        wait_for_http(f"http://127.0.0.1:{proxy_port}/healthz")
+        targets = {
+            "direct": (f"{model}/v1/chat/completions", {}),
+            "bare mitmproxy": (f"http://127.0.0.1:{bare_port}/v1/chat/completions", {}),
+            "bastion": (
+                f"http://127.0.0.1:{proxy_port}/openai/v1/chat/completions",
+                {"authorization": f"Bearer {key}"},
+            ),
+        }
+        wait_for_http(f"http://127.0.0.1:{bare_port}/v1/models")
+        samples: dict[str, list[float]] = {name: [] for name in targets}
+        with httpx.Client(timeout=30) as client:
+            for url, headers in targets.values():
+                latencies(client, url, BODY, headers, 20)  # warm-up
+            for _ in range(args.rounds):
+                for name, (url, headers) in targets.items():
+                    samples[name] += latencies(client, url, BODY, headers, args.per_round)
+        rates = {
+            name: throughput(url, BODY, headers, 32, args.throughput_requests)
+            for name, (url, headers) in targets.items()
+        }
+
+    direct_p50 = percentile(samples["direct"], 50)
+    direct_p99 = percentile(samples["direct"], 99)
+    rows = []
+    for name, values in samples.items():
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        rows.append((name, len(values), p50, p99, p50 - direct_p50, p99 - direct_p99, rates[name]))
+    print(f"\nChat completion, non-streaming; {os.cpu_count()} CPUs; latency at concurrency 1, throughput at 32\n")
+    print_table(["target", "requests", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "req/s @32"], rows)
+
+
+if __name__ == "__main__":
+    main()
