@@ -7,6 +7,8 @@ governance names live under the ``bastion.`` prefix.
 from typing import Final
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv._incubating.attributes import jsonrpc_attributes as jsonrpc
+from opentelemetry.semconv._incubating.attributes import mcp_attributes as mcp
 from opentelemetry.semconv.attributes import (
     error_attributes,
     http_attributes,
@@ -27,6 +29,23 @@ GEN_AI_RESPONSE_FINISH_REASONS: Final = gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
 GEN_AI_USAGE_INPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_INPUT_TOKENS
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
 GEN_AI_AGENT_ID: Final = gen_ai.GEN_AI_AGENT_ID
+GEN_AI_TOOL_NAME: Final = gen_ai.GEN_AI_TOOL_NAME
+GEN_AI_TOOL_CALL_ID: Final = gen_ai.GEN_AI_TOOL_CALL_ID
+
+# MCP and JSON-RPC conventions.
+MCP_METHOD_NAME: Final = mcp.MCP_METHOD_NAME
+MCP_SESSION_ID: Final = mcp.MCP_SESSION_ID
+MCP_PROTOCOL_VERSION: Final = mcp.MCP_PROTOCOL_VERSION
+JSONRPC_REQUEST_ID: Final = jsonrpc.JSONRPC_REQUEST_ID
+
+# GenAI security conventions (development status in the GenAI SIG; not yet in the package).
+GEN_AI_SECURITY_DECISION_TYPE: Final = "gen_ai.security.decision.type"
+GEN_AI_SECURITY_DECISION_REASON: Final = "gen_ai.security.decision.reason"
+GEN_AI_SECURITY_TARGET_TYPE: Final = "gen_ai.security.target.type"
+GEN_AI_SECURITY_TARGET_ID: Final = "gen_ai.security.target.id"
+GEN_AI_SECURITY_POLICY_ID: Final = "gen_ai.security.policy.id"
+GEN_AI_SECURITY_POLICY_NAME: Final = "gen_ai.security.policy.name"
+GEN_AI_SECURITY_POLICY_VERSION: Final = "gen_ai.security.policy.version"
 
 # HTTP, URL and error conventions.
 HTTP_REQUEST_METHOD: Final = http_attributes.HTTP_REQUEST_METHOD
@@ -44,12 +63,24 @@ BASTION_ROUTE: Final = "bastion.route"
 BASTION_DECISION: Final = "bastion.decision"
 BASTION_POLICY_RULE: Final = "bastion.policy.rule"
 BASTION_POLICY_VERSION: Final = "bastion.policy.version"
+# Set when a shadow-mode rule would have denied or held the call that was allowed.
+BASTION_SHADOW_DECISION: Final = "bastion.shadow.decision"
+BASTION_SHADOW_RULE: Final = "bastion.shadow.rule"
+BASTION_MCP_SERVER: Final = "bastion.mcp.server"
 
 # Values of gen_ai.operation.name that Bastion uses.
 OPERATION_CHAT: Final = "chat"
 OPERATION_EMBEDDINGS: Final = "embeddings"
 OPERATION_HTTP: Final = "http"
+OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 
 # Values of bastion.call.kind.
 KIND_MODEL: Final = "model"
 KIND_HTTP: Final = "http"
+KIND_MCP: Final = "mcp"
+KIND_TOOL: Final = "tool"  # a tool call the model emitted, decided before the agent sees it
+
+# Values of gen_ai.security.target.type.
+TARGET_LLM_INPUT: Final = "llm_input"
+TARGET_TOOL_CALL: Final = "tool_call"
+TARGET_TOOL_DEFINITION: Final = "tool_definition"

@@ -85,6 +85,21 @@ def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
     return _ENV_REFERENCE.sub(substitute, text)
 
 
+def load_shadow_rules(policies_dir: Path) -> list[str]:
+    """Names of the rules in shadow mode: decided and recorded, but not enforced."""
+    path = policies_dir / "bastion.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        return []
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    rules = raw.get("shadow_rules") or [] if isinstance(raw, dict) else []
+    if not isinstance(rules, list):
+        raise ConfigError(f"{path}: shadow_rules must be a list of rule names")
+    return [str(r) for r in rules]
+
+
 def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
     path = policies_dir / "bastion.yaml"
     try:

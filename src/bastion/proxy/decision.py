@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Effect(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
+    # Hold the call for a human. Until approvals exist, a review is refused with its own error.
     REVIEW = "review"
     # The call was refused before any policy ran: bad input, unknown route, missing key.
     ERROR = "error"
+
+
+@dataclass(frozen=True)
+class PolicyRequest:
+    """What is being decided: who calls what, how, and with which arguments."""
+
+    agent_id: str
+    role: str
+    obj: str  # model:<name> | tool:<name> | http:<host><path>
+    act: str  # chat | embeddings | call | an HTTP method
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,9 @@ class Decision:
     rule: str
     reason: str
     policy_version: str = ""
+    # What shadow-mode rules would have decided, when it differs from the enforced effect.
+    shadow_effect: Effect | None = None
+    shadow_rule: str | None = None
 
     @property
     def allowed(self) -> bool:

@@ -1,77 +1,292 @@
-"""Casbin policy decisions, with the matching rule as the reason.
+"""Casbin policy decisions: allow, deny or review, with the matching rule as the reason.
 
-The model and rules are the standard Casbin files in the policies directory. The engine is
-rebuilt when either file changes; an edit that does not load leaves the previous one serving.
+The model and rules are standard Casbin files. A rule reads
+``p, subject, object, action, effect, name, condition``; the condition is a Casbin ``eval()``
+expression over the call's arguments (``r.args.amount <= 100``) and may be left out.
+
+Deny beats review beats allow, and a call no rule matches is denied. To name the matching rule
+for each outcome, the rules are split by effect into one enforcer each, and each enforcer is
+asked for its first match; rules in shadow mode get enforcers of their own, which are only
+recorded. Decisions are cached per request until the policy changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import casbin
 from casbin.effect import AllowOverrideEffector
 
-from bastion.proxy.decision import Decision, allow, deny
+from bastion.proxy.config import ConfigError, load_shadow_rules
+from bastion.proxy.decision import Decision, Effect, PolicyRequest
 
 log = logging.getLogger(__name__)
 # pycasbin logs every request, and every deny as a warning; Bastion records decisions itself.
-logging.getLogger("casbin").setLevel(logging.ERROR)
+logging.getLogger("casbin").setLevel(logging.CRITICAL)
 
 MODEL_FILE = "model.conf"
 POLICY_FILE = "policy.csv"
+CONFIG_FILE = "bastion.yaml"
 NO_MATCH_RULE = "default-deny"
+CONDITION_ERROR_RULE = "condition-error"
+EFFECT_ORDER = (Effect.DENY, Effect.REVIEW, Effect.ALLOW)
+REQUIRED_POLICY_TOKENS = ("p_sub", "p_obj", "p_act", "p_eft", "p_name")
+CACHE_SIZE = 10_000
 
 
-def policy_version(policies_dir: Path) -> str:
-    """A content hash of the model and the rules."""
-    digest = hashlib.sha256()
-    for name in (MODEL_FILE, POLICY_FILE):
-        digest.update((policies_dir / name).read_bytes())
-    return digest.hexdigest()[:12]
+class PolicyError(ValueError):
+    """The policy files do not load or do not validate; the message says where and why."""
 
 
-def _describe(rule: list[str]) -> str:
-    """The rule's name when the policy has one (its last field), else the whole line."""
-    return rule[4] if len(rule) >= 5 and rule[4] else "p, " + ", ".join(rule)
+@dataclass(frozen=True)
+class Rule:
+    sub: str
+    obj: str
+    act: str
+    effect: Effect
+    name: str
+    cond: str
+
+    def as_match(self) -> list[str]:
+        """The rule as its effect's enforcer holds it: every rule there is a match, hence "allow"."""
+        return [self.sub, self.obj, self.act, "allow", self.name, self.cond or "True"]
+
+
+class _AnyValue:
+    """Stands for arguments not known yet (listing tools): every comparison could hold."""
+
+    def __getattr__(self, name: str) -> _AnyValue:
+        return self
+
+    def __getitem__(self, key: object) -> _AnyValue:
+        return self
+
+    def __call__(self, *args: object, **kwargs: object) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __eq__
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+ANY_ARGS = _AnyValue()
+
+
+def _stamp(policies_dir: Path) -> tuple[tuple[int, int], ...]:
+    stamps = []
+    for name in (MODEL_FILE, POLICY_FILE, CONFIG_FILE):
+        try:
+            st = (policies_dir / name).stat()
+            stamps.append((st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            stamps.append((0, -1))
+    return tuple(stamps)
+
+
+class CompiledPolicy:
+    """One loaded, validated version of the policy files."""
+
+    def __init__(self, policies_dir: Path) -> None:
+        model_path, policy_path = policies_dir / MODEL_FILE, policies_dir / POLICY_FILE
+        try:
+            base = casbin.Enforcer(str(model_path), str(policy_path))
+        except Exception as e:  # pycasbin raises many kinds
+            raise PolicyError(f"{policies_dir}: Casbin could not load the model and rules: {e}") from e
+        self.model_path = model_path
+        self.rules = _rules(base, policy_path)
+        self.groupings = [list(g) for g in base.get_grouping_policy()]
+        try:
+            self.shadow = frozenset(load_shadow_rules(policies_dir))
+        except ConfigError as e:
+            raise PolicyError(str(e)) from e
+        unknown = self.shadow - {r.name for r in self.rules}
+        if unknown:
+            raise PolicyError(f"{policies_dir / CONFIG_FILE}: shadow_rules names unknown rules {sorted(unknown)}")
+        digest = hashlib.sha256(model_path.read_bytes() + policy_path.read_bytes())
+        digest.update(json.dumps(sorted(self.shadow)).encode())
+        self.version = digest.hexdigest()[:12]
+        self.enforcers = {
+            (shadow, effect): self._enforcer(
+                [r for r in self.rules if r.effect is effect and (r.name in self.shadow) == shadow]
+            )
+            for shadow in (False, True)
+            for effect in EFFECT_ORDER
+        }
+        # Listing tools: only an unconditional deny hides a tool whatever its arguments.
+        self.unconditional_deny = self._enforcer(
+            [r for r in self.rules if r.effect is Effect.DENY and r.name not in self.shadow and not r.cond]
+        )
+        self._roles: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, ...], Decision] = OrderedDict()
+        self._check_matcher()
+
+    def _enforcer(self, rules: list[Rule]) -> casbin.Enforcer | None:
+        if not rules:
+            return None
+        enforcer = casbin.Enforcer(str(self.model_path))
+        enforcer.set_effector(AllowOverrideEffector())
+        enforcer.add_policies([r.as_match() for r in rules])
+        if self.groupings:
+            enforcer.add_grouping_policies(self.groupings)
+        return enforcer
+
+    def _check_matcher(self) -> None:
+        try:
+            self.first_match(PolicyRequest("bastion-check", "", "model:check", "chat", {}), shadow=False)
+        except Exception as e:
+            raise PolicyError(f"{self.model_path}: the matcher does not evaluate: {e}") from e
+
+    def ensure_role(self, agent_id: str, role: str) -> None:
+        if not role or (agent_id, role) in self._roles:
+            return
+        with self._lock:
+            for enforcer in [*self.enforcers.values(), self.unconditional_deny]:
+                if enforcer is not None:
+                    enforcer.add_grouping_policy(agent_id, f"role:{role}")
+            self._roles.add((agent_id, role))
+            self._cache.clear()
+
+    def first_match(self, request: PolicyRequest, *, shadow: bool, args: Any = None) -> tuple[Effect, str] | None:
+        values = (request.agent_id, request.obj, request.act, request.args if args is None else args)
+        for effect in EFFECT_ORDER:
+            enforcer = self.enforcers[(shadow, effect)]
+            if enforcer is None:
+                continue
+            matched, explain = enforcer.enforce_ex(*values)
+            if matched:
+                return effect, explain[4] if len(explain) > 4 else ", ".join(explain)
+        return None
+
+    def cached(self, key: tuple[str, ...]) -> Decision | None:
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+        return found
+
+    def remember(self, key: tuple[str, ...], decision: Decision) -> None:
+        self._cache[key] = decision
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+
+def _rules(base: casbin.Enforcer, policy_path: Path) -> list[Rule]:
+    tokens = list(base.get_model()["p"]["p"].tokens)
+    missing = [t.removeprefix("p_") for t in REQUIRED_POLICY_TOKENS if t not in tokens]
+    if missing:
+        raise PolicyError(f"{policy_path.parent / MODEL_FILE}: policy_definition lacks {missing}")
+    rules, names = [], set()
+    for number, line in enumerate(base.get_policy(), start=1):
+        fields = dict(zip(tokens, line, strict=False))
+        where = f"{policy_path}: rule {number} ({', '.join(line)})"
+        try:
+            effect = Effect(fields.get("p_eft", ""))
+        except ValueError:
+            raise PolicyError(f"{where}: effect must be allow, deny or review, not {fields.get('p_eft')!r}") from None
+        if effect is Effect.ERROR:
+            raise PolicyError(f"{where}: effect must be allow, deny or review")
+        name = fields.get("p_name", "")
+        if not name or name in names:
+            raise PolicyError(f"{where}: every rule needs a unique name; {name!r} is {'taken' if name else 'empty'}")
+        names.add(name)
+        cond = fields.get("p_cond", "").strip()
+        if cond:
+            _check_condition(where, cond)
+        rules.append(Rule(fields["p_sub"], fields["p_obj"], fields["p_act"], effect, name, cond))
+    return rules
+
+
+def _check_condition(where: str, cond: str) -> None:
+    import ast
+
+    python = cond.replace("&&", " and ").replace("||", " or ")
+    try:
+        ast.parse(python, mode="eval")
+    except SyntaxError as e:
+        raise PolicyError(f"{where}: condition {cond!r} does not parse: {e.msg}") from None
+
+
+def _reason(effect: Effect, rule: str, request: PolicyRequest) -> str:
+    if effect is Effect.ALLOW:
+        return f"allowed by rule '{rule}'"
+    if effect is Effect.REVIEW:
+        return f"rule '{rule}' requires a human's approval"
+    return f"denied by rule '{rule}'"
 
 
 class PolicyEngine:
+    """Decides requests with the current policy; ``reload_if_changed`` swaps in a new one."""
+
     def __init__(self, policies_dir: Path) -> None:
         self.policies_dir = policies_dir
-        self._lock = threading.Lock()
-        self._enforcer, self._explainer, self.version = self._load()
+        self._stamp = _stamp(policies_dir)
+        self._policy = CompiledPolicy(policies_dir)
 
-    def _load(self) -> tuple[casbin.Enforcer, casbin.Enforcer, str]:
-        model = str(self.policies_dir / MODEL_FILE)
-        rules = str(self.policies_dir / POLICY_FILE)
-        enforcer = casbin.Enforcer(model, rules)
-        # Casbin explains denies but not allows when deny overrides allow; a second enforcer
-        # over the same files with a first-allow-wins effect names the allowing rule.
-        explainer = casbin.Enforcer(model, rules)
-        explainer.set_effector(AllowOverrideEffector())
-        return enforcer, explainer, policy_version(self.policies_dir)
+    @property
+    def version(self) -> str:
+        return self._policy.version
 
-    def reload(self) -> None:
-        loaded = self._load()
-        with self._lock:
-            self._enforcer, self._explainer, self.version = loaded
-        log.info("policy loaded, version %s", self.version)
+    def reload_if_changed(self) -> bool:
+        """Load the files again if they changed. Raises PolicyError, keeping the old policy, if they are bad."""
+        stamp = _stamp(self.policies_dir)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        self._policy = CompiledPolicy(self.policies_dir)
+        log.info("policy reloaded, version %s", self._policy.version)
+        return True
 
-    def decide(self, agent_id: str, role: str, obj: str, act: str) -> Decision:
-        with self._lock:
-            enforcer, explainer, version = self._enforcer, self._explainer, self.version
-            for e in (enforcer, explainer):
-                if role and not e.has_grouping_policy(agent_id, f"role:{role}"):
-                    e.add_grouping_policy(agent_id, f"role:{role}")
-        allowed, explain = enforcer.enforce_ex(agent_id, obj, act)
-        if not allowed:
-            if explain:
-                rule = _describe(explain)
-                return deny(rule, f"denied by rule '{rule}'", version)
-            return deny(NO_MATCH_RULE, f"no rule allows {act} on {obj} for {agent_id}", version)
-        _, explain = explainer.enforce_ex(agent_id, obj, act)
-        rule = _describe(explain) if explain else "allow"
-        return allow(rule, f"allowed by rule '{rule}'", version)
+    def decide(self, request: PolicyRequest) -> Decision:
+        policy = self._policy
+        policy.ensure_role(request.agent_id, request.role)
+        key = (request.agent_id, request.obj, request.act, json.dumps(request.args, sort_keys=True, default=str))
+        if (found := policy.cached(key)) is not None:
+            return found
+        try:
+            decision = self._decide(policy, request)
+        except Exception as e:  # a condition that cannot be evaluated fails closed
+            reason = f"a rule's condition could not be evaluated for {request.obj}: {e}"
+            decision = Decision(Effect.DENY, CONDITION_ERROR_RULE, reason, policy.version)
+        policy.remember(key, decision)
+        return decision
+
+    def _decide(self, policy: CompiledPolicy, request: PolicyRequest) -> Decision:
+        match = policy.first_match(request, shadow=False)
+        if match is None:
+            reason = f"no rule allows {request.act} on {request.obj} for agent {request.agent_id}"
+            decision = Decision(Effect.DENY, NO_MATCH_RULE, reason, policy.version)
+        else:
+            decision = Decision(match[0], match[1], _reason(match[0], match[1], request), policy.version)
+        if policy.shadow:
+            shadow = policy.first_match(request, shadow=True)
+            if shadow is not None and shadow[0] is not decision.effect:
+                decision = replace(decision, shadow_effect=shadow[0], shadow_rule=shadow[1])
+        return decision
+
+    def visible(self, agent_id: str, role: str, obj: str, act: str) -> bool:
+        """Could some call of ``act`` on ``obj`` be allowed (or reviewed)? For filtering tool lists."""
+        policy = self._policy
+        policy.ensure_role(agent_id, role)
+        request = PolicyRequest(agent_id, role, obj, act)
+        try:
+            deny = policy.unconditional_deny
+            if deny is not None and deny.enforce_ex(agent_id, obj, act, {})[0]:
+                return False
+            match = policy.first_match(request, shadow=False, args=ANY_ARGS)
+        except Exception:
+            return False
+        return match is not None and match[0] is not Effect.DENY

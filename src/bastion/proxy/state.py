@@ -27,6 +27,8 @@ class CallState:
     call: Call | None = None
     decision: Decision | None = None
     usage: Usage = field(default_factory=Usage)
+    # Extra span attributes an addon wants recorded for this call (semconv names).
+    attributes: dict[str, Any] = field(default_factory=dict)
     span: Span | None = None
 
 

@@ -1,12 +1,31 @@
-"""The policy decision: allowed calls go on, denied ones get a 403 naming the rule."""
+"""The policy decision: allowed calls go on; denied ones get a 403 naming the rule.
+
+A review (hold for a human) is refused with its own error code until approvals exist.
+"""
 
 from __future__ import annotations
 
 from mitmproxy import http
 
+from bastion.proxy.decision import Decision, Effect, PolicyRequest
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import answered, state
+
+DENIED_CODE = "policy_denied"
+REVIEW_CODE = "approval_required"
+
+
+def refusal_message(request: PolicyRequest, decision: Decision) -> str:
+    verb = "holds" if decision.effect is Effect.REVIEW else "denied"
+    return (
+        f"Bastion policy {verb} {request.act} on {request.obj}: {decision.reason} "
+        f"(policy version {decision.policy_version})."
+    )
+
+
+def refusal_code(decision: Decision) -> str:
+    return REVIEW_CODE if decision.effect is Effect.REVIEW else DENIED_CODE
 
 
 class Authorize:
@@ -17,15 +36,11 @@ class Authorize:
         if answered(flow):
             return
         st = state(flow)
-        if st.identity is None or st.call is None:
+        if st.identity is None or st.call is None or st.decision is not None:
             return
         call = st.call
-        st.decision = decision = self.engine.decide(
-            st.identity.agent_id, st.identity.role, call.policy_object, call.policy_action
-        )
+        request = PolicyRequest(st.identity.agent_id, st.identity.role, call.policy_object, call.policy_action)
+        st.decision = decision = self.engine.decide(request)
         if not decision.allowed:
-            message = (
-                f"Bastion policy denied {call.policy_action} on {call.policy_object}: {decision.reason} "
-                f"(policy version {decision.policy_version})."
-            )
-            flow.response = error_response(call.provider, 403, message, "policy_denied")
+            message = refusal_message(request, decision)
+            flow.response = error_response(call.provider, 403, message, refusal_code(decision))

@@ -15,6 +15,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from bastion import semconv
 from bastion.proxy.addons.health import INTERNAL
+from bastion.proxy.decision import Decision
 from bastion.proxy.state import CallState, state
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
         attrs[semconv.BASTION_CALL_KIND] = call.kind
         attrs[semconv.GEN_AI_OPERATION_NAME] = call.operation
         if call.kind == semconv.KIND_MODEL:
+            attrs[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_LLM_INPUT
             attrs[semconv.GEN_AI_PROVIDER_NAME] = call.provider
             attrs[semconv.GEN_AI_REQUEST_STREAM] = call.stream
             if call.model:
@@ -91,10 +93,7 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
     elif st.route is not None:
         attrs[semconv.BASTION_CALL_KIND] = semconv.KIND_MODEL if st.route.provider != "http" else semconv.KIND_HTTP
     if st.decision is not None:
-        attrs[semconv.BASTION_DECISION] = st.decision.effect.value
-        attrs[semconv.BASTION_POLICY_RULE] = st.decision.rule
-        if st.decision.policy_version:
-            attrs[semconv.BASTION_POLICY_VERSION] = st.decision.policy_version
+        attrs.update(decision_attributes(st.decision))
     usage = st.usage
     optional = {
         semconv.GEN_AI_RESPONSE_MODEL: usage.response_model,
@@ -111,4 +110,24 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
             attrs[semconv.ERROR_TYPE] = flow.response.headers.get("x-bastion-error") or str(status)
     if flow.error is not None:
         attrs[semconv.ERROR_TYPE] = "connection_error"
+    attrs.update(st.attributes)
+    return attrs
+
+
+def decision_attributes(decision: Decision) -> dict[str, Any]:
+    """Bastion's own decision attributes and their GenAI security-convention counterparts."""
+    attrs: dict[str, Any] = {
+        semconv.BASTION_DECISION: decision.effect.value,
+        semconv.BASTION_POLICY_RULE: decision.rule,
+        semconv.GEN_AI_SECURITY_DECISION_TYPE: decision.effect.value,
+        semconv.GEN_AI_SECURITY_DECISION_REASON: decision.rule,
+        semconv.GEN_AI_SECURITY_POLICY_NAME: decision.rule,
+    }
+    if decision.policy_version:
+        attrs[semconv.BASTION_POLICY_VERSION] = decision.policy_version
+        attrs[semconv.GEN_AI_SECURITY_POLICY_VERSION] = decision.policy_version
+        attrs[semconv.GEN_AI_SECURITY_POLICY_ID] = "bastion"
+    if decision.shadow_effect is not None:
+        attrs[semconv.BASTION_SHADOW_DECISION] = decision.shadow_effect.value
+        attrs[semconv.BASTION_SHADOW_RULE] = decision.shadow_rule or ""
     return attrs
