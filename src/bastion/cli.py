@@ -88,6 +88,52 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    from bastion.proxy.config import ConfigError, load
+    from bastion.proxy.keys import list_keys
+    from bastion.proxy.policy import CompiledPolicy, PolicyError
+
+    try:
+        config = load(args.policies)
+        policy = CompiledPolicy(args.policies)
+        keys = list_keys(config.keys_file)
+    except (ConfigError, PolicyError, ValueError, OSError) as e:
+        print(f"bastion policy check: {e}", file=sys.stderr)
+        return 1
+    shadow = f"; shadow rules: {', '.join(sorted(policy.shadow))}" if policy.shadow else ""
+    print(
+        f"OK: policy version {policy.version}, {len(policy.rules)} rules, {len(config.routes)} routes, "
+        f"{sum(not k.get('revoked') for k in keys)} active keys{shadow}"
+    )
+    return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from bastion.proxy.policy import PolicyEngine, PolicyError
+    from bastion.proxy.policy_tests import CaseError, run
+
+    try:
+        failures = run(PolicyEngine(args.policies), args.files, sys.stdout)
+    except (PolicyError, CaseError) as e:
+        print(f"bastion policy test: {e}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+def _add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser("policy", help="validate and test the policy files")
+    actions = policy.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="validate the files in the policies directory")
+    check.set_defaults(run=_policy_check)
+    test = actions.add_parser("test", help="run YAML tables of calls against their expected decisions")
+    test.add_argument("files", nargs="+", type=Path, help="YAML test files")
+    test.set_defaults(run=_policy_test)
+    for p in (check, test):
+        s.add_option(
+            p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies directory"
+        )
+
+
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser("keys", help="issue, list and revoke agent keys")
     actions = keys.add_subparsers(dest="action", required=True)
@@ -152,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     scripted.set_defaults(run=_scripted_model)
 
     _add_keys_commands(commands)
+    _add_policy_commands(commands)
     return parser
 
 

@@ -67,6 +67,10 @@ BASTION_POLICY_VERSION: Final = "bastion.policy.version"
 BASTION_SHADOW_DECISION: Final = "bastion.shadow.decision"
 BASTION_SHADOW_RULE: Final = "bastion.shadow.rule"
 BASTION_MCP_SERVER: Final = "bastion.mcp.server"
+# Alerts: events people should look at, such as a rejected policy edit.
+BASTION_ALERT_TYPE: Final = "bastion.alert.type"
+BASTION_ALERT_MESSAGE: Final = "bastion.alert.message"
+ALERT_POLICY_REJECTED: Final = "policy_rejected"
 
 # Values of gen_ai.operation.name that Bastion uses.
 OPERATION_CHAT: Final = "chat"

@@ -108,6 +108,10 @@ def test_an_audit_item_has_every_field_and_null_for_what_is_missing(store: Store
         "output_tokens": None,
         "http_status": 200,
         "error_type": None,
+        "tool_name": None,
+        "mcp_method": None,
+        "shadow_decision": None,
+        "shadow_rule": None,
     }
 
 
@@ -123,3 +127,12 @@ def test_data_survives_reopening_the_store(settings: CollectorSettings) -> None:
     finally:
         again.close()
     assert not again.ping()
+
+
+def test_alerts_are_listed_newest_first(store: Store) -> None:
+    alert = {"bastion.alert.type": "policy_rejected", "bastion.alert.message": "bad edit"}
+    add(store, span(start=NOW, attributes={**alert, "bastion.alert.message": "older"}))
+    add(store, span(start=NOW + 1_000, attributes=alert))
+    add(store, span(start=NOW + 2_000, attributes=decision_span()))
+    items = store.alerts(10)
+    assert [(i["type"], i["message"]) for i in items] == [("policy_rejected", "bad edit"), ("policy_rejected", "older")]

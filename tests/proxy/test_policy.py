@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from bastion.proxy.decision import Effect, PolicyRequest
-from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.policy import PolicyEngine, PolicyError
 from factories.proxy import policies_dir
 
 
@@ -43,3 +43,104 @@ def test_version_changes_with_the_rules(tmp_path: Path) -> None:
     a = PolicyEngine(policies_dir(tmp_path / "a")).version
     b = PolicyEngine(policies_dir(tmp_path / "b", "p, role:r, model:*, *, allow, all,\n")).version
     assert a != b
+
+
+def request(obj: str, args: dict[str, object] | None = None, act: str = "call") -> PolicyRequest:
+    return PolicyRequest("agent-1", "assistant", obj, act, args or {})
+
+
+@pytest.mark.parametrize(
+    ("obj", "args", "effect", "rule"),
+    [
+        (
+            "tool:send_money",
+            {"amount": 100, "recipient": "bob@example.com"},
+            Effect.ALLOW,
+            "small-payments-to-known-payees",
+        ),
+        (
+            "tool:send_money",
+            {"amount": 101, "recipient": "bob@example.com"},
+            Effect.REVIEW,
+            "large-payments-need-approval",
+        ),
+        ("tool:send_money", {"amount": 10001, "recipient": "bob@example.com"}, Effect.DENY, "default-deny"),
+        ("tool:send_money", {"recipient": "bob@example.com"}, Effect.DENY, "condition-error"),
+        ("tool:send_email", {"to": "a@example.com"}, Effect.ALLOW, "company-mail-only"),
+        ("tool:send_email", {"to": "a@example.com.evil"}, Effect.DENY, "default-deny"),
+        ("tool:delete_user", {"user_id": 1}, Effect.DENY, "never-delete"),
+    ],
+)
+def test_argument_conditions(
+    engine: PolicyEngine, obj: str, args: dict[str, object], effect: Effect, rule: str
+) -> None:
+    decision = engine.decide(request(obj, args))
+    assert (decision.effect, decision.rule) == (effect, rule)
+
+
+def test_review_beats_allow_and_deny_beats_review(tmp_path: Path) -> None:
+    rules = (
+        "p, role:assistant, tool:t, call, allow, a,\n"
+        "p, role:assistant, tool:t, call, review, r, r.args.x > 1\n"
+        "p, role:assistant, tool:t, call, deny, d, r.args.x > 2\n"
+    )
+    engine = PolicyEngine(policies_dir(tmp_path, rules))
+    assert [engine.decide(request("tool:t", {"x": x})).rule for x in (1, 2, 3)] == ["a", "r", "d"]
+
+
+def test_wildcards_cross_path_separators(engine: PolicyEngine) -> None:
+    assert engine.decide(request("http:api.weather.example/v1/forecast/today", act="GET")).allowed
+    assert not engine.decide(request("http:api.weather.example.evil/x", act="GET")).allowed
+
+
+def test_tool_visibility_ignores_arguments_but_not_unconditional_denies(engine: PolicyEngine) -> None:
+    assert engine.visible("agent-1", "assistant", "tool:send_money", "call")
+    assert not engine.visible("agent-1", "assistant", "tool:delete_user", "call")
+    assert not engine.visible("agent-1", "assistant", "tool:unknown", "call")
+    assert not engine.visible("agent-2", "analyst", "tool:send_money", "call")
+
+
+def test_shadow_rules_are_recorded_but_not_enforced(tmp_path: Path) -> None:
+    directory = policies_dir(
+        tmp_path,
+        "p, role:assistant, tool:*, call, allow, all-tools,\np, role:assistant, tool:x, call, deny, new-deny,\n",
+    )
+    (directory / "bastion.yaml").write_text((directory / "bastion.yaml").read_text() + "\nshadow_rules: [new-deny]\n")
+    decision = PolicyEngine(directory).decide(request("tool:x"))
+    assert (decision.effect, decision.rule) == (Effect.ALLOW, "all-tools")
+    assert (decision.shadow_effect, decision.shadow_rule) == (Effect.DENY, "new-deny")
+
+
+@pytest.mark.parametrize(
+    ("rules", "error"),
+    [
+        ("p, role:a, tool:x, call, maybe, r1,\n", "effect must be allow, deny or review"),
+        ("p, role:a, tool:x, call, allow, r1,\np, role:a, tool:y, call, allow, r1,\n", "unique name"),
+        ("p, role:a, tool:x, call, allow, r1, r.args.x >\n", "does not parse"),
+    ],
+)
+def test_invalid_policies_are_rejected_with_the_reason(tmp_path: Path, rules: str, error: str) -> None:
+    with pytest.raises(PolicyError, match=error):
+        PolicyEngine(policies_dir(tmp_path, rules))
+
+
+def test_shadow_rules_must_exist(tmp_path: Path) -> None:
+    directory = policies_dir(tmp_path)
+    (directory / "bastion.yaml").write_text((directory / "bastion.yaml").read_text() + "\nshadow_rules: [nope]\n")
+    with pytest.raises(PolicyError, match="unknown rules"):
+        PolicyEngine(directory)
+
+
+def test_reload_swaps_in_edits_and_keeps_serving_on_a_bad_one(tmp_path: Path) -> None:
+    directory = policies_dir(tmp_path)
+    engine = PolicyEngine(directory)
+    assert engine.decide(request("model:scripted-small", act="chat")).allowed
+    (directory / "policy.csv").write_text("p, role:assistant, model:*, *, deny, lockdown,\n")
+    assert engine.reload_if_changed()
+    assert engine.decide(request("model:scripted-small", act="chat")).rule == "lockdown"
+    version = engine.version
+    (directory / "policy.csv").write_text("p, role:assistant, model:*, *, allow\n")
+    with pytest.raises(PolicyError):
+        engine.reload_if_changed()
+    assert engine.version == version
+    assert engine.decide(request("model:scripted-small", act="chat")).rule == "lockdown"

@@ -86,6 +86,12 @@ async def audit(
     return await asyncio.to_thread(collector.store.audit, filters)
 
 
+@router.get("/api/alerts")
+async def alerts(collector: CollectorDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> Json:
+    """Alert events, newest first: rejected policy edits and the like."""
+    return {"items": await asyncio.to_thread(collector.store.alerts, limit)}
+
+
 @router.get("/api/traces/{trace_id}")
 async def trace(trace_id: str, collector: CollectorDep) -> Json:
     """Every span of one trace, from any service, oldest first."""

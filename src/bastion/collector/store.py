@@ -58,6 +58,14 @@ WHERE TraceId = {{trace_id:String}}
 ORDER BY Timestamp, SpanId"""
 
 
+_ALERTS: Final = f"""\
+SELECT toUnixTimestamp64Nano(Timestamp), TraceId, ServiceName, SpanAttributes
+FROM {_TABLE}
+WHERE mapContains(SpanAttributes, {{alert_key:String}})
+ORDER BY Timestamp DESC
+LIMIT {{limit:UInt32}}"""
+
+
 class Store:
     def __init__(self, client: Client, database: str, table: str = schema.TRACES_TABLE) -> None:
         schema.identifier(database)
@@ -119,6 +127,11 @@ class Store:
         items = [views.audit_item(*row) for row in rows[:limit]]
         more = len(rows) > limit
         return {"items": items, "limit": limit, "offset": offset, "next_offset": offset + limit if more else None}
+
+    def alerts(self, limit: int) -> list[Json]:
+        """The newest alert events (spans that carry bastion.alert.type)."""
+        params = {**self._names, "alert_key": semconv.BASTION_ALERT_TYPE, "limit": max(1, min(limit, views.MAX_LIMIT))}
+        return [views.alert_item(*row) for row in self._query(_ALERTS, params)]
 
     def trace(self, trace_id: str) -> list[Json]:
         """Every stored span of the trace (lowercase hex id), oldest first."""

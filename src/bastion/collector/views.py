@@ -30,6 +30,10 @@ AUDIT_STRINGS: Final = {
     "request_model": semconv.GEN_AI_REQUEST_MODEL,
     "response_model": semconv.GEN_AI_RESPONSE_MODEL,
     "error_type": semconv.ERROR_TYPE,
+    "tool_name": semconv.GEN_AI_TOOL_NAME,
+    "mcp_method": semconv.MCP_METHOD_NAME,
+    "shadow_decision": semconv.BASTION_SHADOW_DECISION,
+    "shadow_rule": semconv.BASTION_SHADOW_RULE,
 }
 AUDIT_INTS: Final = {
     "input_tokens": semconv.GEN_AI_USAGE_INPUT_TOKENS,
@@ -90,6 +94,17 @@ def audit_item(
     for field, key in AUDIT_INTS.items():
         item[field] = _int(attributes.get(key))
     return item
+
+
+def alert_item(timestamp: int, trace_id: str, service_name: str, attributes: dict[str, str]) -> Json:
+    return {
+        "timestamp": iso_time(timestamp),
+        "trace_id": trace_id,
+        "service_name": service_name,
+        "type": attributes.get(semconv.BASTION_ALERT_TYPE),
+        "message": attributes.get(semconv.BASTION_ALERT_MESSAGE),
+        "policy_version": attributes.get(semconv.BASTION_POLICY_VERSION),
+    }
 
 
 def span_item(row: SpanRow) -> Json:

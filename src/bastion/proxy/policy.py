@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,16 @@ CONDITION_ERROR_RULE = "condition-error"
 EFFECT_ORDER = (Effect.DENY, Effect.REVIEW, Effect.ALLOW)
 REQUIRED_POLICY_TOKENS = ("p_sub", "p_obj", "p_act", "p_eft", "p_name")
 CACHE_SIZE = 10_000
+
+
+def wildcard_match(value: str, pattern: str) -> bool:
+    """``wildcardMatch`` in matchers: shell-style wildcards where ``*`` also matches ``/``."""
+    return fnmatchcase(value, pattern)
+
+
+def _register_functions(enforcer: casbin.Enforcer) -> casbin.Enforcer:
+    enforcer.add_function("wildcardMatch", wildcard_match)
+    return enforcer
 
 
 class PolicyError(ValueError):
@@ -103,7 +114,7 @@ class CompiledPolicy:
     def __init__(self, policies_dir: Path) -> None:
         model_path, policy_path = policies_dir / MODEL_FILE, policies_dir / POLICY_FILE
         try:
-            base = casbin.Enforcer(str(model_path), str(policy_path))
+            base = _register_functions(casbin.Enforcer(str(model_path), str(policy_path)))
         except Exception as e:  # pycasbin raises many kinds
             raise PolicyError(f"{policies_dir}: Casbin could not load the model and rules: {e}") from e
         self.model_path = model_path
@@ -138,7 +149,7 @@ class CompiledPolicy:
     def _enforcer(self, rules: list[Rule]) -> casbin.Enforcer | None:
         if not rules:
             return None
-        enforcer = casbin.Enforcer(str(self.model_path))
+        enforcer = _register_functions(casbin.Enforcer(str(self.model_path)))
         enforcer.set_effector(AllowOverrideEffector())
         enforcer.add_policies([r.as_match() for r in rules])
         if self.groupings:
@@ -267,7 +278,10 @@ class PolicyEngine:
     def _decide(self, policy: CompiledPolicy, request: PolicyRequest) -> Decision:
         match = policy.first_match(request, shadow=False)
         if match is None:
-            reason = f"no rule allows {request.act} on {request.obj} for agent {request.agent_id}"
+            reason = (
+                f"no rule allows {request.act} on {request.obj} for agent {request.agent_id}, "
+                f"so '{NO_MATCH_RULE}' applies"
+            )
             decision = Decision(Effect.DENY, NO_MATCH_RULE, reason, policy.version)
         else:
             decision = Decision(match[0], match[1], _reason(match[0], match[1], request), policy.version)

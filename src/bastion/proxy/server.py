@@ -9,10 +9,12 @@ import signal
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from bastion import semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy.addons import default_addons
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.policy_watch import PolicyWatcher
 from bastion.proxy.telemetry import tracer_provider
 from bastion.settings import ProxySettings
 
@@ -46,6 +48,22 @@ async def run(settings: ProxySettings) -> None:
     master.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
     tracer = provider.get_tracer("bastion.proxy")
     master.addons.add(*default_addons(config, keys, engine, tracer, settings.max_body_bytes))  # type: ignore[no-untyped-call]
+
+    def record_rejection(message: str) -> None:
+        try:
+            with tracer.start_as_current_span("policy rejected") as span:
+                span.set_attributes(
+                    {
+                        semconv.BASTION_ALERT_TYPE: semconv.ALERT_POLICY_REJECTED,
+                        semconv.BASTION_ALERT_MESSAGE: message[:4000],
+                        semconv.BASTION_POLICY_VERSION: engine.version,
+                    }
+                )
+        except Exception:
+            log.exception("could not record the rejected policy edit")
+
+    watcher = PolicyWatcher(engine, on_rejected=record_rejection)
+    watcher.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
@@ -66,4 +84,5 @@ async def run(settings: ProxySettings) -> None:
     try:
         await master.run()
     finally:
+        watcher.stop()
         provider.shutdown()

@@ -22,5 +22,10 @@ def tracer_provider(collector_url: str) -> TracerProvider:
     )
     provider = TracerProvider(resource=resource)
     exporter = OTLPSpanExporter(endpoint=collector_url.rstrip("/") + "/v1/traces", timeout=10)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    # The collector acknowledges only once a span is stored, so export big batches, and queue
+    # generously while one is in flight.
+    processor = BatchSpanProcessor(
+        exporter, schedule_delay_millis=250, max_export_batch_size=2048, max_queue_size=65536
+    )
+    provider.add_span_processor(processor)
     return provider

@@ -159,3 +159,56 @@ def test_streamed_events_pass_unchanged_and_yield_usage(gw: tuple[list[object], 
     (span,) = exporter.get_finished_spans()  # type: ignore[attr-defined]
     assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
     assert span.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "m2"
+
+
+def basic(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/forecast", None), ("POST", "/v1/forecast", 403), ("GET", "/v1/%2e%2e/admin", 400)],
+)
+def test_http_tool_calls_through_https_proxy_are_decided_on_method_host_and_path(
+    gw: tuple[list[object], str, object], method: str, path: str, status: int | None
+) -> None:
+    addons, key, _ = gw
+    headers = {"proxy-authorization": basic("agent-1", key), "authorization": "Bearer tool-own-token"}
+    f = flow(path, b"", method=method, host="api.weather.example", mode=REGULAR, headers=headers)
+    run_request(addons, f)
+    assert (f.response.status_code if f.response else None) == status
+    if status is None:
+        assert f.request.headers["authorization"] == "Bearer tool-own-token"  # the tool's own credential
+        assert "proxy-authorization" not in f.request.headers
+
+
+def test_http_tool_calls_need_proxy_credentials(gw: tuple[list[object], str, object]) -> None:
+    addons, key, _ = gw
+    f = flow(
+        "/v1/forecast",
+        b"",
+        method="GET",
+        host="api.weather.example",
+        mode=REGULAR,
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert error_of(run_request(addons, f)) == (401, "missing_key")
+
+
+def test_tunnel_credentials_identify_the_requests_inside_it(gw: tuple[list[object], str, object]) -> None:
+    addons, key, _ = gw
+    connect = flow(
+        "api.weather.example:443",
+        b"",
+        method="CONNECT",
+        host="api.weather.example",
+        mode=REGULAR,
+        headers={"proxy-authorization": f"Bearer {key}"},
+    )
+    identify = next(a for a in addons if type(a).__name__ == "Identify")
+    identify.http_connect(connect)  # type: ignore[attr-defined]
+    inner = flow("/v1/forecast", b"", method="GET", host="api.weather.example", mode=REGULAR)
+    inner.client_conn = connect.client_conn
+    assert run_request(addons, inner).response is None

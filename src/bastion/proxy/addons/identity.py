@@ -1,15 +1,24 @@
-"""Who is calling: the agent's Bastion key, and nothing else, names the agent."""
+"""Who is calling: the agent's Bastion key, and nothing else, names the agent.
+
+Model calls present the key as their API key (``Authorization: Bearer`` or ``x-api-key``); Bastion
+removes it and the forwarder puts the provider's key in its place. Plain HTTP tool calls through
+``HTTPS_PROXY`` present it as proxy credentials (``http://agent:KEY@bastion:8081``), so their own
+``Authorization`` header reaches the tool untouched.
+"""
 
 from __future__ import annotations
 
-from mitmproxy import http
+import base64
+import binascii
+
+from mitmproxy import connection, http
 
 from bastion.proxy.decision import deny
 from bastion.proxy.errors import error_response
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.state import answered, state
 
-CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization")
+API_KEY_HEADERS = ("authorization", "x-api-key")
 
 
 def presented_key(headers: http.Headers) -> str | None:
@@ -21,28 +30,59 @@ def presented_key(headers: http.Headers) -> str | None:
     return api_key or None
 
 
+def proxy_key(headers: http.Headers) -> str | None:
+    """The key in ``Proxy-Authorization``: Bearer, or Basic with the key as password (or user)."""
+    value: str = headers.get("proxy-authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(token.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or user or None
+    return None
+
+
 class Identify:
     def __init__(self, keys: KeyStore) -> None:
         self.keys = keys
+        self._tunnel_keys: dict[str, str] = {}  # client connection id -> key from its CONNECT
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if key := proxy_key(flow.request.headers):
+            self._tunnel_keys[flow.client_conn.id] = key
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._tunnel_keys.pop(client.id, None)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if answered(flow):
             return
         st = state(flow)
         headers = flow.request.headers
-        key = presented_key(headers)
-        # The key and any identity-looking header stop here: upstream never sees them.
+        tool_call = st.route is not None and st.route.provider == "http"
+        via_proxy = proxy_key(headers) or self._tunnel_keys.get(flow.client_conn.id)
+        key = via_proxy if tool_call else presented_key(headers) or via_proxy
+        # Bastion's credentials and anything identity-looking stop here: upstream never sees them.
         for name in list(headers.keys()):
-            if name.lower() in CREDENTIAL_HEADERS or name.lower().startswith("x-bastion-"):
+            lowered = name.lower()
+            own_credential = lowered in API_KEY_HEADERS and not tool_call
+            if own_credential or lowered == "proxy-authorization" or lowered.startswith("x-bastion-"):
                 del headers[name]
         st.identity = self.keys.lookup(key) if key else None
         if st.identity is None:
             rule = "missing_key" if key is None else "unknown_key"
+            where = (
+                "as proxy credentials (HTTPS_PROXY=http://agent:KEY@host:port)"
+                if tool_call
+                else ("as the API key (Authorization: Bearer or x-api-key)")
+            )
             message = (
-                "No Bastion key was presented: send it as the API key (Authorization: Bearer or x-api-key)."
+                f"No Bastion key was presented: send it {where}."
                 if key is None
                 else "The Bastion key is unknown or revoked."
             )
             st.decision = deny(rule, message)
-            provider = st.route.provider if st.route else "http"
-            flow.response = error_response(provider, 401, message, rule)
+            flow.response = error_response(st.route.provider if st.route else "http", 401, message, rule)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 from mitmproxy import http
 
@@ -10,6 +11,11 @@ from bastion.proxy.classify import model_endpoint
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_response
 from bastion.proxy.state import answered, state
+
+
+def has_dot_segments(path: str) -> bool:
+    segments = unquote(path.split("?", 1)[0]).replace("\\", "/").split("/")
+    return any(segment in (".", "..") for segment in segments)
 
 
 class Validate:
@@ -36,6 +42,10 @@ class Validate:
         if answered(flow):
             return
         st = state(flow)
+        if has_dot_segments(st.upstream_path):
+            message = "Paths with '.' or '..' segments are refused: policies decide on the path as sent."
+            self._refuse(flow, 400, "dot_segments_in_path", message)
+            return
         body = flow.request.raw_content or b""
         if len(body) > self.max_body_bytes:
             self._too_large(flow, len(body))

@@ -1,0 +1,165 @@
+"""Policies in a running proxy: hot reload, rejected edits, HTTP tool calls, and the policy CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from support import BASTION, ROOT, free_ports, running, wait_for_http
+
+LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1/v1/models, GET, allow, local-model-list,\n"
+
+
+@dataclass
+class Proxy:
+    url: str
+    explicit: str
+    collector: str
+    model: str
+    key: str
+    policies: Path
+
+    def chat(self) -> str:
+        client = openai.OpenAI(base_url=f"{self.url}/openai/v1", api_key=self.key, max_retries=0)
+        try:
+            client.chat.completions.create(model="scripted-small", messages=[{"role": "user", "content": "hi"}])
+        except openai.PermissionDeniedError as e:
+            return f"denied: {e.message}"
+        return "allowed"
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    tmp = tmp_path_factory.mktemp("policy")
+    policies = tmp / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    with (policies / "policy.csv").open("a") as f:
+        f.write(LOCAL_TOOL_RULE)
+    key = subprocess.run(
+        [*BASTION, "keys", "create", "--agent", "agent-1", "--role", "assistant", "--policies", str(policies)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    model_port, proxy_port, explicit_port, collector_port = free_ports(4)
+    model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
+    env = {
+        "BASTION_OPENAI_UPSTREAM": model + "/",
+        "OPENAI_API_KEY": "provider-key",
+        "BASTION_CONFDIR": str(tmp / "conf"),
+    }
+    with (
+        running([*BASTION, "scripted-model", "--port", str(model_port)]),
+        running([*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]),
+        running(
+            [
+                *BASTION,
+                "proxy",
+                "--proxy-port",
+                str(proxy_port),
+                "--explicit-port",
+                str(explicit_port),
+                "--policies",
+                str(policies),
+                "--collector-url",
+                collector,
+            ],
+            env,
+            log=tmp / "proxy.log",
+        ) as proc,
+    ):
+        wait_for_http(f"{model}/v1/models")
+        wait_for_http(f"{collector}/healthz")
+        wait_for_http(f"http://127.0.0.1:{proxy_port}/healthz", proc=proc)
+        yield Proxy(
+            f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{explicit_port}", collector, model, key, policies
+        )
+
+
+def eventually(check: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_http_tool_calls_are_decided_on_method_host_and_path(proxy: Proxy) -> None:
+    tool = httpx.Client(proxy=proxy.explicit.replace("http://", f"http://agent-1:{proxy.key}@"))
+    with tool:
+        assert tool.get(f"{proxy.model}/v1/models").status_code == 200
+        denied = tool.post(f"{proxy.model}/v1/embeddings", json={"model": "m", "input": "x"})
+        assert denied.status_code == 403 and "default-deny" in denied.text
+    seen = httpx.get(f"{proxy.model}/_scripted/requests").json()
+    assert not any(r["path"] == "/v1/embeddings" for r in seen)
+
+
+def test_edits_take_effect_within_two_seconds(proxy: Proxy) -> None:
+    assert proxy.chat() == "allowed"
+    rules = proxy.policies / "policy.csv"
+    original = rules.read_text()
+    rules.write_text(original + "p, role:assistant, model:scripted-small, chat, deny, freeze-small,\n")
+    try:
+        assert eventually(lambda: "freeze-small" in proxy.chat(), timeout=2.0)
+    finally:
+        rules.write_text(original)
+    assert eventually(lambda: proxy.chat() == "allowed", timeout=2.0)
+
+
+def test_a_broken_edit_is_rejected_and_the_previous_policy_keeps_serving(proxy: Proxy) -> None:
+    rules = proxy.policies / "policy.csv"
+    original = rules.read_text()
+    rules.write_text("p, role:assistant, model:*, *, allow-ish, broken,\n")
+    try:
+        alerts = lambda: httpx.get(f"{proxy.collector}/api/alerts").json()["items"]  # noqa: E731
+        assert eventually(lambda: any("allow-ish" in (a["message"] or "") for a in alerts()), timeout=10.0)
+        assert proxy.chat() == "allowed"
+        assert "denied" in openai_large(proxy)
+    finally:
+        rules.write_text(original)
+
+
+def openai_large(proxy: Proxy) -> str:
+    client = openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key=proxy.key, max_retries=0)
+    try:
+        client.chat.completions.create(model="scripted-large", messages=[{"role": "user", "content": "hi"}])
+    except openai.PermissionDeniedError:
+        return "denied"
+    return "allowed"
+
+
+def bastion(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BASTION, *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_policy_check_accepts_the_bundled_files_and_names_what_is_wrong(tmp_path: Path) -> None:
+    ok = bastion("policy", "check")
+    assert ok.returncode == 0 and "OK: policy version" in ok.stdout
+    broken = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", broken)
+    (broken / "policy.csv").write_text("p, role:a, tool:x, call, allow, dup,\np, role:a, tool:y, call, allow, dup,\n")
+    bad = bastion("policy", "check", "--policies", str(broken))
+    assert bad.returncode == 1 and "unique name" in bad.stderr
+
+
+def test_policy_test_runs_the_bundled_tables_and_fails_on_a_mismatch(tmp_path: Path) -> None:
+    passing = bastion("policy", "test", *map(str, (ROOT / "policies" / "tests").glob("*.yaml")))
+    assert passing.returncode == 0, passing.stdout
+    assert " 0 failed" in passing.stdout
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        "cases:\n  - {name: large model, agent: a, role: assistant, object: 'model:scripted-large',"
+        " action: chat, expect: allow}\n"
+    )
+    failing = bastion("policy", "test", str(wrong))
+    assert failing.returncode == 1
+    assert "FAIL  wrong.yaml: large model" in failing.stdout and "no-large-models" in failing.stdout
