@@ -3,12 +3,19 @@
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
+MCP1 := tests/clients/mcp1
 
 .PHONY: demo test lint typecheck unit bench install clean
 
-.venv/.synced: uv.lock pyproject.toml
+.venv/.synced: uv.lock pyproject.toml $(MCP1)/.venv/.synced
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
+	@touch $@
+
+# The mcp 1.x client the end-to-end tests run, in its own environment (the main one has mcp 2.x).
+$(MCP1)/.venv/.synced: $(MCP1)/uv.lock $(MCP1)/pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --project $(MCP1)
 	@touch $@
 
 install: .venv/.synced
@@ -32,4 +39,4 @@ bench: install
 	$(RUN) python benchmarks/run.py
 
 clean:
-	rm -rf .venv .bastion .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv $(MCP1)/.venv .bastion .mypy_cache .ruff_cache .pytest_cache

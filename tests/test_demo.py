@@ -22,11 +22,12 @@ def wait_for_text(log: Path, text: str, timeout: float) -> str:
 
 
 def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
-    model, proxy, explicit, collector, dashboard = free_ports(5)
+    model, tools, proxy, explicit, collector, dashboard = free_ports(6)
     env = {
         "BASTION_DATA_DIR": str(tmp_path / "data"),
         "BASTION_CONFDIR": str(tmp_path / "conf"),
         "BASTION_SCRIPTED_MODEL_PORT": str(model),
+        "BASTION_TOOL_SERVER_PORT": str(tools),
         "BASTION_PROXY_PORT": str(proxy),
         "BASTION_EXPLICIT_PORT": str(explicit),
         "BASTION_COLLECTOR_PORT": str(collector),
@@ -37,10 +38,19 @@ def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
     with running([*BASTION, "up", "--demo"], env, log=log) as demo:
         output = wait_for_text(log, "Press Ctrl-C to stop.", timeout=120)
         assert "Reference agent finished with status 0" in output
+        assert "Tool agent finished with status 0" in output, output
         assert "denied as expected" in output and "no-large-models" in output
         assert f"http://127.0.0.1:{dashboard}" in output and "mitmproxy-ca-cert.pem" in output
         audit = httpx.get(f"http://127.0.0.1:{collector}/api/audit", params={"agent": "demo-agent"}, timeout=10)
         assert audit.status_code == 200
+        received = httpx.get(f"http://127.0.0.1:{tools}/_tool_server/calls", timeout=10).json()
+        # Only what the policy allows reached the tool server: no mail to outsiders, no large payment.
+        assert [(c["name"], c["arguments"]) for c in received] == [
+            ("get_weather", {"city": "Paris"}),
+            ("send_money", {"amount": 50, "recipient": "alice@example.com"}),
+            ("get_weather", {"city": "Oslo"}),
+        ]
+        assert f"http://127.0.0.1:{proxy}/mcp/<name>" in output
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 0
     assert (tmp_path / "demo" / "keys.yaml").exists()

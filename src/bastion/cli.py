@@ -44,6 +44,13 @@ def _scripted_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tool_server(args: argparse.Namespace) -> int:
+    from bastion.agents.tool_server import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     from bastion.stack import up
 
@@ -167,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_collector_options(up)
     s.add_proxy_options(up)
     s.add_dashboard_options(up)
-    up.add_argument("--demo", action="store_true", help="also start the scripted model and run the reference agent")
+    up.add_argument(
+        "--demo", action="store_true", help="also start the scripted model and tool server, and run the reference agent"
+    )
     s.add_option(
         up,
         "--scripted-model-port",
@@ -175,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=9100,
         cast=int,
         help="scripted model port (with --demo)",
+    )
+    s.add_option(
+        up,
+        "--tool-server-port",
+        env="BASTION_TOOL_SERVER_PORT",
+        default=9200,
+        cast=int,
+        help="demo MCP tool server port (with --demo)",
     )
     up.set_defaults(run=_up)
 
@@ -196,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_option(scripted, "--host", env="BASTION_SCRIPTED_MODEL_HOST", default="127.0.0.1", help="listen address")
     s.add_option(scripted, "--port", env="BASTION_SCRIPTED_MODEL_PORT", default=9100, cast=int, help="port")
     scripted.set_defaults(run=_scripted_model)
+
+    tools = commands.add_parser("tool-server", help="run the offline demo MCP tool server")
+    s.add_option(tools, "--host", env="BASTION_TOOL_SERVER_HOST", default="127.0.0.1", help="listen address")
+    s.add_option(tools, "--port", env="BASTION_TOOL_SERVER_PORT", default=9200, cast=int, help="port")
+    tools.set_defaults(run=_tool_server)
 
     _add_keys_commands(commands)
     _add_policy_commands(commands)

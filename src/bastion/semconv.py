@@ -67,6 +67,8 @@ BASTION_POLICY_VERSION: Final = "bastion.policy.version"
 BASTION_SHADOW_DECISION: Final = "bastion.shadow.decision"
 BASTION_SHADOW_RULE: Final = "bastion.shadow.rule"
 BASTION_MCP_SERVER: Final = "bastion.mcp.server"
+# Names of the tools removed from a model request's tool list because the agent may not call them.
+BASTION_TOOLS_HIDDEN: Final = "bastion.tools.hidden"
 # Alerts: events people should look at, such as a rejected policy edit.
 BASTION_ALERT_TYPE: Final = "bastion.alert.type"
 BASTION_ALERT_MESSAGE: Final = "bastion.alert.message"
@@ -77,6 +79,9 @@ OPERATION_CHAT: Final = "chat"
 OPERATION_EMBEDDINGS: Final = "embeddings"
 OPERATION_HTTP: Final = "http"
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+# A guardrail's check: here the policy decision on a tool call a model emitted. GenAI security
+# conventions draft: span "apply_guardrail {gen_ai.security.target.type}", a child of the call.
+OPERATION_APPLY_GUARDRAIL: Final = "apply_guardrail"
 
 # Values of bastion.call.kind.
 KIND_MODEL: Final = "model"

@@ -60,12 +60,15 @@ class Stack:
 
 
 def _demo_setup(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, str], str]:
-    """Start the scripted model and issue a fresh demo key; returns the proxy's env and the key."""
+    """Start the scripted model and tool server, issue a fresh demo key; returns the proxy's env and the key."""
     from bastion.proxy.keys import create_key
 
     port = args.scripted_model_port
     stack.start("scripted-model", [*BASTION, "scripted-model", "--port", str(port)])
     stack.wait_healthy("scripted-model", f"http://127.0.0.1:{port}/v1/models")
+    tools_port = args.tool_server_port
+    stack.start("tool-server", [*BASTION, "tool-server", "--port", str(tools_port)])
+    stack.wait_healthy("tool-server", f"http://127.0.0.1:{tools_port}/_tool_server/calls")
     keys_file = Path(args.data_dir).parent / "demo" / "keys.yaml"
     keys_file.unlink(missing_ok=True)
     key, _ = create_key(keys_file, DEMO_AGENT, DEMO_ROLE)
@@ -76,8 +79,24 @@ def _demo_setup(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, str],
         "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY") or SCRIPTED_PROVIDER_KEY,
         "ANTHROPIC_API_KEY": os.environ.get("ANTHROPIC_API_KEY") or SCRIPTED_PROVIDER_KEY,
         "BASTION_KEYS_FILE": str(keys_file),
+        "BASTION_MCP_TOOLS_URL": os.environ.get("BASTION_MCP_TOOLS_URL") or f"http://127.0.0.1:{tools_port}/mcp",
     }
     return env, key
+
+
+DEMO_AGENTS = {
+    "Reference agent": ["bastion.agents.reference_agent", "--base-url", "{proxy}/openai/v1"],
+    "Tool agent": ["bastion.agents.tool_agent", "--proxy-url", "{proxy}"],
+}
+
+
+def _run_demo_agents(proxy_url: str, dashboard_url: str, key: str) -> None:
+    for name, argv in DEMO_AGENTS.items():
+        print(f"\n{name}:", flush=True)
+        command = [sys.executable, "-m", *(a.format(proxy=proxy_url) for a in argv)]
+        done = subprocess.run(command, env={**os.environ, "BASTION_AGENT_KEY": key})
+        print(f"{name} finished with status {done.returncode}.", flush=True)
+    print(f"\nSee their calls at {dashboard_url}\n", flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -151,6 +170,7 @@ def up(args: argparse.Namespace) -> int:
         print(
             "\nBastion is up.\n"
             f"  proxy (agents' base URL)    {proxy_url}/openai/v1  and  {proxy_url}/anthropic\n"
+            f"  MCP servers                 {proxy_url}/mcp/<name>\n"
             f"  explicit proxy (HTTPS_PROXY) http://{args.proxy_host}:{args.explicit_port}\n"
             f"  CA certificate              {(Path(args.confdir) / 'mitmproxy-ca-cert.pem').resolve()}\n"
             f"  collector API               {collector_url}/api/audit\n"
@@ -158,17 +178,7 @@ def up(args: argparse.Namespace) -> int:
             flush=True,
         )
         if demo_key is not None:
-            agent = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bastion.agents.reference_agent",
-                    "--base-url",
-                    f"{proxy_url}/openai/v1",
-                ],
-                env={**os.environ, "BASTION_AGENT_KEY": demo_key},
-            )
-            print(f"\nReference agent finished with status {agent.returncode}. See its calls at {dashboard_url}\n")
+            _run_demo_agents(proxy_url, dashboard_url, demo_key)
         print("Press Ctrl-C to stop.", flush=True)
         while (name := stack.failed()) is None:
             time.sleep(0.5)

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bastion.proxy.addons import default_addons
-from bastion.proxy.config import GatewayConfig, Route, Upstream
+from bastion.proxy.config import GatewayConfig, McpServer, Route, Upstream
 from bastion.proxy.keys import KeyStore, create_key
 from bastion.proxy.policy import PolicyEngine
 from bastion.settings import Secret
@@ -80,10 +80,16 @@ def policies_dir(tmp_path: Path, rules: str | None = None) -> Path:
     return target
 
 
-def gateway(tmp_path: Path, routes: tuple[Route, ...] | None = None) -> tuple[list[object], str, InMemorySpanExporter]:
+def gateway(
+    tmp_path: Path, routes: tuple[Route, ...] | None = None, mcp_servers: tuple[McpServer, ...] = ()
+) -> tuple[list[object], str, InMemorySpanExporter]:
     """The default addons over a fresh key store and the bundled policy; returns (addons, key, spans)."""
     keys, key = keystore(tmp_path)
-    config = GatewayConfig(routes=routes or (route("openai"), route("anthropic")), keys_file=tmp_path / "keys.yaml")
+    config = GatewayConfig(
+        routes=routes or (route("openai"), route("anthropic")),
+        keys_file=tmp_path / "keys.yaml",
+        mcp_servers=mcp_servers,
+    )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -144,3 +144,8 @@ def test_reload_swaps_in_edits_and_keeps_serving_on_a_bad_one(tmp_path: Path) ->
         engine.reload_if_changed()
     assert engine.version == version
     assert engine.decide(request("model:scripted-small", act="chat")).rule == "lockdown"
+
+
+@pytest.mark.parametrize("tool", ["read_file", "query_database", "send_email", "send_money", "get_weather"])
+def test_tools_with_conditional_rules_are_listed(engine: PolicyEngine, tool: str) -> None:
+    assert engine.visible("agent-9", "assistant", f"tool:{tool}", "call")

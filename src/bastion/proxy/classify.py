@@ -27,22 +27,37 @@ class Call:
     host: str
     path: str
     method: str
+    # What an MCP message names: the tool of a tools/call.
+    target: str | None = None
 
     @property
     def policy_object(self) -> str:
         if self.kind == semconv.KIND_MODEL:
             return f"model:{self.model}"
+        if self.kind == semconv.KIND_MCP:
+            return f"tool:{self.target}"
         return f"http:{self.host}{self.path}"
 
     @property
     def policy_action(self) -> str:
+        if self.kind == semconv.KIND_MCP:
+            return "call"
         return self.operation if self.kind == semconv.KIND_MODEL else self.method
 
     @property
     def span_name(self) -> str:
         if self.kind == semconv.KIND_MODEL:
             return f"{self.operation} {self.model}"
+        if self.kind == semconv.KIND_MCP:
+            # The MCP conventions' span name: "{mcp.method.name} {target}".
+            return f"{self.endpoint} {self.target}" if self.target else self.endpoint
         return f"{self.method} {self.host}"
+
+
+def mcp_call(endpoint: str, tool: str | None, host: str, path: str, method: str) -> Call:
+    """An MCP message: ``endpoint`` is its JSON-RPC method (or what the HTTP request does), ``tool`` a call's tool."""
+    operation = semconv.OPERATION_EXECUTE_TOOL if tool is not None else semconv.KIND_MCP
+    return Call(semconv.KIND_MCP, "mcp", operation, endpoint, None, False, host, path.split("?", 1)[0], method, tool)
 
 
 def model_endpoint(provider: str, method: str, path: str) -> tuple[str, str] | None:

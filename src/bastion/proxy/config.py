@@ -14,6 +14,10 @@ import yaml
 from bastion.settings import Secret
 
 PROVIDERS = ("openai", "anthropic", "http")
+# MCP servers are served at /mcp/<name>; their routes carry this provider.
+MCP_PROVIDER = "mcp"
+MCP_MOUNT = "/mcp/"
+_MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -59,9 +63,45 @@ class Route:
 
 
 @dataclass(frozen=True)
+class McpServer:
+    """An MCP server, served at ``/mcp/<name>`` and forwarded to its URL's exact path (no redirects)."""
+
+    name: str
+    path: str  # the upstream endpoint's exact path, with the URL's query if any
+    route: Route
+
+    def upstream_path(self, query: str) -> str:
+        """The upstream path for a request that came with ``query`` (may be empty)."""
+        if not query:
+            return self.path
+        return f"{self.path}{'&' if '?' in self.path else '?'}{query}"
+
+
+# What happens to a response whose model called a tool the policy refuses: the call is replaced
+# by an explanation the agent reads, or the whole response becomes an error.
+TOOL_CALLS_ON_DENY = ("replace", "block")
+
+
+@dataclass(frozen=True)
+class ToolCallSettings:
+    """``tool_calls`` in bastion.yaml."""
+
+    on_deny: str = "replace"
+
+    @property
+    def block(self) -> bool:
+        return self.on_deny == "block"
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     routes: tuple[Route, ...]
     keys_file: Path
+    mcp_servers: tuple[McpServer, ...] = ()
+    tool_calls: ToolCallSettings = ToolCallSettings()
+
+    def mcp_server(self, name: str) -> McpServer | None:
+        return next((s for s in self.mcp_servers if s.name == name), None)
 
     def route_for_path(self, path: str) -> Route | None:
         return next((r for r in self.routes if path.startswith(r.prefix)), None)
@@ -112,8 +152,74 @@ def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
     names = [r.name for r in routes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: route names must be unique, got {names}")
+    for i, r in enumerate(routes):
+        if r.prefix.startswith(MCP_MOUNT):
+            raise ConfigError(
+                f"{path}: routes[{i}]: prefix {r.prefix!r} is reserved for mcp_servers ({MCP_MOUNT}<name>)"
+            )
+    raw_servers = raw.get("mcp_servers") or []
+    if not isinstance(raw_servers, list):
+        raise ConfigError(f"{path}: mcp_servers must be a list of mappings with name and url")
+    servers = tuple(_mcp_server(path, i, s) for i, s in enumerate(raw_servers))
+    server_names = [s.name for s in servers]
+    if len(set(server_names)) != len(server_names):
+        raise ConfigError(f"{path}: mcp_servers names must be unique, got {server_names}")
     keys = keys_file or policies_dir / str(raw.get("keys_file", "keys.yaml"))
-    return GatewayConfig(routes=routes, keys_file=keys)
+    tool_calls = _tool_calls(path, raw.get("tool_calls"))
+    return GatewayConfig(routes=routes, keys_file=keys, mcp_servers=servers, tool_calls=tool_calls)
+
+
+def _tool_calls(path: Path, raw: Any) -> ToolCallSettings:
+    if raw is None:
+        return ToolCallSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: tool_calls must be a mapping, e.g. {{on_deny: replace}}")
+    unknown = sorted(set(raw) - {"on_deny"})
+    if unknown:
+        raise ConfigError(f"{path}: tool_calls has unknown keys {unknown}; the only key is on_deny")
+    on_deny = raw.get("on_deny", "replace")
+    if on_deny not in TOOL_CALLS_ON_DENY:
+        choices = " or ".join(TOOL_CALLS_ON_DENY)
+        raise ConfigError(f"{path}: tool_calls.on_deny has value {on_deny!r}. Not one of {choices}.")
+    return ToolCallSettings(on_deny)
+
+
+def _mcp_server(path: Path, index: int, raw: Any) -> McpServer:
+    where = f"{path}: mcp_servers[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with name and url")
+    try:
+        name, url = str(raw["name"]), str(raw["url"])
+    except KeyError as e:
+        raise ConfigError(f"{where}: missing key {e.args[0]!r}") from None
+    key_env = raw.get("api_key_env")
+    try:
+        return mcp_server(name, url, str(key_env) if key_env else None)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def mcp_server(name: str, url: str, api_key_env: str | None = None) -> McpServer:
+    """An MCP server served at ``/mcp/<name>``; raises ValueError naming what is wrong."""
+    if not _MCP_SERVER_NAME.fullmatch(name):
+        raise ValueError(f"name {name!r} must be letters, digits, '.', '_' or '-' (it becomes a URL path)")
+    try:
+        upstream = Upstream.parse(url)
+    except ValueError as e:
+        raise ValueError(f"url {e}") from None
+    parts = urlsplit(url)
+    exact = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    key_value = os.environ.get(api_key_env) if api_key_env else None
+    route = Route(
+        name=f"{MCP_PROVIDER}:{name}",
+        prefix=f"{MCP_MOUNT}{name}",
+        provider=MCP_PROVIDER,
+        upstream=upstream,
+        hosts=(),
+        api_key_env=api_key_env,
+        api_key=Secret(key_value) if key_value else None,
+    )
+    return McpServer(name=name, path=exact, route=route)
 
 
 def _route(path: Path, index: int, raw: Any) -> Route:

@@ -6,6 +6,8 @@ import json
 
 from mitmproxy import http
 
+from bastion.proxy import mcp
+
 # HTTP status -> (OpenAI error type, Anthropic error type)
 _TYPES = {
     400: ("invalid_request_error", "invalid_request_error"),
@@ -19,7 +21,17 @@ _TYPES = {
 }
 
 
+def _jsonrpc_code(status: int) -> int:
+    if status == 401:
+        return mcp.UNAUTHENTICATED
+    if status == 403:
+        return mcp.POLICY_DENIED
+    return mcp.INTERNAL_ERROR if status >= 500 else mcp.INVALID_REQUEST
+
+
 def error_body(provider: str, status: int, message: str, code: str) -> dict[str, object]:
+    if provider == "mcp":  # a JSON-RPC error, which MCP clients surface with its message
+        return mcp.error(None, _jsonrpc_code(status), message, {"code": code})
     openai_type, anthropic_type = _TYPES.get(status, ("invalid_request_error", "invalid_request_error"))
     if provider == "anthropic":
         return {"type": "error", "error": {"type": anthropic_type, "message": message, "code": code}}

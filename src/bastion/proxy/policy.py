@@ -20,7 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
 
 import casbin
 from casbin.effect import AllowOverrideEffector
@@ -70,33 +69,6 @@ class Rule:
         return [self.sub, self.obj, self.act, "allow", self.name, self.cond or "True"]
 
 
-class _AnyValue:
-    """Stands for arguments not known yet (listing tools): every comparison could hold."""
-
-    def __getattr__(self, name: str) -> _AnyValue:
-        return self
-
-    def __getitem__(self, key: object) -> _AnyValue:
-        return self
-
-    def __call__(self, *args: object, **kwargs: object) -> bool:
-        return True
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __eq__
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __len__(self) -> int:
-        return 0
-
-
-ANY_ARGS = _AnyValue()
-
-
 def _stamp(policies_dir: Path) -> tuple[tuple[int, int], ...]:
     stamps = []
     for name in (MODEL_FILE, POLICY_FILE, CONFIG_FILE):
@@ -137,9 +109,12 @@ class CompiledPolicy:
             for shadow in (False, True)
             for effect in EFFECT_ORDER
         }
-        # Listing tools: only an unconditional deny hides a tool whatever its arguments.
-        self.unconditional_deny = self._enforcer(
-            [r for r in self.rules if r.effect is Effect.DENY and r.name not in self.shadow and not r.cond]
+        # Listing tools, before any arguments exist: a tool is visible when an allow or review rule
+        # could match some arguments (its condition set aside) and no unconditional deny matches.
+        enforced = [r for r in self.rules if r.name not in self.shadow]
+        self.unconditional_deny = self._enforcer([r for r in enforced if r.effect is Effect.DENY and not r.cond])
+        self.could_allow = self._enforcer(
+            [replace(r, cond="") for r in enforced if r.effect in (Effect.ALLOW, Effect.REVIEW)]
         )
         self._roles: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -166,14 +141,14 @@ class CompiledPolicy:
         if not role or (agent_id, role) in self._roles:
             return
         with self._lock:
-            for enforcer in [*self.enforcers.values(), self.unconditional_deny]:
+            for enforcer in [*self.enforcers.values(), self.unconditional_deny, self.could_allow]:
                 if enforcer is not None:
                     enforcer.add_grouping_policy(agent_id, f"role:{role}")
             self._roles.add((agent_id, role))
             self._cache.clear()
 
-    def first_match(self, request: PolicyRequest, *, shadow: bool, args: Any = None) -> tuple[Effect, str] | None:
-        values = (request.agent_id, request.obj, request.act, request.args if args is None else args)
+    def first_match(self, request: PolicyRequest, *, shadow: bool) -> tuple[Effect, str] | None:
+        values = (request.agent_id, request.obj, request.act, request.args)
         for effect in EFFECT_ORDER:
             enforcer = self.enforcers[(shadow, effect)]
             if enforcer is None:
@@ -295,12 +270,10 @@ class PolicyEngine:
         """Could some call of ``act`` on ``obj`` be allowed (or reviewed)? For filtering tool lists."""
         policy = self._policy
         policy.ensure_role(agent_id, role)
-        request = PolicyRequest(agent_id, role, obj, act)
+        deny, could_allow = policy.unconditional_deny, policy.could_allow
         try:
-            deny = policy.unconditional_deny
             if deny is not None and deny.enforce_ex(agent_id, obj, act, {})[0]:
                 return False
-            match = policy.first_match(request, shadow=False, args=ANY_ARGS)
+            return could_allow is not None and bool(could_allow.enforce_ex(agent_id, obj, act, {})[0])
         except Exception:
             return False
-        return match is not None and match[0] is not Effect.DENY

@@ -152,7 +152,9 @@ def test_streamed_events_pass_unchanged_and_yield_usage(gw: tuple[list[object], 
         b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n'
         b"data: [DONE]\n\n"
     )
-    out = b"".join(stream(events[i : i + 7]) for i in range(0, len(events), 7)) + stream(b"")
+    # A stream callable may return bytes or a list of chunks (empty while it holds events).
+    pieces = [stream(events[i : i + 7]) for i in range(0, len(events), 7)] + [stream(b"")]
+    out = b"".join(p if isinstance(p, bytes) else b"".join(p) for p in pieces)
     assert out == events
     for addon in addons:
         getattr(addon, "response", lambda _: None)(f)

@@ -9,8 +9,12 @@ from bastion.proxy.addons.classification import Classify
 from bastion.proxy.addons.forwarding import Forward
 from bastion.proxy.addons.health import Health
 from bastion.proxy.addons.identity import Identify
+from bastion.proxy.addons.mcp import McpGovernance
+from bastion.proxy.addons.mcp_routing import McpRouting
+from bastion.proxy.addons.mcp_tools import McpToolList
 from bastion.proxy.addons.routing import Routing
 from bastion.proxy.addons.streaming import ResponseStream
+from bastion.proxy.addons.tool_calls import ToolCalls
 from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
 from bastion.proxy.config import GatewayConfig
@@ -23,13 +27,20 @@ def default_addons(
 ) -> list[object]:
     return [
         Health(),
+        McpRouting(config),
         Routing(config),
         Identify(keys),
         Validate(max_body_bytes),
         Classify(),
+        # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
+        McpGovernance(engine, tracer),
         Authorize(engine),
         Forward(),
         ResponseStream(),
+        # Wraps the stream callback ResponseStream set, so after it.
+        McpToolList(engine),
+        # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
+        ToolCalls(engine, tracer, config.tool_calls),
         # Last, so that it records what every addon before it decided.
         Tracing(tracer),
     ]

@@ -28,9 +28,9 @@ class Routing:
         self.config = config
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if answered(flow):
-            return
         st = state(flow)
+        if answered(flow) or st.route is not None:  # already routed (an MCP server)
+            return
         reverse = isinstance(flow.client_conn.proxy_mode, ReverseMode)
         if reverse:
             st.route = self.config.route_for_path(flow.request.path)

@@ -1,0 +1,177 @@
+"""MCP messages: each ``tools/call`` is decided by policy, with its arguments, before the server sees it.
+
+A refused call is answered here with a JSON-RPC error carrying the request's id, in the form the
+client's revision expects (an SSE ``message`` event where the server would have streamed, plain
+JSON otherwise). Every other message passes through as it came, with the proxy span's trace context
+added to ``params._meta`` of requests. Malformed JSON-RPC gets a JSON-RPC error from the proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from mitmproxy import http
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from bastion import semconv
+from bastion.proxy import mcp
+from bastion.proxy.addons.authorization import refusal_code, refusal_message
+from bastion.proxy.addons.mcp_routing import mcp_server
+from bastion.proxy.addons.streaming import is_event_stream
+from bastion.proxy.classify import mcp_call
+from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow
+from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.state import CallState, answered, state
+
+log = logging.getLogger(__name__)
+PROTOCOL_RULE = "mcp-protocol"
+SESSIONS_REMEMBERED = 10_000
+_propagator = TraceContextTextMapPropagator()
+
+
+class McpGovernance:
+    def __init__(self, engine: PolicyEngine, tracer: Tracer) -> None:
+        self.engine = engine
+        self.tracer = tracer
+        # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
+        self._streams: OrderedDict[str, bool] = OrderedDict()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        server = mcp_server(flow)
+        st = state(flow)
+        if answered(flow) or server is None or st.identity is None:
+            return
+        headers = flow.request.headers
+        for name, key in (
+            (mcp.SESSION_HEADER, semconv.MCP_SESSION_ID),
+            (mcp.PROTOCOL_HEADER, semconv.MCP_PROTOCOL_VERSION),
+        ):
+            if value := headers.get(name):
+                st.attributes[key] = value
+        method = flow.request.method
+        if method == "POST":
+            self._post(flow, st)
+            return
+        # The GET stream, or DELETE ending a session: passed on as they are.
+        endpoint = {"GET": "GET stream", "DELETE": "DELETE session"}.get(method, method)
+        st.call = mcp_call(endpoint, None, server.route.upstream.host, st.upstream_path, method)
+        st.decision = self._protocol(endpoint)
+
+    def _post(self, flow: http.HTTPFlow, st: CallState) -> None:
+        assert st.route is not None
+        host, path = st.route.upstream.host, st.upstream_path
+        try:
+            messages, batch = mcp.read(flow.request.get_content() or b"")
+        except ValueError as e:  # a JsonRpcError, or a body whose content-encoding does not decode
+            error = e if isinstance(e, mcp.JsonRpcError) else mcp.JsonRpcError(mcp.PARSE_ERROR, f"Parse error: {e}")
+            st.call = mcp_call("invalid", None, host, path, "POST")
+            self._reject(flow, st, error)
+            return
+        if batch:
+            st.call = mcp_call("batch", None, host, path, "POST")
+            if any(m.method in (mcp.TOOLS_CALL, mcp.TOOLS_LIST) for m in messages):
+                text = "Invalid Request: Bastion takes tools/call and tools/list one at a time, not in a batch."
+                self._reject(flow, st, mcp.JsonRpcError(mcp.INVALID_REQUEST, text))
+            else:
+                st.decision = self._protocol("batch")
+            return
+        message = messages[0]
+        if message.method is not None:
+            st.attributes[semconv.MCP_METHOD_NAME] = message.method
+        if message.is_request:
+            st.attributes[semconv.JSONRPC_REQUEST_ID] = str(message.id)
+        if message.method == mcp.TOOLS_CALL:
+            self._tool_call(flow, st, message)
+            return
+        endpoint = message.method or "response"  # a response: the client answering sampling or elicitation
+        st.call = mcp_call(endpoint, None, host, path, "POST")
+        st.decision = self._protocol(endpoint)
+        self._continue_trace(flow, st, message)
+
+    def _tool_call(self, flow: http.HTTPFlow, st: CallState, message: mcp.Message) -> None:
+        assert st.identity is not None and st.route is not None
+        try:
+            name, arguments = mcp.tool_call(message)
+        except mcp.JsonRpcError as e:
+            st.call = mcp_call(mcp.TOOLS_CALL, "", st.route.upstream.host, st.upstream_path, "POST")
+            self._reject(flow, st, e)
+            return
+        st.call = mcp_call(mcp.TOOLS_CALL, name, st.route.upstream.host, st.upstream_path, "POST")
+        st.attributes[semconv.GEN_AI_TOOL_NAME] = name
+        st.attributes[semconv.GEN_AI_TOOL_CALL_ID] = str(message.id)
+        st.attributes[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_TOOL_CALL
+        request = PolicyRequest(st.identity.agent_id, st.identity.role, f"tool:{name}", "call", arguments)
+        st.decision = decision = self.engine.decide(request)
+        if decision.allowed:
+            self._continue_trace(flow, st, message)
+            return
+        code = mcp.APPROVAL_REQUIRED if decision.effect is Effect.REVIEW else mcp.POLICY_DENIED
+        reason = refusal_code(decision)
+        data = {"code": reason, "rule": decision.rule, "policy_version": decision.policy_version}
+        st.attributes[semconv.ERROR_TYPE] = reason
+        self._answer(flow, mcp.error(message.id, code, refusal_message(request, decision), data), reason)
+
+    def _protocol(self, endpoint: str) -> Decision:
+        return allow(PROTOCOL_RULE, f"MCP {endpoint}: only tools/call is decided by policy")
+
+    def _reject(self, flow: http.HTTPFlow, st: CallState, error: mcp.JsonRpcError) -> None:
+        """Bad input: HTTP 400 with the JSON-RPC error, as MCP servers answer it."""
+        code = "invalid_jsonrpc" if error.code != mcp.INVALID_PARAMS else "invalid_params"
+        st.decision = Decision(Effect.ERROR, code, error.message)
+        if error.code == mcp.INVALID_PARAMS and error.request_id is not None:
+            self._answer(flow, mcp.error(error.request_id, error.code, error.message), code)
+            return
+        body = mcp.encode(mcp.error(error.request_id, error.code, error.message))
+        flow.response = http.Response.make(400, body, {"content-type": "application/json", "x-bastion-error": code})
+
+    def _answer(self, flow: http.HTTPFlow, payload: mcp.Json, code: str) -> None:
+        """A JSON-RPC answer to a request, as an SSE event or as JSON, whichever its server would send."""
+        headers = flow.request.headers
+        session = headers.get(mcp.SESSION_HEADER)
+        streams = self._streams.get(session, True) if session else True
+        if not mcp.is_modern(headers) and mcp.accepts_sse(headers) and streams:
+            body, content_type = mcp.sse_event(payload), "text/event-stream"
+        else:
+            body, content_type = mcp.encode(payload), "application/json"
+        response_headers = {"content-type": content_type, "cache-control": "no-cache", "x-bastion-error": code}
+        if session:
+            response_headers[mcp.SESSION_HEADER] = session
+        flow.response = http.Response.make(200, body, response_headers)
+
+    def _continue_trace(self, flow: http.HTTPFlow, st: CallState, message: mcp.Message) -> None:
+        """Continue the trace context in ``params._meta`` and pass the proxy span's own on in its place."""
+        if st.span is None or not message.is_request:
+            return
+        try:
+            parent = _propagator.extract(mcp.trace_carrier(message))
+            if trace.get_current_span(parent).get_span_context().is_valid:
+                # The message names its own parent: the span Tracing started from the HTTP headers is
+                # replaced (never ended, so never exported) by one that continues the message's trace.
+                start = int(flow.request.timestamp_start * 1e9)
+                st.span = self.tracer.start_span("bastion call", context=parent, kind=SpanKind.CLIENT, start_time=start)
+            carrier: dict[str, str] = {}
+            _propagator.inject(carrier, context=trace.set_span_in_context(st.span))
+        except Exception:  # telemetry never breaks the call: it goes on as it came
+            log.exception("could not continue the trace context in params._meta")
+            return
+        for name in mcp.TRACE_KEYS:
+            flow.request.headers.pop(name, None)
+        flow.request.headers.update(carrier)
+        flow.request.set_content(mcp.encode(mcp.with_trace_context(message, carrier)))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is None or mcp_server(flow) is None or "x-bastion-error" in response.headers:
+            return
+        st = state(flow)
+        session = response.headers.get(mcp.SESSION_HEADER) or flow.request.headers.get(mcp.SESSION_HEADER)
+        if session:
+            st.attributes[semconv.MCP_SESSION_ID] = session
+        if session and flow.request.method == "POST" and response.status_code == 200:
+            self._streams[session] = is_event_stream(response)
+            self._streams.move_to_end(session)
+            if len(self._streams) > SESSIONS_REMEMBERED:
+                self._streams.popitem(last=False)

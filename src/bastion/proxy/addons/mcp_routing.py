@@ -1,0 +1,49 @@
+"""MCP servers on the reverse proxy: ``/mcp/<server>`` (with or without a final slash) goes to the
+server's exact URL, never through a redirect; any other path under ``/mcp`` gets a JSON-RPC 404."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from bastion import semconv
+from bastion.proxy import mcp
+from bastion.proxy.config import MCP_PROVIDER, GatewayConfig, McpServer
+from bastion.proxy.decision import refuse
+from bastion.proxy.errors import error_response
+from bastion.proxy.state import answered, state
+
+# flow.metadata key: the McpServer a flow is for, for the MCP addons after this one.
+MCP_SERVER = "bastion.mcp.server"
+
+
+def mcp_server(flow: http.HTTPFlow) -> McpServer | None:
+    found = flow.metadata.get(MCP_SERVER)
+    return found if isinstance(found, McpServer) else None
+
+
+class McpRouting:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if answered(flow) or not isinstance(flow.client_conn.proxy_mode, ReverseMode):
+            return
+        name = mcp.server_name(flow.request.path)
+        if name is None:
+            return
+        st = state(flow)
+        st.attributes[semconv.BASTION_CALL_KIND] = semconv.KIND_MCP
+        server = self.config.mcp_server(name)
+        if server is None:
+            configured = ", ".join(f"{s.name} at {s.route.prefix}" for s in self.config.mcp_servers) or "none"
+            message = f"No MCP server at {flow.request.path.split('?', 1)[0]!r}. Configured MCP servers: {configured}."
+            st.decision = refuse("unknown_mcp_server", message)
+            flow.response = error_response(MCP_PROVIDER, 404, message, "unknown_mcp_server")
+            return
+        flow.metadata[MCP_SERVER] = server
+        st.attributes[semconv.BASTION_MCP_SERVER] = server.name
+        st.route = server.route
+        st.upstream_path = server.upstream_path(flow.request.path.partition("?")[2])
+        # Uncompressed answers, so that tool lists in them can be read and streams cut into events.
+        flow.request.headers.pop("accept-encoding", None)

@@ -1,0 +1,173 @@
+"""Tool calls: the model is offered only tools the agent may call, and each call it emits is decided
+before the agent receives it (JSON or streamed). The logic is in :mod:`bastion.proxy.toolcalls`.
+
+Each decision is recorded as a child span of the call's span. Telemetry never breaks traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mitmproxy import http
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Tracer
+
+from bastion import semconv
+from bastion.proxy import toolcalls_anthropic, toolcalls_chat, toolcalls_responses
+from bastion.proxy.addons.authorization import refusal_code, refusal_message
+from bastion.proxy.addons.streaming import is_event_stream
+from bastion.proxy.addons.tracing import decision_attributes
+from bastion.proxy.config import ToolCallSettings
+from bastion.proxy.decision import PolicyRequest, deny
+from bastion.proxy.errors import error_response
+from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.toolcalls import (
+    CHECK_FAILED_CODE,
+    ApiFormat,
+    Judge,
+    Verdict,
+    blocked_code,
+    blocked_message,
+    closed_stream,
+    filter_tools,
+    stream_callback,
+)
+
+log = logging.getLogger(__name__)
+
+# classify.Call.endpoint -> its API format
+FORMATS: dict[str, ApiFormat] = {
+    "chat.completions": toolcalls_chat.FORMAT,
+    "responses": toolcalls_responses.FORMAT,
+    "messages": toolcalls_anthropic.FORMAT,
+}
+SPAN_NAME = f"{semconv.OPERATION_APPLY_GUARDRAIL} {semconv.TARGET_TOOL_CALL}"
+
+
+class ToolCalls:
+    def __init__(self, engine: PolicyEngine, tracer: Tracer, settings: ToolCallSettings | None = None) -> None:
+        self.engine, self.tracer = engine, tracer
+        self.settings = settings or ToolCallSettings()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if answered(flow):
+            return
+        st = state(flow)
+        fmt = _format(st)
+        if fmt is None or st.identity is None or st.call is None or not isinstance(st.body, dict):
+            return
+        if st.call.stream:  # the stream must be readable to be checked
+            flow.request.headers["accept-encoding"] = "identity"
+        agent, role = st.identity.agent_id, st.identity.role
+
+        def visible(name: str) -> bool:
+            return self.engine.visible(agent, role, f"tool:{name}", "call")
+
+        try:
+            text = (flow.request.get_content() or b"").decode("utf-8")
+            result = filter_tools(text, st.body, fmt.tool_lists, visible)
+        except ValueError:  # not UTF-8 or not read member by member: the body is written anew
+            result = filter_tools(json.dumps(st.body), st.body, fmt.tool_lists, visible)
+        if result.hidden:
+            st.attributes[semconv.BASTION_TOOLS_HIDDEN] = result.hidden
+        if result.forced is not None:
+            request = PolicyRequest(agent, role, f"tool:{result.forced}", "call")
+            decision = self.engine.decide(request)
+            if decision.allowed:  # visible() and decide() disagree: the tool stays hidden
+                decision = deny("tool-not-offered", f"{request.obj} is not offered to agent {agent}")
+            st.decision = decision
+            message = f"The request forces a tool the agent may not call. {refusal_message(request, decision)}"
+            flow.response = error_response(fmt.provider, 403, message, refusal_code(decision))
+        elif result.text is not None:
+            flow.request.content = result.text.encode()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        st, response = state(flow), flow.response
+        fmt = _format(st)
+        if fmt is None or response is None or not 200 <= response.status_code < 300 or not is_event_stream(response):
+            return
+        judge = self._judge(st)
+        if judge is None:
+            return
+        rewriter = fmt.rewriter(judge, self.settings.block)
+        inner = response.stream if callable(response.stream) else None
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            message = f"Bastion cannot check the tool calls of a {encoding}-encoded event stream."
+            response.stream = closed_stream(rewriter.error(message, CHECK_FAILED_CODE), inner)
+            response.headers.pop("content-encoding", None)
+        else:
+            response.stream = stream_callback(rewriter, inner)
+        response.headers.pop("content-length", None)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        st, response = state(flow), flow.response
+        fmt = _format(st)
+        if fmt is None or response is None or response.stream or not 200 <= response.status_code < 300:
+            return
+        if "json" not in response.headers.get("content-type", ""):
+            return
+        try:
+            body = json.loads(response.get_content() or b"")
+        except (ValueError, UnicodeDecodeError):
+            return
+        judge = self._judge(st)
+        if judge is None or not isinstance(body, dict):
+            return
+        denied = [v for v in fmt.govern(body, judge) if not v.allowed]
+        if not denied:
+            return
+        if self.settings.block:
+            flow.response = error_response(fmt.provider, 403, blocked_message(denied), blocked_code(denied))
+        else:
+            response.content = json.dumps(body).encode()
+
+    def _judge(self, st: CallState) -> Judge | None:
+        if st.identity is None:
+            return None
+        parent = st.span  # kept: the call's span is gone from the state when a stream's last flush runs
+
+        def record(verdict: Verdict) -> None:
+            self._record(parent, st, verdict)
+
+        return Judge(self.engine.decide, st.identity.agent_id, st.identity.role, record)
+
+    def _record(self, parent: Span | None, st: CallState, verdict: Verdict) -> None:
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        span = self.tracer.start_span(SPAN_NAME, context=context, kind=SpanKind.INTERNAL)
+        try:
+            if span.is_recording():
+                span.set_attributes(attributes(st, verdict))
+        finally:
+            span.end()
+
+
+def _format(st: CallState) -> ApiFormat | None:
+    call = st.call
+    if call is None or call.kind != semconv.KIND_MODEL:
+        return None
+    return FORMATS.get(call.endpoint)
+
+
+def attributes(st: CallState, verdict: Verdict) -> dict[str, Any]:
+    """The span attributes of one tool-call decision."""
+    attrs: dict[str, Any] = {
+        semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_APPLY_GUARDRAIL,
+        semconv.GEN_AI_TOOL_NAME: verdict.call.name,
+        semconv.GEN_AI_SECURITY_TARGET_TYPE: semconv.TARGET_TOOL_CALL,
+        semconv.BASTION_CALL_KIND: semconv.KIND_TOOL,
+        semconv.BASTION_AGENT_ID: verdict.request.agent_id,
+        semconv.BASTION_AGENT_ROLE: verdict.request.role,
+        **decision_attributes(verdict.decision),
+    }
+    if verdict.call.id:
+        attrs[semconv.GEN_AI_TOOL_CALL_ID] = verdict.call.id
+        attrs[semconv.GEN_AI_SECURITY_TARGET_ID] = verdict.call.id
+    if st.call is not None:
+        attrs[semconv.GEN_AI_PROVIDER_NAME] = st.call.provider
+    if st.route is not None:
+        attrs[semconv.BASTION_ROUTE] = st.route.name
+    return attrs

@@ -1,0 +1,272 @@
+"""End to end: the official mcp clients of both major versions through `bastion proxy` to the demo tool server.
+
+mcp 2.x (this environment) speaks the 2026-07-28 revision: server/discover, plain JSON. mcp 1.x runs
+from its own uv project in tests/clients/mcp1 (a subprocess) and speaks the session-based revision:
+initialize answered as SSE, Mcp-Session-Id, the GET stream, DELETE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import TextContent
+
+from bastion import semconv
+from bastion.proxy import mcp
+from support import BASTION, ROOT, free_ports, running, wait_for_http
+
+MCP1_PYTHON = ROOT / "tests" / "clients" / "mcp1" / ".venv" / "bin" / "python"
+MCP1_CLIENT = ROOT / "tests" / "clients" / "mcp1" / "client.py"
+MAX_BODY = 100_000
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_SPAN = "b7ad6b7169203331"
+LEGACY_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+CALLS: list[dict[str, Any]] = [
+    {"name": "get_weather", "arguments": {"city": "Paris"}},
+    {"name": "send_money", "arguments": {"amount": 50, "recipient": "alice@example.com"}},
+    {"name": "send_email", "arguments": {"to": "x@evil.com", "subject": "hi", "body": "secrets"}},
+    {"name": "delete_user", "arguments": {"user_id": "u1"}},
+    {"name": "send_money", "arguments": {"amount": 500, "recipient": "alice@example.com"}},
+]
+ALLOWED = ["get_weather", "send_money"]
+
+
+@dataclass
+class Stack:
+    proxy: str
+    tools: str
+    collector: str
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.proxy}/mcp/tools"
+
+    def received(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.tools}/_tool_server/calls").json())
+
+    def forget(self) -> None:
+        httpx.delete(f"{self.tools}/_tool_server/calls")
+
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
+
+
+def create_key(keys_file: Path) -> str:
+    out = subprocess.run(
+        [*BASTION, "keys", "create", "--agent", "agent-1", "--role", "assistant", "--keys-file", str(keys_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("mcp")
+    tools_port, proxy_port, explicit_port, collector_port = free_ports(4)
+    key = create_key(tmp / "keys.yaml")
+    tools = f"http://127.0.0.1:{tools_port}"
+    collector = f"http://127.0.0.1:{collector_port}"
+    proxy_args = [
+        *BASTION,
+        "proxy",
+        *("--proxy-port", str(proxy_port), "--explicit-port", str(explicit_port)),
+        *("--keys-file", str(tmp / "keys.yaml"), "--confdir", str(tmp / "conf")),
+        *("--collector-url", collector, "--max-body-bytes", str(MAX_BODY)),
+    ]
+    with (
+        running([*BASTION, "tool-server", "--port", str(tools_port)], log=tmp / "tools.log") as tools_proc,
+        running(
+            [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")],
+            log=tmp / "collector.log",
+        ) as collector_proc,
+        running(proxy_args, {"BASTION_MCP_TOOLS_URL": f"{tools}/mcp"}, log=tmp / "proxy.log") as proxy_proc,
+    ):
+        wait_for_http(f"{tools}/_tool_server/calls", proc=tools_proc)
+        wait_for_http(f"{collector}/healthz", timeout=60, proc=collector_proc)
+        wait_for_http(f"http://127.0.0.1:{proxy_port}/healthz", timeout=60, proc=proxy_proc)
+        yield Stack(f"http://127.0.0.1:{proxy_port}", tools, collector, key)
+
+
+async def mcp2_session(stack: Stack, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mcp 2.x client's view of a session: tool names, then per call a result or an error."""
+    outcomes: list[dict[str, Any]] = []
+    async with (
+        httpx2.AsyncClient(headers=stack.auth(), timeout=30) as http,
+        Client(streamable_http_client(stack.url, http_client=http)) as client,
+    ):
+        tools = [t.name for t in (await client.list_tools()).tools]
+        for c in calls:
+            try:
+                result = await client.call_tool(c["name"], c["arguments"], meta=c.get("meta"))
+            except MCPError as e:
+                outcomes.append({"error": {"code": e.error.code, "message": e.error.message}})
+                continue
+            text = "".join(b.text for b in result.content if isinstance(b, TextContent))
+            outcomes.append({"result": {"text": text, "is_error": result.is_error}})
+    return {"tools": tools, "calls": outcomes}
+
+
+def mcp1_session(stack: Stack, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    if not MCP1_PYTHON.exists():
+        pytest.fail(f"{MCP1_PYTHON} is missing: run `make install` (uv sync --frozen --project tests/clients/mcp1)")
+    done = subprocess.run(
+        [str(MCP1_PYTHON), str(MCP1_CLIENT), stack.url, stack.key, json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:
+    assert "delete_user" not in seen["tools"]
+    assert {"get_weather", "send_email", "send_money"} <= set(seen["tools"])
+    weather, payment, email, delete, large = seen["calls"]
+    assert weather == {"result": {"text": "Paris: 18 C, cloudy", "is_error": False}}
+    assert "50.00 USD sent to alice@example.com" in payment["result"]["text"]
+    assert email["error"]["code"] == mcp.POLICY_DENIED and "default-deny" in email["error"]["message"]
+    assert delete["error"]["code"] == mcp.POLICY_DENIED and "never-delete" in delete["error"]["message"]
+    assert large["error"]["code"] == mcp.APPROVAL_REQUIRED
+    assert "large-payments-need-approval" in large["error"]["message"] and "approval" in large["error"]["message"]
+    # The MCP server saw only the allowed calls.
+    assert [c["name"] for c in stack.received()] == ALLOWED
+
+
+def test_mcp2_client_2026_revision(stack: Stack) -> None:
+    stack.forget()
+    check_governed_session(stack, asyncio.run(mcp2_session(stack, CALLS)))
+    received = stack.received()
+    assert {c["protocol_version"] for c in received} == {"2026-07-28"} and received[0]["session_id"] is None
+
+
+def test_mcp1_client_session_revision(stack: Stack) -> None:
+    stack.forget()
+    seen = mcp1_session(stack, CALLS)
+    assert seen["sdk_version"].startswith("1.")
+    check_governed_session(stack, seen)
+    assert seen["logs"] == ["looking up the weather in Paris"]  # notifications in the SSE answer pass through
+    received = stack.received()
+    assert {c["session_id"] for c in received} == {seen["session_id"]}
+    assert {c["protocol_version"] for c in received} == {seen["protocol_version"]}
+
+
+def test_the_get_stream_is_streamed_and_delete_ends_the_session(stack: Stack) -> None:
+    headers = {**LEGACY_HEADERS, **stack.auth()}
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize"}
+    init["params"] = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    opened = httpx.post(stack.url, json=init, headers=headers)
+    assert opened.status_code == 200 and opened.headers["content-type"].startswith("text/event-stream")
+    assert opened.text.startswith("event: message")
+    session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+    note = httpx.post(stack.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    assert note.status_code == 202
+    started = time.monotonic()
+    with httpx.stream("GET", stack.url + "/", headers=session, timeout=10) as stream:
+        # The stream stays open (the server has nothing to say), yet its headers are here: not buffered.
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        assert time.monotonic() - started < 5
+        assert httpx.delete(stack.url, headers=session).status_code == 200
+        assert b"tools" not in b"".join(stream.iter_bytes())  # the session's end closes the stream
+    assert (
+        httpx.post(stack.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=session).status_code
+        == 404
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "status", "code", "text"),
+    [
+        ("/mcp/tools", b"{nope", 400, mcp.PARSE_ERROR, "Parse error"),
+        ("/mcp/tools", b'{"jsonrpc": "1.0", "id": 1, "method": "tools/list"}', 400, mcp.INVALID_REQUEST, "'jsonrpc'"),
+        ("/mcp/nope", b"{}", 404, mcp.INVALID_REQUEST, "Configured MCP servers: tools at /mcp/tools"),
+        ("/mcp/tools", json.dumps(CALLS[0] | {"padding": "x" * MAX_BODY}).encode(), 413, mcp.INVALID_REQUEST, "limit"),
+    ],
+)
+def test_bad_input_gets_a_clear_jsonrpc_error(
+    stack: Stack, path: str, content: bytes, status: int, code: int, text: str
+) -> None:
+    reply = httpx.post(stack.proxy + path, content=content, headers={**LEGACY_HEADERS, **stack.auth()})
+    assert reply.status_code == status
+    error = reply.json()["error"]
+    assert error["code"] == code and text in error["message"]
+    assert httpx.get(f"{stack.proxy}/healthz").status_code == 200
+
+
+def test_clients_get_readable_errors_for_oversized_arguments_and_missing_keys(stack: Stack) -> None:
+    big = [{"name": "get_weather", "arguments": {"city": "x" * MAX_BODY}}, CALLS[0]]
+    oversized, after = asyncio.run(mcp2_session(stack, big))["calls"]
+    assert "over Bastion's limit" in oversized["error"]["message"]
+    assert after["result"]["text"] == "Paris: 18 C, cloudy"  # and the proxy keeps serving
+    unauthenticated = httpx.post(stack.url, json=CALLS[0], headers=LEGACY_HEADERS)
+    assert unauthenticated.status_code == 401 and unauthenticated.json()["error"]["code"] == mcp.UNAUTHENTICATED
+
+
+def audit_spans(stack: Stack, until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while True:
+        items = list(httpx.get(f"{stack.collector}/api/audit", params={"kind": "mcp", "limit": 500}).json()["items"])
+        if until(items) or time.monotonic() > deadline:
+            return items
+        time.sleep(0.3)
+
+
+def denied_after_traced(items: list[dict[str, Any]]) -> bool:
+    """The session's denied call (after its traced one) is in; items are newest first."""
+    names = [i["span_name"] if i["trace_id"] != TRACE_ID else TRACE_ID for i in items]
+    return TRACE_ID in names and "tools/call delete_user" in names[: names.index(TRACE_ID)]
+
+
+def span_attributes(stack: Stack, item: dict[str, Any]) -> dict[str, Any]:
+    trace = httpx.get(f"{stack.collector}/api/traces/{item['trace_id']}").json()
+    (span,) = [s for s in trace["spans"] if s["span_id"] == item["span_id"]]
+    return dict(span["attributes"])
+
+
+def test_spans_record_tool_calls_and_continue_the_trace_in_meta(stack: Stack) -> None:
+    stack.forget()
+    meta = {"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01"}
+    mcp1_session(stack, [CALLS[0] | {"meta": meta}, CALLS[3]])
+    items = audit_spans(stack, denied_after_traced)
+    assert all(i["kind"] == semconv.KIND_MCP for i in items)
+    assert {"initialize", "tools/list", "notifications/initialized", "GET stream"} <= {i["span_name"] for i in items}
+    allowed = next(i for i in items if i["trace_id"] == TRACE_ID)
+    denied = next(i for i in items if i["span_name"] == "tools/call delete_user")
+    attrs = span_attributes(stack, allowed)
+    assert attrs[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EXECUTE_TOOL
+    assert attrs[semconv.GEN_AI_TOOL_NAME] == "get_weather" and attrs[semconv.MCP_METHOD_NAME] == "tools/call"
+    assert attrs[semconv.GEN_AI_TOOL_CALL_ID] == attrs[semconv.JSONRPC_REQUEST_ID]
+    assert attrs[semconv.MCP_SESSION_ID] and attrs[semconv.BASTION_MCP_SERVER] == "tools"
+    assert attrs[semconv.GEN_AI_SECURITY_TARGET_TYPE] == semconv.TARGET_TOOL_CALL
+    assert attrs[semconv.BASTION_DECISION] == "allow" and attrs[semconv.BASTION_POLICY_RULE] == "weather-lookups"
+    assert attrs[semconv.GEN_AI_SECURITY_DECISION_TYPE] == "allow" and attrs[semconv.BASTION_POLICY_VERSION]
+    denied_attrs = span_attributes(stack, denied)
+    assert (
+        denied_attrs[semconv.BASTION_DECISION] == "deny" and denied_attrs[semconv.BASTION_POLICY_RULE] == "never-delete"
+    )
+    assert (
+        denied_attrs[semconv.GEN_AI_TOOL_NAME] == "delete_user" and denied_attrs[semconv.ERROR_TYPE] == "policy_denied"
+    )
+    assert denied_attrs[semconv.MCP_SESSION_ID] == attrs[semconv.MCP_SESSION_ID]
+    # The proxy span continues the agent's trace, and the MCP server gets the proxy span as parent.
+    trace = httpx.get(f"{stack.collector}/api/traces/{TRACE_ID}").json()
+    (span,) = [s for s in trace["spans"] if s["span_id"] == allowed["span_id"]]
+    assert span["parent_span_id"] == PARENT_SPAN
+    (received,) = stack.received()
+    assert received["meta"]["traceparent"].split("-")[1:3] == [TRACE_ID, allowed["span_id"]]
