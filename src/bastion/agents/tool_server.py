@@ -25,10 +25,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The demo keeps sending log notifications so that older clients see them pass through Bastion.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MCP_PATH = "/mcp"
 CALLS_PATH = "/_tool_server/calls"
