@@ -77,3 +77,14 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def create_key(keys_file: Path, agent: str = "agent-1", role: str = "assistant") -> str:
+    """Issue a key with `bastion keys create`, as a user would; returns the key it printed."""
+    out = subprocess.run(
+        [*BASTION, "keys", "create", "--agent", agent, "--role", role, "--keys-file", str(keys_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.strip().splitlines()[-1]

@@ -13,7 +13,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from mcp_types import TextContent
 
 from bastion import semconv
 from bastion.proxy import mcp
-from support import BASTION, ROOT, free_ports, running, wait_for_http
+from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
 
 MCP1_PYTHON = ROOT / "tests" / "clients" / "mcp1" / ".venv" / "bin" / "python"
 MCP1_CLIENT = ROOT / "tests" / "clients" / "mcp1" / "client.py"
@@ -63,16 +62,6 @@ class Stack:
 
     def auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.key}"}
-
-
-def create_key(keys_file: Path) -> str:
-    out = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "agent-1", "--role", "assistant", "--keys-file", str(keys_file)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return out.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

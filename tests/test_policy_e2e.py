@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from support import BASTION, ROOT, free_ports, running, wait_for_http
+from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
 
 LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1/v1/models, GET, allow, local-model-list,\n"
 
@@ -43,12 +43,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     shutil.copytree(ROOT / "policies", policies)
     with (policies / "policy.csv").open("a") as f:
         f.write(LOCAL_TOOL_RULE)
-    key = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "agent-1", "--role", "assistant", "--policies", str(policies)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()[-1]
+    key = create_key(policies / "keys.yaml")
     model_port, proxy_port, explicit_port, collector_port = free_ports(4)
     model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
     env = {

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from support import BASTION, free_port, free_ports, running, stop, wait_for_http
+from support import BASTION, create_key, free_port, free_ports, running, stop, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -41,16 +41,6 @@ class Stack:
 
     def audit(self, **params: Any) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.collector}/api/audit", params=params).json()["items"])
-
-
-def create_key(keys_file: Path, agent: str, role: str) -> str:
-    out = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", agent, "--role", role, "--keys-file", str(keys_file)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return out.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

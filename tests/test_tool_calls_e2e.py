@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from support import BASTION, ROOT, free_ports, running, wait_for_http
+from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "to": {"type": "string"}}}
@@ -38,16 +37,6 @@ class Stack:
 
     def upstream_requests(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.model}/_scripted/requests").json())
-
-
-def create_key(keys_file: Path) -> str:
-    out = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "agent-1", "--role", "assistant", "--keys-file", str(keys_file)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return out.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
