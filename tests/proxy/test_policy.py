@@ -149,3 +149,19 @@ def test_reload_swaps_in_edits_and_keeps_serving_on_a_bad_one(tmp_path: Path) ->
 @pytest.mark.parametrize("tool", ["read_file", "query_database", "send_email", "send_money", "get_weather"])
 def test_tools_with_conditional_rules_are_listed(engine: PolicyEngine, tool: str) -> None:
     assert engine.visible("agent-9", "assistant", f"tool:{tool}", "call")
+
+
+def test_the_index_selects_exactly_the_rules_the_matcher_would(tmp_path: Path) -> None:
+    rules = "".join(f"p, role:assistant, tool:t{i}, call, allow, r{i},\n" for i in range(50))
+    rules += "p, role:assistant, tool:t1*, call, deny, no-t1x,\np, role:assistant, tool:*, call, review, catch-all, r.args.x > 1\n"
+    indexed = PolicyEngine(policies_dir(tmp_path / "a", rules))
+    directory = policies_dir(tmp_path / "b", rules)
+    model = directory / "model.conf"
+    model.write_text(model.read_text().replace("wildcardMatch(r.act, p.act)", "(wildcardMatch(r.act, p.act) || false)"))
+    plain = PolicyEngine(directory)
+    assert indexed._policy.indexed and not plain._policy.indexed
+    for i in range(0, 60, 7):
+        for x in (0, 5):
+            req = PolicyRequest("agent-1", "assistant", f"tool:t{i}", "call", {"x": x})
+            a, b = indexed.decide(req), plain.decide(req)
+            assert (a.effect, a.rule) == (b.effect, b.rule)

@@ -7,7 +7,13 @@ expression over the call's arguments (``r.args.amount <= 100``) and may be left 
 Deny beats review beats allow, and a call no rule matches is denied. To name the matching rule
 for each outcome, the rules are split by effect into one enforcer each, and each enforcer is
 asked for its first match; rules in shadow mode get enforcers of their own, which are only
-recorded. Decisions are cached per request until the policy changes.
+recorded.
+
+pycasbin checks every rule on every request, so Bastion indexes: for each object and action it
+meets, it keeps enforcers holding only the rules whose object and action patterns match them
+(when the matcher requires ``wildcardMatch`` on both, which makes that selection exact). Calls
+with new arguments then cost a handful of rules, not all of them. Decisions are also cached per
+request until the policy changes.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ CONDITION_ERROR_RULE = "condition-error"
 EFFECT_ORDER = (Effect.DENY, Effect.REVIEW, Effect.ALLOW)
 REQUIRED_POLICY_TOKENS = ("p_sub", "p_obj", "p_act", "p_eft", "p_name")
 CACHE_SIZE = 10_000
+INDEX_SIZE = 1_024
+# When the matcher requires these (joined by &&), rules can be pre-selected per object and action.
+INDEX_TERMS = ("wildcardMatch(r_obj, p_obj)", "wildcardMatch(r_act, p_act)")
 
 
 def wildcard_match(value: str, pattern: str) -> bool:
@@ -119,6 +128,9 @@ class CompiledPolicy:
         self._roles: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, ...], Decision] = OrderedDict()
+        matcher = [term.strip() for term in str(base.get_model()["m"]["m"].value).split("&&")]
+        self.indexed = "||" not in " ".join(matcher) and all(term in matcher for term in INDEX_TERMS)
+        self._index: OrderedDict[tuple[str, str], dict[tuple[bool, Effect], casbin.Enforcer | None]] = OrderedDict()
         self._check_matcher()
 
     def _enforcer(self, rules: list[Rule]) -> casbin.Enforcer | None:
@@ -127,9 +139,33 @@ class CompiledPolicy:
         enforcer = _register_functions(casbin.Enforcer(str(self.model_path)))
         enforcer.set_effector(AllowOverrideEffector())
         enforcer.add_policies([r.as_match() for r in rules])
-        if self.groupings:
-            enforcer.add_grouping_policies(self.groupings)
+        groupings = self.groupings + [[agent, f"role:{role}"] for agent, role in getattr(self, "_roles", ())]
+        if groupings:
+            enforcer.add_grouping_policies(groupings)
         return enforcer
+
+    def _enforcers_for(self, obj: str, act: str) -> dict[tuple[bool, Effect], casbin.Enforcer | None]:
+        """The enforcers to ask about ``act`` on ``obj``: the index's when it applies, else all rules'."""
+        if not self.indexed:
+            return self.enforcers
+        key = (obj, act)
+        with self._lock:
+            found = self._index.get(key)
+            if found is not None:
+                self._index.move_to_end(key)
+                return found
+            matching = [r for r in self.rules if fnmatchcase(obj, r.obj) and fnmatchcase(act, r.act)]
+            found = {
+                (shadow, effect): self._enforcer(
+                    [r for r in matching if r.effect is effect and (r.name in self.shadow) == shadow]
+                )
+                for shadow in (False, True)
+                for effect in EFFECT_ORDER
+            }
+            self._index[key] = found
+            if len(self._index) > INDEX_SIZE:
+                self._index.popitem(last=False)
+            return found
 
     def _check_matcher(self) -> None:
         try:
@@ -141,7 +177,8 @@ class CompiledPolicy:
         if not role or (agent_id, role) in self._roles:
             return
         with self._lock:
-            for enforcer in [*self.enforcers.values(), self.unconditional_deny, self.could_allow]:
+            indexed = [e for bucket in self._index.values() for e in bucket.values()]
+            for enforcer in [*self.enforcers.values(), self.unconditional_deny, self.could_allow, *indexed]:
                 if enforcer is not None:
                     enforcer.add_grouping_policy(agent_id, f"role:{role}")
             self._roles.add((agent_id, role))
@@ -149,8 +186,9 @@ class CompiledPolicy:
 
     def first_match(self, request: PolicyRequest, *, shadow: bool) -> tuple[Effect, str] | None:
         values = (request.agent_id, request.obj, request.act, request.args)
+        enforcers = self._enforcers_for(request.obj, request.act)
         for effect in EFFECT_ORDER:
-            enforcer = self.enforcers[(shadow, effect)]
+            enforcer = enforcers[(shadow, effect)]
             if enforcer is None:
                 continue
             matched, explain = enforcer.enforce_ex(*values)
