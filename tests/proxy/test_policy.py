@@ -153,7 +153,8 @@ def test_tools_with_conditional_rules_are_listed(engine: PolicyEngine, tool: str
 
 def test_the_index_selects_exactly_the_rules_the_matcher_would(tmp_path: Path) -> None:
     rules = "".join(f"p, role:assistant, tool:t{i}, call, allow, r{i},\n" for i in range(50))
-    rules += "p, role:assistant, tool:t1*, call, deny, no-t1x,\np, role:assistant, tool:*, call, review, catch-all, r.args.x > 1\n"
+    rules += "p, role:assistant, tool:t1*, call, deny, no-t1x,\n"
+    rules += "p, role:assistant, tool:*, call, review, catch-all, r.args.x > 1\n"
     indexed = PolicyEngine(policies_dir(tmp_path / "a", rules))
     directory = policies_dir(tmp_path / "b", rules)
     model = directory / "model.conf"
