@@ -1,0 +1,129 @@
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+
+from bastion import audit_chain, semconv
+from bastion.collector.app import create_app
+from bastion.collector.audit_store import AuditStore
+from bastion.proxy.outbox import Outbox
+from bastion.proxy.outbox_tracing import HeadTicker, OutboxSpanProcessor
+from bastion.settings import CollectorSettings
+from factories.collector import decision_span, request, span
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+@pytest.fixture
+def client(settings: CollectorSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(replace(settings, flush_interval=0.05))) as c:
+        yield c
+
+
+def proxy_records(tmp_path: Path, calls: int) -> list[bytes]:
+    """What a proxy's outbox holds after ``calls`` governed calls and one chain head."""
+    outbox = Outbox(tmp_path / "outbox").open()
+    provider = TracerProvider()
+    provider.add_span_processor(OutboxSpanProcessor(outbox))
+    tracer = provider.get_tracer("test")
+    for i in range(calls):
+        tracer.start_span(f"chat {i}", attributes=decision_span(f"agent-{i % 3}")).end()
+    HeadTicker(outbox, tracer, 60).record()
+    outbox.wait_durable()
+    payloads = [r.payload for r in outbox.read()]
+    outbox.close()
+    return payloads
+
+
+def chain(client: TestClient, kind: str = "record") -> list[dict[str, Any]]:
+    return list(client.get("/api/audit/chain", params={"type": kind}).json()["items"])
+
+
+def test_re_shipped_spans_and_records_are_stored_once(client: TestClient, tmp_path: Path) -> None:
+    payloads = proxy_records(tmp_path, 5)
+    assert client.post("/v1/traces", content=b"".join(payloads[:3]), headers=PROTOBUF).status_code == 200
+    # A sender that crashed before the acknowledgement sends everything again, then some twice.
+    assert client.post("/v1/traces", content=b"".join(payloads), headers=PROTOBUF).status_code == 200
+    assert client.post("/v1/traces", content=b"".join(payloads + payloads), headers=PROTOBUF).status_code == 200
+    stats = client.get("/api/spans/stats").json()
+    assert stats == {"spans": 6, "distinct": 6, "duplicates": []}
+    records, heads = chain(client), chain(client, "head")
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    assert [(h["seq"], h["hash"]) for h in heads] == [(5, records[-1]["hash"])]
+    assert records[0]["agent"] == "agent-0" and records[0]["decision"] == "allow" and records[0]["target"] == "gpt-4o"
+    assert audit_chain.verify(records, heads).intact
+
+
+def test_chain_pages_follow_on(client: TestClient, tmp_path: Path) -> None:
+    client.post("/v1/traces", content=b"".join(proxy_records(tmp_path, 7)), headers=PROTOBUF)
+    first = client.get("/api/audit/chain", params={"limit": 4}).json()
+    second = client.get("/api/audit/chain", params={"limit": 4, **first["next"]}).json()
+    assert [r["seq"] for r in first["items"] + second["items"]] == list(range(1, 8))
+    assert second["next"] is None
+
+
+def test_ttls_are_applied_once_and_can_be_changed(client: TestClient) -> None:
+    audit: AuditStore = client.app.state.audit  # type: ignore[attr-defined]
+
+    def engine(table: str) -> str:
+        sql = "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {name:String}"
+        return str(audit.store.rows(sql, {"db": audit.store.database, "name": table})[0][0])
+
+    assert "TTL toDateTime(Timestamp) + toIntervalDay(30)" in engine("otel_traces")
+    assert "TTL toDateTime(Start) + toIntervalDay(30)" in engine("otel_traces_trace_id_ts")
+    assert "TTL toDateTime(Timestamp) + toIntervalDay(365)" in engine("audit_chain")
+    audit.apply_ttl(30, 365)  # idempotent
+    audit.apply_ttl(7, 0)
+    assert "toIntervalDay(7)" in engine("otel_traces") and " TTL " not in engine("audit_chain")
+
+
+def test_a_full_buffer_answers_429_instead_of_growing(settings: CollectorSettings) -> None:
+    release = threading.Event()
+    with TestClient(create_app(replace(settings, batch_rows=2, flush_interval=0.01))) as client:
+        audit: AuditStore = client.app.state.audit  # type: ignore[attr-defined]
+        real = audit.insert_spans
+
+        def slow(rows: Any) -> None:
+            release.wait(10)
+            real(rows)
+
+        audit.insert_spans = slow  # type: ignore[method-assign]
+        first = threading.Thread(
+            target=client.post,
+            args=("/v1/traces",),
+            kwargs={"content": request(*[span() for _ in range(15)]).SerializeToString(), "headers": PROTOBUF},
+        )
+        first.start()
+        time.sleep(0.5)  # the first 15 rows are being written
+        refused = client.post(
+            "/v1/traces", content=request(*[span() for _ in range(10)]).SerializeToString(), headers=PROTOBUF
+        )
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        release.set()
+        first.join()
+        assert client.get("/api/spans/stats").json()["spans"] == 15
+
+
+def test_the_decision_attributes_carry_the_chain(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    (payload,) = proxy_records(tmp_path, 1)[:1]
+    (proto,) = ExportTraceServiceRequest.FromString(payload).resource_spans[0].scope_spans[0].spans
+    attrs = {kv.key: kv.value.string_value for kv in proto.attributes}
+    assert attrs[semconv.BASTION_AUDIT_SEQ] == "1" and len(attrs[semconv.BASTION_AUDIT_HASH]) == 64
+
+
+def test_time_windows_stay_tight() -> None:
+    from bastion.collector.audit_store import windows
+
+    s = 10**9
+    assert windows([]) == []
+    assert windows([1 * s, 2 * s, 3 * s]) == [(1 * s, 3 * s)]
+    assert windows([1 * s, 100 * s, 101 * s]) == [(1 * s, 1 * s), (100 * s, 101 * s)]  # a gap
+    assert len(windows([i * s for i in range(0, 200, 4)])) == 4  # no window wider than 60 s

@@ -1,0 +1,174 @@
+"""End to end: nothing is lost or stored twice when the collector is SIGKILLed mid-run or the
+proxy is SIGKILLed right after answering, and `bastion audit verify` catches each kind of tampering."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support import BASTION, ROOT, free_port, free_ports, running, stop, wait_for_http
+
+CALLS = 200
+
+
+@dataclass
+class Trail:
+    collector_url: str
+    data_dir: Path
+    outbox: Path
+    trace_ids: list[str]
+    collector: subprocess.Popen[bytes]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def eventually(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
+    import os
+
+    tmp = tmp_path_factory.mktemp("trail")
+    model_port, proxy_port, explicit_port, collector_port = free_ports(4)
+    model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
+    keys = tmp / "keys.yaml"
+    key = subprocess.run(
+        [*BASTION, "keys", "create", "--agent", "auditee", "--role", "assistant", "--keys-file", str(keys)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    env = {
+        **os.environ,
+        "BASTION_OPENAI_UPSTREAM": model + "/",
+        "OPENAI_API_KEY": "provider-key",
+        "BASTION_KEYS_FILE": str(keys),
+        "BASTION_CONFDIR": str(tmp / "conf"),
+        "BASTION_OUTBOX_DIR": str(tmp / "outbox"),
+        "BASTION_AUDIT_HEAD_INTERVAL": "0.5",
+        "BASTION_COLLECTOR_URL": collector,
+    }
+    collector_args = [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]
+    proxy_args = [*BASTION, "proxy", "--proxy-port", str(proxy_port), "--explicit-port", str(explicit_port)]
+    proxy_url = f"http://127.0.0.1:{proxy_port}"
+    trace_ids = [f"{i + 1:032x}" for i in range(CALLS)]
+    with running([*BASTION, "scripted-model", "--port", str(model_port)]):
+        wait_for_http(f"{model}/v1/models")
+        coll = start(collector_args, env, tmp / "collector.log")
+        wait_for_http(f"{collector}/healthz", proc=coll)
+        proxy = start(proxy_args, env, tmp / "proxy.log")
+        wait_for_http(f"{proxy_url}/healthz", proc=proxy, timeout=60)
+        try:
+            with httpx.Client(timeout=30) as client:
+                for i, trace_id in enumerate(trace_ids):
+                    if i == 50:
+                        coll.kill()  # SIGKILL mid-run: the proxy keeps serving, spans wait in the outbox
+                        coll.wait()
+                    if i == 100:
+                        coll = start(collector_args, env, tmp / "collector.log")
+                        wait_for_http(f"{collector}/healthz", proc=coll)
+                    if i == 150:
+                        proxy.kill()  # SIGKILL right after the last response
+                        proxy.wait()
+                        proxy = start(proxy_args, env, tmp / "proxy.log")
+                        wait_for_http(f"{proxy_url}/healthz", proc=proxy, timeout=60)
+                    response = client.post(
+                        f"{proxy_url}/openai/v1/chat/completions",
+                        json={"model": "scripted-small", "messages": [{"role": "user", "content": f"call {i}"}]},
+                        headers={"authorization": f"Bearer {key}", "traceparent": f"00-{trace_id}-{i + 1:016x}-01"},
+                    )
+                    assert response.status_code == 200, response.text
+
+            def audited() -> bool:
+                items = httpx.get(f"{collector}/api/audit", params={"agent": "auditee", "limit": 500}).json()["items"]
+                return len(items) >= CALLS
+
+            eventually(audited, 60)
+            stop(proxy)  # graceful: records the final chain head and ships it
+            time.sleep(0.5)
+            yield Trail(collector, tmp / "data", tmp / "outbox", trace_ids, coll)
+        finally:
+            stop(proxy)
+            stop(coll)
+
+
+def test_every_call_is_stored_exactly_once_across_kills(trail: Trail) -> None:
+    items = httpx.get(f"{trail.collector_url}/api/audit", params={"agent": "auditee", "limit": 500}).json()["items"]
+    assert sorted(i["trace_id"] for i in items) == sorted(trail.trace_ids)
+    stats = httpx.get(f"{trail.collector_url}/api/spans/stats").json()
+    assert stats["duplicates"] == [] and stats["spans"] == stats["distinct"]
+    chain = httpx.get(f"{trail.collector_url}/api/audit/chain", params={"limit": 5000}).json()["items"]
+    assert len({r["instance"] for r in chain}) == 1  # the restarted proxy continued its chain
+    assert [r["seq"] for r in chain] == list(range(1, CALLS + 1))
+    assert not list(trail.outbox.glob("*.seg"))[1:]  # acknowledged segments were pruned
+
+
+def verify(collector_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BASTION, "audit", "verify", "--collector-url", collector_url], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -> None:
+    done = verify(trail.collector_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"OK: {CALLS} records in 1 chains" in done.stdout
+    for fmt in ("jsonl", "parquet"):
+        out = tmp_path / f"audit.{fmt}"
+        subprocess.run(
+            [*BASTION, "audit", "export", "--format", fmt, "--out", str(out), "--collector-url", trail.collector_url],
+            check=True,
+            cwd=ROOT,
+        )
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == CALLS
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    table = pq.read_table(tmp_path / "audit.parquet")
+    assert table.num_rows == CALLS and "hash" in table.column_names
+
+
+@pytest.mark.parametrize(
+    ("kind", "seq", "expected"),
+    [
+        ("edit", 77, "record seq 77: its content does not match its hash"),
+        ("delete", 77, "record seq 77: missing"),
+        ("insert", 77, "record seq 77: 2 different records claim this position"),
+        ("reorder", 77, "record seq 77: its content does not match its hash"),
+        ("truncate", 191, "record seq 191: missing: a chain head says the chain reaches seq 200"),
+    ],
+)
+def test_verify_names_the_first_broken_link(trail: Trail, tmp_path: Path, kind: str, seq: int, expected: str) -> None:
+    stop(trail.collector)  # only a stopped collector lets go of the store; later cases find it stopped
+    data = tmp_path / "data"
+    shutil.copytree(trail.data_dir, data, symlinks=True)  # chDB links tables into store/ relatively
+    tamper = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "audit_tamper.py"), str(data), kind, str(seq)],
+        capture_output=True,
+        text=True,
+    )
+    assert tamper.returncode == 0, tamper.stderr
+    port = free_port()
+    with running([*BASTION, "collector", "--collector-port", str(port), "--data-dir", str(data)]) as proc:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        done = verify(f"http://127.0.0.1:{port}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert expected in done.stdout
