@@ -1,0 +1,203 @@
+"""Approvals: calls held for a human, decided in one click; past decisions; suspending and guiding agents.
+
+Reading needs nothing; deciding and stepping in need the approver token entered in the sidebar.
+The pending list refreshes itself every few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from bastion.dashboard.client import CollectorClient, CollectorError
+
+REFRESH_SECONDS = 2.0
+FLASH = "approvals_flash"
+AGENTS_FLASH = "agents_flash"
+
+
+def _when(moment: float | None) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _token() -> str:
+    return str(st.session_state.get("approver_token") or "").strip()
+
+
+def _decide(ids: list[str], approve: bool, reason_key: str | None) -> None:
+    reason = str(st.session_state.get(reason_key, "")) if reason_key else ""
+    messages = []
+    for approval_id in ids:
+        try:
+            record = CollectorClient().decide(approval_id, approve, reason, _token())
+            messages.append(("success", f"{approval_id}: {record['status']} by {record['approver']}."))
+        except CollectorError as e:
+            messages.append(("error", f"{approval_id}: {e}"))
+    st.session_state[FLASH] = messages
+
+
+def _flash(key: str = FLASH) -> None:
+    for kind, text in st.session_state.pop(key, []):
+        (st.success if kind == "success" else st.error)(text)
+
+
+def _approval(item: dict[str, Any], can_decide: bool) -> None:
+    approval_id = item["id"]
+    with st.container(border=True):
+        st.markdown(
+            f"**{item['agent_id']}** ({item.get('role') or 'no role'}) wants **{item['action']}** on "
+            f"`{item['target']}` · rule `{item['rule']}` · waiting since {_when(item['created'])} UTC"
+        )
+        st.caption(f"{item.get('reason') or ''} · approval {approval_id} · times out after {item['timeout_seconds']} s")
+        st.code(json.dumps(item.get("arguments"), indent=2, default=str), language="json")
+        if item.get("messages"):
+            with st.expander("Conversation (last messages)"):
+                for message in item["messages"]:
+                    st.markdown(f"**{message.get('role')}**: {message.get('content')}")
+        if item.get("trace_id"):
+            st.page_link(
+                "pages/trace.py", label="Open its trace", icon="🔎", query_params={"trace_id": item["trace_id"]}
+            )
+        reason_key = f"reason_{approval_id}"
+        st.text_input("Reason", key=reason_key, placeholder="why (recorded and shown to the agent)")
+        approve_col, deny_col = st.columns(2)
+        approve_col.button(
+            "Approve",
+            key=f"approve_{approval_id}",
+            type="primary",
+            disabled=not can_decide,
+            on_click=_decide,
+            args=([approval_id], True, reason_key),
+        )
+        deny_col.button(
+            "Deny",
+            key=f"deny_{approval_id}",
+            disabled=not can_decide,
+            on_click=_decide,
+            args=([approval_id], False, reason_key),
+        )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def pending() -> None:
+    _flash()
+    try:
+        items = CollectorClient().approvals("pending")
+    except CollectorError as e:
+        st.error(f"Approvals are unavailable. {e}")
+        return
+    can_decide = bool(_token())
+    if not can_decide:
+        st.warning("Enter your approver token in the sidebar to approve or deny.")
+    if not items:
+        st.info("No calls are waiting for approval.")
+        return
+    st.caption(f"{len(items)} waiting, newest first. This list refreshes every {REFRESH_SECONDS:.0f} s.")
+    labels = {i["id"]: f"{i['id']} · {i['agent_id']} · {i['target']}" for i in items}
+    chosen = st.multiselect(
+        "Select several to decide at once", list(labels), format_func=lambda i: labels[i], key="batch"
+    )
+    batch_col, batch_deny_col = st.columns(2)
+    batch_col.button(
+        f"Approve {len(chosen)} selected",
+        key="approve_batch",
+        disabled=not (can_decide and chosen),
+        on_click=_decide,
+        args=(list(chosen), True, "batch_reason"),
+    )
+    batch_deny_col.button(
+        f"Deny {len(chosen)} selected",
+        key="deny_batch",
+        disabled=not (can_decide and chosen),
+        on_click=_decide,
+        args=(list(chosen), False, "batch_reason"),
+    )
+    st.text_input("Reason for the selected", key="batch_reason")
+    for item in items:
+        _approval(item, can_decide)
+
+
+def history() -> None:
+    try:
+        items = [i for i in CollectorClient().approvals(limit=200) if i["status"] != "pending"]
+    except CollectorError as e:
+        st.error(f"The history is unavailable. {e}")
+        return
+    if not items:
+        st.info("No decisions yet.")
+        return
+    rows = [
+        {
+            "Decided (UTC)": _when(i["decided"]),
+            "Status": i["status"],
+            "Agent": i["agent_id"],
+            "Call": f"{i['action']} {i['target']}",
+            "Rule": i["rule"],
+            "Approver": i.get("approver") or "",
+            "Reason": i.get("decision_reason") or "",
+            "Trace": i.get("trace_id") or "",
+            "Id": i["id"],
+        }
+        for i in items
+    ]
+    st.dataframe(rows, hide_index=True, key="approvals_history")
+
+
+def _intervene(action: str) -> None:
+    agent = str(st.session_state.get("intervene_agent", "")).strip()
+    text = str(st.session_state.get("intervene_text", "")).strip()
+    if not agent:
+        st.session_state[AGENTS_FLASH] = [("error", "Name the agent first.")]
+        return
+    client = CollectorClient()
+    try:
+        if action == "guide":
+            client.guide(agent, text, _token())
+            message = f"Guidance waits for {agent}'s next model call."
+        else:
+            client.suspend(agent, action == "suspend", text, _token())
+            message = f"Agent {agent} is {'suspended' if action == 'suspend' else 'resumed'}."
+        st.session_state[AGENTS_FLASH] = [("success", message)]
+    except CollectorError as e:
+        st.session_state[AGENTS_FLASH] = [("error", str(e))]
+
+
+def agents() -> None:
+    _flash(AGENTS_FLASH)
+    st.text_input("Agent", key="intervene_agent", placeholder="agent id")
+    st.text_area("Reason or guidance", key="intervene_text")
+    disabled = not _token()
+    suspend_col, resume_col, guide_col = st.columns(3)
+    suspend_col.button("Suspend", key="suspend_agent", disabled=disabled, on_click=_intervene, args=("suspend",))
+    resume_col.button("Resume", key="resume_agent", disabled=disabled, on_click=_intervene, args=("resume",))
+    guide_col.button("Send guidance", key="guide_agent", disabled=disabled, on_click=_intervene, args=("guide",))
+    try:
+        known = CollectorClient().agents()
+    except CollectorError as e:
+        st.error(str(e))
+        return
+    if known:
+        rows = [
+            {
+                "Agent": a["agent_id"],
+                "State": "⛔ suspended" if a["suspended"] else "active",
+                "By": a.get("by") or "",
+                "Reason": a.get("reason") or "",
+                "Guidance waiting": sum(g["delivered"] is None for g in a.get("guidance", [])),
+            }
+            for a in known
+        ]
+        st.dataframe(rows, hide_index=True, key="agents_table")
+
+
+st.title("Approvals")
+waiting_tab, history_tab, agents_tab = st.tabs(["Waiting", "History", "Agents"])
+with waiting_tab:
+    pending()
+with history_tab:
+    history()
+with agents_tab:
+    agents()

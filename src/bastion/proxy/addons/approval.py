@@ -1,0 +1,138 @@
+"""Held calls wait here for a human's decision, while every other call flows on.
+
+The deciding addon leaves a :class:`~bastion.proxy.hold.Hold` in the call's state. This addon
+asks the collector for an approval (with the call's context, passed through ``audit_payload``),
+long-polls for the decision, and then resumes the call (approved) or refuses it with the
+approver's reason (denied), ``approval_timeout`` (no decision in time) or, when the agent went
+away meanwhile, records the approval as abandoned. The outcome goes into the call's span.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+from mitmproxy import http
+from mitmproxy.connection import ConnectionState
+
+from bastion import semconv
+from bastion.proxy.audit_payload import audit_payload
+from bastion.proxy.control import WAIT_SLICE_SECONDS, Control
+from bastion.proxy.conversation import last_messages
+from bastion.proxy.decision import Decision, Effect
+from bastion.proxy.hold import Hold
+from bastion.proxy.state import CallState, answered, state
+
+log = logging.getLogger(__name__)
+DENIED_CODE = "approval_denied"
+TIMEOUT_CODE = "approval_timeout"
+ABANDONED_CODE = "approval_abandoned"
+UNAVAILABLE_CODE = "approval_unavailable"
+
+
+def context(flow: http.HTTPFlow, st: CallState, hold: Hold, control: Control) -> dict[str, Any]:
+    """What the approver sees: who, what, with which arguments, why it is held, and where to look."""
+    assert st.identity is not None and st.call is not None
+    call, request, rule = st.call, hold.request, control.config.for_rule(hold.decision.rule)
+    if call.kind == semconv.KIND_MODEL:
+        arguments: Any = {"model": call.model, "stream": call.stream}
+        messages = last_messages(st.body, call.endpoint, control.config.context_messages)
+    elif call.kind == semconv.KIND_MCP:
+        arguments, messages = request.args, []
+    else:
+        arguments, messages = {"method": call.method, "host": call.host, "path": call.path}, []
+    span_context = st.span.get_span_context() if st.span is not None else None
+    valid = span_context is not None and span_context.is_valid
+    return {
+        "agent_id": st.identity.agent_id,
+        "role": st.identity.role,
+        "kind": call.kind,
+        "target": request.obj,
+        "action": request.act,
+        "arguments": audit_payload(arguments),
+        "messages": audit_payload(messages),
+        "rule": hold.decision.rule,
+        "reason": hold.decision.reason,
+        "policy_version": hold.decision.policy_version,
+        "trace_id": f"{span_context.trace_id:032x}" if valid and span_context else None,
+        "span_id": f"{span_context.span_id:016x}" if valid and span_context else None,
+        "proxy": control.proxy_name,
+        "scope": rule.scope.as_json(),
+        "timeout_seconds": rule.timeout_seconds,
+    }
+
+
+def connected(flow: http.HTTPFlow) -> bool:
+    """Whether the agent still waits: mitmproxy keeps ``flow.live`` while a hook runs, but the
+    client connection stops being readable once the agent hangs up (HTTP/1; an HTTP/2 stream's
+    reset is not seen until the hook returns)."""
+    return flow.live and bool(flow.client_conn.state & ConnectionState.CAN_READ)
+
+
+class HoldForApproval:
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        hold, st.hold = st.hold, None
+        if hold is None or answered(flow):
+            return
+        started = time.monotonic()
+        deadline = started + self.control.config.for_rule(hold.decision.rule).timeout_seconds
+        try:
+            record = await self.control.create(context(flow, st, hold, self.control))
+            st.attributes[semconv.BASTION_APPROVAL_ID] = record["id"]
+            while record["status"] == "pending":
+                remaining = deadline - time.monotonic()
+                if not connected(flow):
+                    record = await self.control.close(record["id"], "abandoned")
+                elif hold.request.agent_id in self.control.suspended:  # the kill switch ends the wait too
+                    record = await self.control.close(record["id"], "abandoned")
+                    record = {**record, "suspended": True}
+                elif remaining <= 0:
+                    record = await self.control.close(record["id"], "timeout")
+                else:
+                    record = await self.control.wait(record["id"], min(remaining, WAIT_SLICE_SECONDS))
+        except (httpx.HTTPError, ValueError, KeyError) as e:
+            log.warning("approval for %s could not be asked or awaited: %s", hold.request.obj, e)
+            self._refuse(st, hold, "unavailable", UNAVAILABLE_CODE, f"the approvals service is unavailable ({e})")
+            return
+        self._finish(flow, st, hold, record)
+
+    def _finish(self, flow: http.HTTPFlow, st: CallState, hold: Hold, record: dict[str, Any]) -> None:
+        status = str(record["status"])
+        approver, reason = record.get("approver") or "", record.get("decision_reason") or ""
+        st.attributes[semconv.BASTION_APPROVAL_STATUS] = status
+        if approver:
+            st.attributes[semconv.BASTION_APPROVAL_APPROVER] = approver
+            st.attributes[semconv.BASTION_APPROVAL_REASON] = reason
+        if record.get("grant"):
+            st.attributes[semconv.BASTION_APPROVAL_GRANT] = record["grant"]
+        decision = hold.decision
+        if status == "approved":
+            text = f"approved by {approver} under rule '{decision.rule}': {reason}".rstrip(": ")
+            st.decision = Decision(Effect.ALLOW, decision.rule, text, decision.policy_version)
+            hold.resume()
+            return
+        if status == "denied":
+            self._refuse(st, hold, status, DENIED_CODE, f"denied by approver {approver}: {reason or 'no reason given'}")
+        elif status == "timeout":
+            seconds = record.get("timeout_seconds")
+            self._refuse(st, hold, status, TIMEOUT_CODE, f"no approver decided within {seconds} seconds")
+        elif record.get("suspended"):
+            self._refuse(st, hold, status, ABANDONED_CODE, "the agent was suspended while the call was held")
+        else:
+            self._refuse(st, hold, status, ABANDONED_CODE, "the agent disconnected while the call was held")
+
+    def _refuse(self, st: CallState, hold: Hold, status: str, code: str, why: str) -> None:
+        decision, request = hold.decision, hold.request
+        st.attributes[semconv.BASTION_APPROVAL_STATUS] = status
+        st.decision = Decision(Effect.DENY, decision.rule, why, decision.policy_version)
+        message = (
+            f"Bastion held {request.act} on {request.obj} for approval (rule '{decision.rule}'), "
+            f"and it was refused: {why}."
+        )
+        hold.answer(message, code)

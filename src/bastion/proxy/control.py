@@ -1,0 +1,135 @@
+"""The proxy's side of human control: the collector's approvals and agent-state API.
+
+One :class:`Control` per proxy holds the approvals settings, an HTTP client to the collector, and
+what it last learned of agents' state (suspended, guidance waiting), polled every
+``POLL_SECONDS`` in the background so that a suspension reaches every replica within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bastion import approval_config
+from bastion.approval_config import ApprovalConfig
+from bastion.proxy.config import ConfigError
+
+log = logging.getLogger(__name__)
+# httpx logs every request at INFO; the agents' state is polled twice a second.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+Json = dict[str, Any]
+POLL_SECONDS = 0.5
+WAIT_SLICE_SECONDS = 2.0
+
+
+class Control:
+    def __init__(
+        self, collector_url: str, config: ApprovalConfig, proxy_name: str = "", policies_dir: Path | None = None
+    ) -> None:
+        self.base_url = collector_url.rstrip("/")
+        self.config = config
+        # With a policies directory, edits to its bastion.yaml's approvals section apply while running.
+        self.policies_dir = policies_dir
+        self._stamp = self._config_stamp()
+        self.proxy_name = proxy_name
+        self.suspended: dict[str, str] = {}  # agent id -> reason
+        self.guidance: dict[str, list[str]] = {}  # agent id -> guidance ids waiting
+        self._client: httpx.AsyncClient | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    def holds_reviews(self) -> bool:
+        """Whether a review holds the call for a human (approvals configured) or is refused at once."""
+        return self.config.enabled
+
+    def _config_stamp(self) -> tuple[int, int]:
+        if self.policies_dir is None:
+            return (0, 0)
+        try:
+            st = (self.policies_dir / "bastion.yaml").stat()
+        except OSError:
+            return (0, -1)
+        return (st.st_mtime_ns, st.st_size)
+
+    def reload_if_changed(self) -> None:
+        stamp = self._config_stamp()
+        if stamp == self._stamp or self.policies_dir is None:
+            return
+        self._stamp = stamp
+        try:
+            self.config = approval_config.load(self.policies_dir)
+        except ConfigError as e:  # the last good settings stay in force
+            log.warning("approvals settings not reloaded: %s", e)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=10.0, limits=limits)
+        return self._client
+
+    # Lifecycle, started and stopped by the Intervene addon.
+
+    def start(self) -> None:
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _poll(self) -> None:
+        failed = False
+        while True:
+            self.reload_if_changed()
+            try:
+                await self.refresh()
+                failed = False
+            except (httpx.HTTPError, ValueError) as e:
+                if not failed:  # log once per outage; the last known state stays in force
+                    log.warning("cannot read agents' state from the collector at %s: %s", self.base_url, e)
+                failed = True
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def refresh(self) -> None:
+        r = await self.client.get("/api/agents/state", timeout=5.0)
+        r.raise_for_status()
+        agents = r.json()["agents"]
+        self.suspended = {a: str(s.get("reason") or "") for a, s in agents.items() if s.get("suspended")}
+        self.guidance = {a: [g["id"] for g in s.get("guidance", [])] for a, s in agents.items() if s.get("guidance")}
+
+    # Approvals
+
+    async def create(self, context: Json) -> Json:
+        r = await self.client.post("/api/approvals", json=context)
+        r.raise_for_status()
+        return dict(r.json())
+
+    async def wait(self, approval_id: str, timeout: float) -> Json:
+        r = await self.client.get(
+            f"/api/approvals/{approval_id}/wait", params={"timeout": timeout}, timeout=timeout + 10
+        )
+        r.raise_for_status()
+        return dict(r.json())
+
+    async def close(self, approval_id: str, status: str) -> Json:
+        r = await self.client.post(f"/api/approvals/{approval_id}/close", json={"status": status})
+        r.raise_for_status()
+        return dict(r.json())
+
+    # Guidance
+
+    async def claim(self, agent_id: str, guidance_id: str) -> Json | None:
+        """The guidance message, if this proxy is the one to deliver it."""
+        r = await self.client.post(f"/api/agents/{agent_id}/guidance/{guidance_id}/claim")
+        if r.status_code in (404, 409):
+            return None
+        r.raise_for_status()
+        return dict(r.json())

@@ -1,0 +1,129 @@
+"""The approvals page against a real collector: deciding held calls and stepping in, as an approver."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from support import BASTION, ROOT, free_port, running, wait_for_http
+
+APP = ROOT / "src" / "bastion" / "dashboard" / "app.py"
+
+
+@dataclass(frozen=True)
+class Collector:
+    url: str
+    token: str
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    work = tmp_path_factory.mktemp("approvals-page")
+    policies = work / "policies"
+    policies.mkdir()
+    out = subprocess.run(
+        [*BASTION, "approvers", "add", "--name", "bob", "--policies", str(policies)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    token = out.strip().splitlines()[-1]
+    port = free_port()
+    args = [*BASTION, "collector", "--collector-port", str(port), "--data-dir", str(work / "data")]
+    with running([*args, "--policies", str(policies)], log=work / "collector.log") as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/healthz", timeout=60, proc=proc)
+        yield Collector(url, token)
+
+
+def hold(url: str, amount: int) -> dict[str, Any]:
+    """An approval request as a proxy makes it."""
+    context = {
+        "agent_id": "agent-7",
+        "role": "assistant",
+        "kind": "mcp",
+        "target": "tool:send_money",
+        "action": "call",
+        "arguments": {"amount": amount, "recipient": "carol@example.com"},
+        "messages": [],
+        "rule": "large-payments-need-approval",
+        "reason": "rule 'large-payments-need-approval' requires a human's approval",
+        "trace_id": "ab" * 16,
+        "timeout_seconds": 300,
+    }
+    return dict(httpx.post(f"{url}/api/approvals", json=context).json())
+
+
+def status(url: str, approval_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{url}/api/approvals/{approval_id}").json())
+
+
+def page(collector: Collector, monkeypatch: pytest.MonkeyPatch, token: str | None) -> AppTest:
+    monkeypatch.setenv("BASTION_COLLECTOR_URL", collector.url)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    if token is not None:
+        at.sidebar.text_input(key="approver_token_input").input(token).run()
+    at.switch_page("pages/approvals.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_approve_one_with_a_reason(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    approval = hold(collector.url, 500)
+    at = page(collector, monkeypatch, collector.token)
+    assert any("agent-7" in m.value and "tool:send_money" in m.value for m in at.markdown)
+    at.text_input(key=f"reason_{approval['id']}").input("invoice checked")
+    at.button(key=f"approve_{approval['id']}").click().run()
+    assert not at.exception
+    record = status(collector.url, approval["id"])
+    assert (record["status"], record["approver"], record["decision_reason"]) == ("approved", "bob", "invoice checked")
+    assert any(approval["id"] in s.value for s in at.success)
+    (history,) = [d.value.to_dict("records") for d in at.dataframe if "Approver" in d.value.columns]
+    assert any(r["Id"] == approval["id"] and r["Approver"] == "bob" for r in history)
+
+
+def test_batch_approve_and_deny(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, third = (hold(collector.url, n) for n in (601, 602, 603))
+    at = page(collector, monkeypatch, collector.token)
+    at.multiselect(key="batch").select(first["id"]).select(second["id"]).run()
+    at.button(key="approve_batch").click().run()
+    assert not at.exception
+    assert [status(collector.url, a["id"])["status"] for a in (first, second, third)] == [
+        "approved",
+        "approved",
+        "pending",
+    ]
+    at.button(key=f"deny_{third['id']}").click().run()
+    assert status(collector.url, third["id"])["status"] == "denied"
+
+
+def test_without_a_token_nothing_can_be_decided(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    approval = hold(collector.url, 700)
+    at = page(collector, monkeypatch, None)
+    assert at.button(key=f"approve_{approval['id']}").disabled
+    assert "approver token" in at.warning[0].value
+    at = page(collector, monkeypatch, "bst_an-agent-key")
+    at.button(key=f"approve_{approval['id']}").click().run()
+    assert any("401" in e.value for e in at.error)
+    assert status(collector.url, approval["id"])["status"] == "pending"
+
+
+def test_suspend_and_guide_an_agent(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page(collector, monkeypatch, collector.token)
+    at.text_input(key="intervene_agent").input("agent-9")
+    at.text_area(key="intervene_text").input("looping on refunds")
+    at.button(key="suspend_agent").click().run()
+    assert not at.exception
+    state = httpx.get(f"{collector.url}/api/agents/state").json()["agents"]
+    assert state["agent-9"]["suspended"] and state["agent-9"]["reason"] == "looping on refunds"
+    at.text_area(key="intervene_text").input("Refunds need a ticket number.")
+    at.button(key="guide_agent").click().run()
+    at.button(key="resume_agent").click().run()
+    state = httpx.get(f"{collector.url}/api/agents/state").json()["agents"]
+    assert not state["agent-9"]["suspended"] and len(state["agent-9"]["guidance"]) == 1
