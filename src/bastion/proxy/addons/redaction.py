@@ -1,0 +1,319 @@
+"""PII redaction: personal data and secrets are redacted before they reach a model provider (or, with
+``mcp: enforce``, a tool server), pseudonyms are restored in what comes back, and span attributes
+carry counts by type, never values. Configured in ``policies/pii.yaml``; the logic is in
+:mod:`bastion.proxy.pii`.
+
+Analysis of a request runs in a thread pool that this async hook awaits, so other calls keep
+flowing. If it fails or times out the call is refused in the caller's API format (fail closed),
+unless the route is configured ``on_error: allow``, which is recorded on the span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http
+
+from bastion import semconv
+from bastion.proxy.addons.streaming import is_event_stream
+from bastion.proxy.decision import refuse
+from bastion.proxy.errors import error_body, error_response
+from bastion.proxy.pii import audit, bodies
+from bastion.proxy.pii.config import Action, EntityRule, OnError, PiiConfig
+from bastion.proxy.pii.detector import Detector, Finding
+from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key
+from bastion.proxy.pii.streams import Blocked, StreamRedactor
+from bastion.proxy.sse import EventBuffer, parse_event
+from bastion.proxy.state import CallState, answered, state
+
+log = logging.getLogger(__name__)
+CONVERSATION_HEADER = "x-bastion-conversation"
+_META = "bastion.pii"
+_HEADER_META = "bastion.pii.conversation"
+FAILED_CODE = "pii_check_failed"
+BLOCKED_CODE = "pii_blocked"
+RESPONSES_REMEMBERED = 100_000
+CHANGING = (Action.REDACT, Action.MASK, Action.HASH, Action.BLOCK)
+
+
+@dataclass
+class FlowPii:
+    rules: dict[str, EntityRule]
+    conversation: Conversation | None
+    provider: str
+    endpoint: str
+    enforce: bool = True  # False: MCP in audit mode, counted and never changed
+    conversation_key: str | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class ConversationHeader:
+    """Keeps the agent's ``x-bastion-conversation`` header (Identify removes x-bastion-* headers)."""
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if value := flow.request.headers.get(CONVERSATION_HEADER):
+            flow.metadata[_HEADER_META] = value
+
+
+class Redaction:
+    def __init__(self, config: PiiConfig | None, detector: Detector | None = None) -> None:
+        self.config = config
+        self.detector = detector
+        if config is not None and detector is None:
+            self.detector = Detector(config.all_entities, config.cache_size)
+        salt = config.salt.get() if config and config.salt else None
+        self.redactor = Redactor(salt, config.cache_size if config else 0)
+        self.vault = Vault(config.pseudonym_ttl_seconds if config else 3600.0)
+        # Responses API response id -> its conversation's key (ids only, never values).
+        self._responses: OrderedDict[str, str] = OrderedDict()
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bastion-pii")
+        if config is not None:
+            audit.install(self.audit_text)
+
+    def done(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # Audit: every configured type becomes its label, whatever its action.
+
+    def audit_text(self, text: str) -> str:
+        assert self.config is not None and self.detector is not None
+        rules = {e: EntityRule(Action.REDACT, Action.REDACT, r.threshold) for e, r in self.config.entities.items()}
+        for override in self.config.overrides:
+            for e, r in override.entities.items():
+                rules.setdefault(e, EntityRule(Action.REDACT, Action.REDACT, r.threshold))
+        return self.redactor.apply(text, self.detector.analyze(text), rules, "request").text
+
+    # Requests
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        config, st = self.config, state(flow)
+        if config is None or answered(flow) or st.identity is None or st.call is None:
+            return
+        if st.call.kind == semconv.KIND_MODEL and isinstance(st.body, dict):
+            body: Any = st.body
+        elif st.call.kind == semconv.KIND_MCP and st.call.endpoint == "tools/call":  # arguments, then the result
+            try:
+                body = json.loads(flow.request.get_content() or b"")
+            except (ValueError, UnicodeDecodeError):
+                return
+        else:
+            return
+        rules = config.rules_for(st.identity.agent_id, st.identity.role)
+        rules_key = frozenset(rules.items())
+        texts = bodies.texts(body)
+        try:
+            found = await self._analyze(texts)
+        except Exception as e:
+            self._failed(flow, st, e)
+            return
+        mcp = st.call.kind == semconv.KIND_MCP
+        enforce = not mcp or config.mcp == "enforce"
+        conversation, key = None, None
+        if not mcp and any(r.request is Action.PSEUDONYMIZE for r in rules.values()):
+            # Responses API turns chained by previous_response_id continue that response's conversation.
+            previous = body.get("previous_response_id")
+            key = self._responses.get(previous) if isinstance(previous, str) else None
+            if key is None:
+                header = flow.metadata.get(_HEADER_META)
+                key = conversation_key(st.identity.agent_id, header, bodies.first_user_text(body))
+            conversation = self.vault.conversation(key)
+        provider = st.call.provider if not mcp else "mcp"
+        pii = flow.metadata[_META] = FlowPii(rules, conversation, provider, st.call.endpoint, enforce, key)
+        blocked: set[str] = set()
+
+        def redact(text: str) -> str:
+            result = self.redactor.apply(text, found.get(text, ()), rules, "request", conversation, rules_key)
+            pii.counts.update(result.counts)
+            blocked.update(result.blocked)
+            return result.text
+
+        redacted = bodies.walk(body, redact)
+        _record(st, "request", pii.counts)
+        pii.counts = Counter()
+        if blocked and enforce:
+            kinds = ", ".join(sorted(blocked))
+            message = f"Bastion blocked this request: it contains {kinds}, which the PII policy does not let leave."
+            st.decision = refuse(BLOCKED_CODE, message)
+            flow.response = error_response(provider, 403, message, BLOCKED_CODE)
+            return
+        if enforce and redacted != body:
+            flow.request.content = json.dumps(redacted, ensure_ascii=False).encode()
+            if not mcp:
+                st.body = redacted
+        if st.call.stream:
+            flow.request.headers["accept-encoding"] = "identity"
+
+    async def _analyze(self, texts: Iterable[str]) -> dict[str, tuple[Finding, ...]]:
+        config, detector = self.config, self.detector
+        assert config is not None and detector is not None
+        if config.force_error:
+            raise RuntimeError("force_error is set in pii.yaml")
+        found: dict[str, tuple[Finding, ...]] = {}
+        missing = []
+        for text in dict.fromkeys(texts):
+            cached = detector.cached(text)
+            if cached is None:
+                missing.append(text)
+            else:
+                found[text] = cached
+        if missing:
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(self.pool, lambda: [detector.analyze(t) for t in missing])
+            results = await asyncio.wait_for(work, config.timeout_seconds)
+            found.update(zip(missing, results, strict=True))
+        return found
+
+    def _failed(self, flow: http.HTTPFlow, st: CallState, error: Exception) -> None:
+        assert self.config is not None and st.call is not None
+        route = st.route.name if st.route else None
+        what = "timed out" if isinstance(error, TimeoutError) else f"failed ({type(error).__name__})"
+        if self.config.on_error_for(route) is OnError.ALLOW:
+            log.warning("PII analysis %s; route %s fails open, the call passes unredacted", what, route)
+            st.attributes[semconv.BASTION_PII_FAILED_OPEN] = True
+            st.attributes[semconv.BASTION_PII_ERROR] = what
+            return
+        log.warning("PII analysis %s; the call is refused", what)
+        message = f"Bastion could not check this request for personal data (analysis {what}), so it was not sent."
+        provider = st.call.provider if st.call.kind == semconv.KIND_MODEL else "mcp"
+        st.decision = refuse(FAILED_CODE, message)
+        st.attributes[semconv.BASTION_PII_ERROR] = what
+        flow.response = error_response(provider, 503, message, FAILED_CODE)
+
+    # Responses
+
+    def _process(self, pii: FlowPii, st: CallState, streamed: bool = False) -> Callable[[str, bool], str]:
+        analyze = not pii.enforce or any(r.response in CHANGING for r in pii.rules.values())
+        detector = self.detector
+        assert detector is not None
+
+        def process(text: str, json_string: bool = False) -> str:
+            if analyze:
+                result = self.redactor.apply(text, detector.analyze(text, not streamed), pii.rules, "response")
+                if pii.enforce:
+                    text = result.text
+                    if result.blocked and streamed:
+                        raise Blocked(", ".join(sorted(result.blocked)))
+                if result.counts:
+                    pii.counts.update(result.counts)
+                    _record(st, "response", pii.counts)
+            return pii.conversation.restore(text, json_string) if pii.conversation is not None else text
+
+        return process
+
+    def _spans(self, pii: FlowPii) -> Callable[[str], list[tuple[int, int]]] | None:
+        if not pii.enforce or not any(r.response in CHANGING for r in pii.rules.values()):
+            return None
+        detector = self.detector
+        assert detector is not None
+
+        def spans(text: str) -> list[tuple[int, int]]:
+            return [
+                (f.start, f.end)
+                for f in detector.analyze(text, remember=False)
+                if f.entity in pii.rules and f.score >= pii.rules[f.entity].threshold
+            ]
+
+        return spans
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        pii, response, st = flow.metadata.get(_META), flow.response, state(flow)
+        if not isinstance(pii, FlowPii) or response is None or not is_event_stream(response):
+            return
+        assert self.config is not None
+        endpoint = pii.endpoint if pii.provider != "mcp" else "mcp"
+        process = self._process(pii, st, streamed=endpoint != "mcp")  # MCP: a blocked type is redacted
+        if endpoint == "mcp":
+            redactor: Callable[[bytes], list[bytes]] = _mcp_stream(process)
+        else:
+            message = "Bastion stopped the response: it contains personal data the PII policy does not let through."
+            error = _error_event(pii.provider, endpoint, message)
+            redactor = StreamRedactor(endpoint, process, self._spans(pii), self.config.holdback_chars, error)
+        inner = response.stream if callable(response.stream) else None
+
+        def on_chunk(chunk: bytes) -> list[bytes]:
+            data = chunk
+            if inner is not None:
+                out = inner(chunk)
+                data = out if isinstance(out, bytes) else b"".join(out)
+            sent = redactor(data) if data else []
+            if not chunk:
+                sent += redactor(b"")
+            return sent
+
+        response.stream = on_chunk
+        response.headers.pop("content-length", None)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        pii, response, st = flow.metadata.get(_META), flow.response, state(flow)
+        if isinstance(pii, FlowPii) and pii.conversation_key and st.usage.response_id:
+            self._responses[st.usage.response_id] = pii.conversation_key
+            while len(self._responses) > RESPONSES_REMEMBERED:
+                self._responses.popitem(last=False)
+        if not isinstance(pii, FlowPii) or response is None or response.stream:
+            return
+        if "json" not in response.headers.get("content-type", "") or "x-bastion-error" in response.headers:
+            return
+        try:
+            body = json.loads(response.get_content() or b"")
+        except (ValueError, UnicodeDecodeError):
+            return
+        process = self._process(pii, st)
+        rewritten = bodies.walk(body, lambda value: process(value, False))
+        blocked = {e for e in pii.counts if pii.rules[e].response is Action.BLOCK} if pii.enforce else set()
+        if blocked:
+            kinds = ", ".join(sorted(blocked))
+            message = f"Bastion blocked the response: it contains {kinds}, which the PII policy does not let through."
+            flow.response = error_response(pii.provider, 403, message, BLOCKED_CODE)
+            return
+        if rewritten != body:
+            response.content = json.dumps(rewritten, ensure_ascii=False).encode()
+
+
+def _error_event(provider: str, endpoint: str, message: str) -> bytes:
+    """An error event in the stream's API format."""
+    body = error_body(provider, 403, message, BLOCKED_CODE)
+    if endpoint == "messages":
+        return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
+    if endpoint == "responses":
+        # The openai SDK raises on an "error" event only when its data carries "error".
+        data = {"type": "error", "code": BLOCKED_CODE, "message": message, "param": None, "error": body["error"]}
+        return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _record(st: CallState, direction: str, counts: Counter[str]) -> None:
+    for entity, count in counts.items():
+        st.attributes[f"{semconv.BASTION_PII_PREFIX}.{direction}.{entity}"] = count
+
+
+def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[bytes]]:
+    """MCP answers over SSE: each event is a whole JSON-RPC message, rewritten as a whole."""
+    events = EventBuffer()
+
+    def rewrite(raw: bytes) -> bytes:
+        event = parse_event(raw)
+        try:
+            message = json.loads(event.data)
+        except ValueError:
+            return raw
+        changed = bodies.walk(message, lambda s: process(s, False))
+        if changed == message:
+            return raw
+        head = "" if event.event == "message" else f"event: {event.event}\n"
+        if raw.startswith(b"event: message"):
+            head = "event: message\n"
+        return f"{head}data: {json.dumps(changed, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+    def on_chunk(chunk: bytes) -> list[bytes]:
+        blocks = events.feed(chunk) if chunk else [events.flush()]
+        out = b"".join(rewrite(raw) if raw.strip() else raw for raw in blocks)
+        return [out] if out else []
+
+    return on_chunk

@@ -1,0 +1,210 @@
+"""Redaction and restoration on SSE streams, with a hold-back buffer per text channel.
+
+Text arrives in deltas (a choice's content, a call's argument fragments, a content block's text).
+Each channel keeps back the tail of what arrived: the last ``window`` characters to the previous
+whitespace (so an entity split across events is analyzed whole), any detected entity that reaches
+into that tail, and an unfinished ``<...`` that may be a placeholder. The rest is redacted,
+restored and sent at once; what is held goes out when the channel ends. Every event stays a valid
+event of its API: a delta that is held becomes an empty delta.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bastion.proxy.pii.bodies import walk
+from bastion.proxy.pii.redactor import MAX_PLACEHOLDER
+from bastion.proxy.sse import EventBuffer, parse_event
+
+log = logging.getLogger(__name__)
+MAX_HOLD = 4096  # characters without whitespace held at most (a long token, a key)
+
+Json = dict[str, Any]
+# (text, json_string) -> the text to send
+Process = Callable[[str, bool], str]
+Spans = Callable[[str], list[tuple[int, int]]]
+
+
+class Blocked(Exception):
+    """``process`` found a type configured to block: the stream ends with an error event."""
+
+
+class HoldBack:
+    def __init__(self, process: Process, spans: Spans | None, window: int, json_string: bool = False) -> None:
+        self.process, self.spans, self.window, self.json_string = process, spans, window, json_string
+        self.pending = ""
+
+    def feed(self, delta: str) -> str:
+        self.pending += delta
+        cut = self._cut()
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return self.process(out, self.json_string) if out else ""
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return self.process(out, self.json_string) if out else ""
+
+    def _cut(self) -> int:
+        text = self.pending
+        cut = len(text)
+        if self.spans is not None and self.window:
+            cut = len(text) - self.window
+            if cut <= 0:
+                return 0
+            space = max(text.rfind(c, 0, cut + 1) for c in " \n\t")
+            if space > 0:
+                cut = space
+            elif len(text) < MAX_HOLD:
+                return 0  # one long token so far: wait for its end
+            for start, end in self.spans(text):
+                if start < cut < end:
+                    cut = start
+        opening = text.rfind("<", 0, cut)
+        if opening != -1 and ">" not in text[opening:cut] and cut - opening <= MAX_PLACEHOLDER:
+            cut = opening
+        return max(cut, 0)
+
+
+def _event(data: Json, name: str | None) -> bytes:
+    head = f"event: {name}\n" if name and name != "message" else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+class StreamRedactor:
+    """One response stream: whole events in, events with their texts rewritten out."""
+
+    def __init__(self, endpoint: str, process: Process, spans: Spans | None, window: int, error: bytes = b"") -> None:
+        self.endpoint, self.process, self.spans, self.window = endpoint, process, spans, window
+        self.channels: dict[Any, HoldBack] = {}
+        self.events = EventBuffer()
+        self.error = error  # the event that ends a blocked stream
+        self.closed = False
+
+    def _channel(self, key: Any, json_string: bool) -> HoldBack:
+        found = self.channels.get(key)
+        if found is None:
+            found = self.channels[key] = HoldBack(self.process, self.spans, self.window, json_string)
+        return found
+
+    def _flush(self, key: Any) -> str:
+        channel = self.channels.pop(key, None)
+        return channel.flush() if channel is not None else ""
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        blocks = self.events.feed(chunk) if chunk else [self.events.flush()]
+        out: list[bytes] = []
+        for raw in blocks:
+            if self.closed:
+                break
+            if not raw.strip():
+                out.append(raw)
+                continue
+            try:
+                out += self.event(raw)
+            except Blocked:
+                self.closed = True
+                out.append(self.error)
+            except Exception:
+                log.exception("could not redact a streamed event; it is dropped")
+        return [b"".join(out)] if any(out) else []
+
+    def event(self, raw: bytes) -> list[bytes]:
+        parsed = parse_event(raw)
+        try:
+            data = json.loads(parsed.data) if parsed.data else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return [*self._flush_all_openai(), raw] if self.endpoint == "chat.completions" else [raw]
+        if self.endpoint == "chat.completions":
+            return [_event(self._chat(data), parsed.event)]
+        if self.endpoint == "messages":
+            return self._anthropic(data, parsed.event)
+        return self._responses(data, parsed.event)
+
+    # OpenAI chat completions
+
+    def _chat(self, data: Json) -> Json:
+        for choice in data.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            number = choice.get("index", 0)
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            if isinstance(delta.get("content"), str):
+                delta["content"] = self._channel(("content", number), False).feed(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    key = ("args", number, call.get("index", 0))
+                    function["arguments"] = self._channel(key, True).feed(function["arguments"])
+            if choice.get("finish_reason"):
+                rest = self._flush(("content", number))
+                if rest:
+                    delta["content"] = (delta.get("content") or "") + rest
+                for key in [k for k in self.channels if k[0] == "args" and k[1] == number]:
+                    if rest := self._flush(key):
+                        delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": rest}})
+        return data
+
+    def _flush_all_openai(self) -> list[bytes]:
+        """The stream ends without a finish_reason: what is held goes out in one last chunk."""
+        deltas = {}
+        for key in list(self.channels):
+            rest = self._flush(key)
+            if rest and key[0] == "content":
+                deltas[key[1]] = {"content": rest}
+        choices = [{"index": n, "delta": d, "finish_reason": None} for n, d in deltas.items()]
+        return [_event({"object": "chat.completion.chunk", "choices": choices}, None)] if choices else []
+
+    # Anthropic messages
+
+    def _anthropic(self, data: Json, name: str) -> list[bytes]:
+        kind, index = data.get("type"), data.get("index")
+        delta = data.get("delta")
+        if kind == "content_block_delta" and isinstance(delta, dict):
+            for field, json_string in (("text", False), ("partial_json", True)):
+                if isinstance(delta.get(field), str):
+                    delta[field] = self._channel((index, field), json_string).feed(delta[field])
+            return [_event(data, name)]
+        if kind == "content_block_stop":
+            out = []
+            for field, delta_type in (("text", "text_delta"), ("partial_json", "input_json_delta")):
+                if rest := self._flush((index, field)):
+                    tail = {"type": "content_block_delta", "index": index, "delta": {"type": delta_type, field: rest}}
+                    out.append(_event(tail, "content_block_delta"))
+            return [*out, _event(data, name)]
+        if kind in ("content_block_start", "message_start"):
+            return [_event(walk(data, self._whole), name)]
+        return [_event(data, name)]
+
+    def _whole(self, text: str) -> str:
+        return self.process(text, False)
+
+    # OpenAI Responses
+
+    def _responses(self, data: Json, name: str) -> list[bytes]:
+        kind = str(data.get("type") or "")
+        if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+            json_string = kind.startswith("response.function_call")
+            key = (data.get("output_index"), data.get("content_index"), json_string)
+            if isinstance(data.get("delta"), str):
+                data["delta"] = self._channel(key, json_string).feed(data["delta"])
+            return [_event(data, name)]
+        out = []
+        if kind in ("response.output_text.done", "response.function_call_arguments.done"):
+            json_string = kind.startswith("response.function_call")
+            key = (data.get("output_index"), data.get("content_index"), json_string)
+            if rest := self._flush(key):
+                delta_kind = kind.removesuffix(".done") + ".delta"
+                tail = {k: v for k, v in data.items() if k not in ("text", "arguments", "type")}
+                out.append(_event({"type": delta_kind, **tail, "delta": rest}, delta_kind))
+        fields = {k: v for k, v in data.items() if k not in ("type", "delta")}
+        rewritten = walk(fields, self._whole)
+        if isinstance(data.get("arguments"), str):
+            rewritten["arguments"] = self.process(data["arguments"], True)
+        return [*out, _event({"type": kind, **rewritten}, name)]

@@ -1,0 +1,310 @@
+"""End to end: PII redaction in `bastion proxy` between the official SDKs and the scripted model.
+
+The scripted model records every request it receives, so the tests check what a provider would
+see; the collector's API shows what was stored.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from support import BASTION, ROOT, free_ports, running, wait_for_http
+
+PROVIDER_KEY = "real-provider-key"
+EMAIL = "alice.w@example.com"
+SSN = "536-22-8954"
+CARD = "4111 1111 1111 1111"
+PHONE = "+1 415 555 0134"
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+PROMPT = f"My email is {EMAIL} and my SSN is {SSN}; charge card {CARD} please."
+RAW = (EMAIL, SSN, CARD, PHONE, AWS_KEY)
+SCHEMA = {"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}}}
+PII_YAML = """
+entities:
+  EMAIL_ADDRESS: pseudonymize
+  PHONE_NUMBER: {request: pseudonymize, response: redact, threshold: 0.6}
+  US_SSN: redact
+  CREDIT_CARD: mask
+  AWS_ACCESS_KEY: block
+  IP_ADDRESS: {request: allow, response: block}
+overrides:
+  - agent: agent-2
+    entities:
+      PHONE_NUMBER: {request: allow}
+"""
+FAILING_YAML = """
+entities:
+  EMAIL_ADDRESS: redact
+timeout_ms: 0
+routes:
+  anthropic: {on_error: allow}
+"""
+
+
+@dataclass
+class Stack:
+    model: str
+    proxy: str
+    failing_proxy: str
+    collector: str
+    key: str
+    key2: str
+
+    def upstream_requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.model}/_scripted/requests").json())
+
+    def clear(self) -> None:
+        httpx.delete(f"{self.model}/_scripted/requests")
+
+
+def create_key(keys_file: Path, agent: str) -> str:
+    out = subprocess.run(
+        [*BASTION, "keys", "create", "--agent", agent, "--role", "assistant", "--keys-file", str(keys_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+def policies(tmp: Path, name: str, pii_yaml: str) -> Path:
+    target = tmp / f"policies-{name}"
+    shutil.copytree(ROOT / "policies", target)
+    (target / "pii.yaml").write_text(pii_yaml)
+    return target
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("pii")
+    model_port, collector_port, *proxy_ports = free_ports(6)
+    key, key2 = create_key(tmp / "keys.yaml", "agent-1"), create_key(tmp / "keys.yaml", "agent-2")
+    model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
+    env = {
+        "BASTION_OPENAI_UPSTREAM": model + "/",
+        "BASTION_ANTHROPIC_UPSTREAM": model + "/",
+        "OPENAI_API_KEY": PROVIDER_KEY,
+        "ANTHROPIC_API_KEY": PROVIDER_KEY,
+        "BASTION_KEYS_FILE": str(tmp / "keys.yaml"),
+        "BASTION_COLLECTOR_URL": collector,
+    }
+
+    def proxy(reverse: int, explicit: int, policies_dir: Path, name: str) -> list[str]:
+        ports = ["--proxy-port", str(reverse), "--explicit-port", str(explicit)]
+        return [*BASTION, "proxy", *ports, "--policies", str(policies_dir), "--confdir", str(tmp / name / "conf")]
+
+    with (
+        running(
+            [*BASTION, "scripted-model", "--port", str(model_port)],
+            {"BASTION_SCRIPTED_CHUNK_DELAY": "0.02"},
+            log=tmp / "model.log",
+        ) as model_proc,
+        running(
+            [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")],
+            log=tmp / "collector.log",
+        ) as collector_proc,
+        running(
+            proxy(proxy_ports[0], proxy_ports[1], policies(tmp, "main", PII_YAML), "main"), env, log=tmp / "proxy.log"
+        ) as main_proc,
+        running(
+            proxy(proxy_ports[2], proxy_ports[3], policies(tmp, "failing", FAILING_YAML), "failing"),
+            env,
+            log=tmp / "failing.log",
+        ) as failing_proc,
+    ):
+        wait_for_http(f"{model}/healthz", proc=model_proc)
+        wait_for_http(f"{collector}/healthz", timeout=60, proc=collector_proc)
+        wait_for_http(f"http://127.0.0.1:{proxy_ports[0]}/healthz", timeout=60, proc=main_proc)
+        wait_for_http(f"http://127.0.0.1:{proxy_ports[2]}/healthz", timeout=60, proc=failing_proc)
+        yield Stack(
+            model=model,
+            proxy=f"http://127.0.0.1:{proxy_ports[0]}",
+            failing_proxy=f"http://127.0.0.1:{proxy_ports[2]}",
+            collector=collector,
+            key=key,
+            key2=key2,
+        )
+
+
+def openai_client(base: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/openai/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def anthropic_client(base: str, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=f"{base}/anthropic", api_key=key, max_retries=0, timeout=30)
+
+
+def ask(base: str, key: str, api: str, stream: bool, prompt: str, tools: bool = False) -> tuple[str, list[Any]]:
+    """One turn: the text the agent receives and the tool calls (name, arguments)."""
+    if api == "chat":
+        client = openai_client(base, key)
+        chat_tools: Any = [{"type": "function", "function": {"name": "send_email", "parameters": SCHEMA}}]
+        kwargs: Any = {"tools": chat_tools} if tools else {}
+        messages: Any = [{"role": "user", "content": prompt}]
+        if stream:
+            with client.chat.completions.stream(model="scripted-small", messages=messages, **kwargs) as s:
+                message = s.get_final_completion().choices[0].message
+        else:
+            message = (
+                client.chat.completions.create(model="scripted-small", messages=messages, **kwargs).choices[0].message
+            )
+        calls = [
+            (c.function.name, json.loads(c.function.arguments))
+            for c in message.tool_calls or []
+            if c.type == "function"
+        ]
+        return message.content or "", calls
+    if api == "responses":
+        client = openai_client(base, key)
+        responses_tools: Any = [{"type": "function", "name": "send_email", "parameters": SCHEMA, "strict": False}]
+        kwargs = {"tools": responses_tools} if tools else {}
+        if stream:
+            with client.responses.stream(model="scripted-small", input=prompt, **kwargs) as s:
+                response = s.get_final_response()
+        else:
+            response = client.responses.create(model="scripted-small", input=prompt, **kwargs)
+        calls = [(i.name, json.loads(i.arguments)) for i in response.output if i.type == "function_call"]
+        return response.output_text, calls
+    claude = anthropic_client(base, key)
+    claude_tools: Any = [{"name": "send_email", "input_schema": SCHEMA}]
+    kwargs = {"tools": claude_tools} if tools else {}
+    claude_messages: Any = [{"role": "user", "content": prompt}]
+    if stream:
+        with claude.messages.stream(model="scripted-small", max_tokens=100, messages=claude_messages, **kwargs) as s:
+            result = s.get_final_message()
+    else:
+        result = claude.messages.create(model="scripted-small", max_tokens=100, messages=claude_messages, **kwargs)
+    text = "".join(b.text for b in result.content if b.type == "text")
+    return text, [(b.name, b.input) for b in result.content if b.type == "tool_use"]
+
+
+APIS = [(api, stream) for api in ("chat", "responses", "anthropic") for stream in (False, True)]
+IDS = [f"{api}-{'stream' if stream else 'json'}" for api, stream in APIS]
+
+
+@pytest.mark.parametrize(("api", "stream"), APIS, ids=IDS)
+def test_the_model_sees_no_raw_pii_and_the_agent_gets_its_values_back(stack: Stack, api: str, stream: bool) -> None:
+    stack.clear()
+    text, _ = ask(stack.proxy, stack.key, api, stream, PROMPT)
+    (seen,) = stack.upstream_requests()
+    body = json.dumps(seen["body"])
+    assert not any(value in body for value in RAW)
+    assert "<EMAIL_ADDRESS_1>" in body and "<US_SSN>" in body and "***************1111" in body
+    # The echo comes back with the pseudonym restored; redacted and masked values stay so.
+    assert (
+        text
+        == f"Scripted reply to: My email is {EMAIL} and my SSN is <US_SSN>; charge card ***************1111 please."
+    )
+
+
+@pytest.mark.parametrize(("api", "stream"), APIS, ids=IDS)
+def test_tool_calls_the_model_emits_get_the_original_arguments(stack: Stack, api: str, stream: bool) -> None:
+    stack.clear()
+    prompt = f'Please call send_email {{"to": "{EMAIL}", "subject": "hello"}}'
+    text, calls = ask(stack.proxy, stack.key, api, stream, prompt, tools=True)
+    # Decided by policy on the original (company-mail-only allows @example.com) and restored for the agent.
+    assert calls == [("send_email", {"to": EMAIL, "subject": "hello"})], text
+    assert EMAIL not in json.dumps(stack.upstream_requests())
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_an_entity_split_across_streamed_chunks_is_redacted(stack: Stack, api: str) -> None:
+    stack.clear()
+    # agent-2 may send phone numbers (request: allow), but they are redacted in answers.
+    text, _ = ask(stack.proxy, stack.key2, api, True, f"Call me on {PHONE} tomorrow at noon")
+    assert PHONE in json.dumps(stack.upstream_requests())  # the model echoes it, in word-sized pieces
+    assert text == "Scripted reply to: Call me on <PHONE_NUMBER> tomorrow at noon"
+
+
+def test_the_same_value_keeps_its_placeholder_across_turns(stack: Stack) -> None:
+    stack.clear()
+    client = openai_client(stack.proxy, stack.key)
+    messages: Any = [{"role": "user", "content": f"I am {EMAIL}"}]
+    first = client.chat.completions.create(model="scripted-small", messages=messages).choices[0].message.content
+    assert first == f"Scripted reply to: I am {EMAIL}"
+    messages += [
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": f"Also {EMAIL} and bob@example.com"},
+    ]
+    second = client.chat.completions.create(model="scripted-small", messages=messages).choices[0].message.content
+    assert second == f"Scripted reply to: Also {EMAIL} and bob@example.com"
+    later = stack.upstream_requests()[-1]["body"]["messages"]
+    assert [m["content"] for m in later] == [
+        "I am <EMAIL_ADDRESS_1>",
+        "Scripted reply to: I am <EMAIL_ADDRESS_1>",
+        "Also <EMAIL_ADDRESS_1> and <EMAIL_ADDRESS_2>",
+    ]
+
+
+def test_a_blocked_type_refuses_the_call(stack: Stack) -> None:
+    stack.clear()
+    with pytest.raises(openai.PermissionDeniedError, match="AWS_ACCESS_KEY") as raised:
+        ask(stack.proxy, stack.key, "chat", False, f"use {AWS_KEY} to deploy")
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "pii_blocked"
+    with pytest.raises(anthropic.PermissionDeniedError, match="AWS_ACCESS_KEY"):
+        ask(stack.proxy, stack.key, "anthropic", True, f"use {AWS_KEY} to deploy")
+    assert stack.upstream_requests() == []
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_a_type_blocked_in_answers_refuses_the_answer(stack: Stack, api: str) -> None:
+    prompt = "the server 203.0.113.77 is down again"  # allowed out, blocked back: the echo carries it
+    errors = (openai.APIError, anthropic.APIError)
+    with pytest.raises(errors, match="PII policy") as raised:
+        ask(stack.proxy, stack.key, api, False, prompt)
+    assert getattr(raised.value, "status_code", None) == 403
+    with pytest.raises(errors, match="PII policy"):
+        ask(stack.proxy, stack.key, api, True, prompt)
+
+
+def test_a_failed_analysis_fails_closed_unless_the_route_fails_open(stack: Stack) -> None:
+    stack.clear()
+    with pytest.raises(openai.InternalServerError, match="could not check this request") as raised:
+        ask(stack.failing_proxy, stack.key, "chat", False, f"fresh text for {EMAIL}")
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "pii_check_failed"
+    with pytest.raises(openai.APIStatusError, match="could not check"):
+        ask(stack.failing_proxy, stack.key, "chat", True, f"fresh streamed text for {EMAIL}")
+    assert stack.upstream_requests() == []
+    # The anthropic route is configured to fail open: it passes, and that is recorded.
+    text, _ = ask(stack.failing_proxy, stack.key, "anthropic", False, "fail open please")
+    assert text == "Scripted reply to: fail open please"
+    (seen,) = stack.upstream_requests()
+    trace_id = seen["headers"]["traceparent"].split("-")[1]
+    assert spans(stack, trace_id)[0]["attributes"]["bastion.pii.failed_open"] in ("true", True)
+
+
+def spans(stack: Stack, trace_id: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while not (found := httpx.get(f"{stack.collector}/api/traces/{trace_id}").json().get("spans")):
+        assert time.monotonic() < deadline, "the call's span never arrived"
+        time.sleep(0.3)
+    return list(found)
+
+
+def test_the_store_holds_counts_never_values(stack: Stack) -> None:
+    stack.clear()
+    ask(stack.proxy, stack.key, "chat", False, PROMPT)
+    (seen,) = stack.upstream_requests()
+    trace_id = seen["headers"]["traceparent"].split("-")[1]
+    attributes = spans(stack, trace_id)[0]["attributes"]
+    assert int(attributes["bastion.pii.request.EMAIL_ADDRESS"]) == 1
+    assert int(attributes["bastion.pii.request.US_SSN"]) == 1
+    assert int(attributes["bastion.pii.request.CREDIT_CARD"]) == 1
+    items = httpx.get(f"{stack.collector}/api/audit", params={"limit": 500}).json()["items"]
+    assert len(items) > 10
+    stored = json.dumps(items) + "".join(
+        json.dumps(httpx.get(f"{stack.collector}/api/traces/{t}").json()) for t in {i["trace_id"] for i in items}
+    )
+    assert not any(value in stored for value in RAW)
