@@ -74,6 +74,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             str(policies),
             "--confdir",
             str(tmp / f"conf-{name}"),
+            "--outbox-dir",
+            str(tmp / f"outbox-{name}"),
         ]
 
     with (

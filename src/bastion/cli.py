@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bastion import audit_cli
 from bastion import settings as s
 
 
@@ -197,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     collector = commands.add_parser("collector", help="run the collector: OTLP intake, store and API")
     s.add_collector_options(collector)
+    s.add_option(
+        collector,
+        "--policies",
+        env="BASTION_POLICIES",
+        default=Path("policies"),
+        cast=Path,
+        help="policies directory (approvers.yaml, approvals settings in bastion.yaml)",
+    )
     collector.set_defaults(run=_collector)
 
     proxy = commands.add_parser("proxy", help="run the governance proxy")
@@ -221,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_keys_commands(commands)
     _add_policy_commands(commands)
+    audit_cli.add_commands(commands)
+    from bastion.control_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -93,3 +93,28 @@ KIND_TOOL: Final = "tool"  # a tool call the model emitted, decided before the a
 TARGET_LLM_INPUT: Final = "llm_input"
 TARGET_TOOL_CALL: Final = "tool_call"
 TARGET_TOOL_DEFINITION: Final = "tool_definition"
+
+# Approvals: a call held for a human, and how it ended.
+BASTION_APPROVAL_ID: Final = "bastion.approval.id"
+# approved | denied | timeout | abandoned | unavailable
+BASTION_APPROVAL_STATUS: Final = "bastion.approval.status"
+BASTION_APPROVAL_APPROVER: Final = "bastion.approval.approver"
+BASTION_APPROVAL_REASON: Final = "bastion.approval.reason"
+# Set when an earlier approval's scope let this call through without a new one.
+BASTION_APPROVAL_GRANT: Final = "bastion.approval.grant"
+# Interventions: guidance a human wrote, injected into this model call.
+BASTION_GUIDANCE_ID: Final = "bastion.guidance.id"
+BASTION_GUIDANCE_TEXT: Final = "bastion.guidance.text"
+
+# The audit hash chain (bastion.audit_chain): a decision record's canonical JSON with its chain
+# position and hash, and the periodic chain head ({"instance", "seq", "hash"}) of a proxy.
+BASTION_AUDIT_RECORD: Final = "bastion.audit.record"
+BASTION_AUDIT_SEQ: Final = "bastion.audit.seq"
+BASTION_AUDIT_HASH: Final = "bastion.audit.hash"
+BASTION_AUDIT_HEAD: Final = "bastion.audit.head"
+
+# PII redaction: counts by entity type per direction, as "bastion.pii.<direction>.<TYPE>" (ints),
+# never values; whether a failed analysis let the call pass (a route configured to fail open).
+BASTION_PII_PREFIX: Final = "bastion.pii"
+BASTION_PII_FAILED_OPEN: Final = "bastion.pii.failed_open"
+BASTION_PII_ERROR: Final = "bastion.pii.error"

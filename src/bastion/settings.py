@@ -83,6 +83,13 @@ class CollectorSettings:
     # Senders wait for the flush that stores their rows, so a short interval keeps each sender's
     # round trip short; under load a flush still carries batch_rows rows or all that arrived.
     flush_interval: float = 0.25
+    # Retention, applied at start-up (ALTER TABLE ... MODIFY TTL); 0 keeps rows forever.
+    traces_ttl_days: int = 30
+    audit_ttl_days: int = 365
+    # A ClickHouse cluster name: tables are created ON CLUSTER as Replicated* + Distributed.
+    cluster: str = ""
+    # Where approvers.yaml (who may decide held calls) and bastion.yaml (approvals webhook) live.
+    policies_dir: Path = Path("policies")
 
     @property
     def dsn(self) -> str:
@@ -101,6 +108,16 @@ class ProxySettings:
     confdir: Path = Path(".bastion/mitmproxy")
     max_body_bytes: int = 10 * 1024 * 1024
     keys_file: Path | None = None  # None: the keys_file named in bastion.yaml
+    # Durable outbox for spans and the audit chain. None: "outbox" beside the confdir (so
+    # .bastion/outbox by default); "off" sends spans straight to the collector instead.
+    outbox_dir: str | None = None
+    audit_head_interval: float = 10.0
+
+    @property
+    def outbox_path(self) -> Path | None:
+        if self.outbox_dir is None:
+            return self.confdir.parent / "outbox"
+        return None if self.outbox_dir in ("", "off") else Path(self.outbox_dir)
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,29 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
         cast=float,
         help="seconds between flushes at most",
     )
+    add_option(
+        parser,
+        "--traces-ttl-days",
+        env="BASTION_TRACES_TTL_DAYS",
+        default=d.traces_ttl_days,
+        cast=int,
+        help="days spans (otel_traces) are kept; 0 forever",
+    )
+    add_option(
+        parser,
+        "--audit-ttl-days",
+        env="BASTION_AUDIT_TTL_DAYS",
+        default=d.audit_ttl_days,
+        cast=int,
+        help="days decision records and the audit chain are kept; 0 forever",
+    )
+    add_option(
+        parser,
+        "--clickhouse-cluster",
+        env="BASTION_CLICKHOUSE_CLUSTER",
+        default=d.cluster,
+        help="ClickHouse cluster name: replicated tables ON CLUSTER behind Distributed ones",
+    )
 
 
 def collector_settings(args: argparse.Namespace) -> CollectorSettings:
@@ -184,6 +224,7 @@ def collector_settings(args: argparse.Namespace) -> CollectorSettings:
         database=args.database,
         batch_rows=args.batch_rows,
         flush_interval=args.flush_interval,
+        policies_dir=getattr(args, "policies", None) or CollectorSettings.policies_dir,
     )
 
 
@@ -236,6 +277,21 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         cast=int,
         help="largest request body accepted",
     )
+    add_option(
+        parser,
+        "--outbox-dir",
+        env="BASTION_OUTBOX_DIR",
+        default=d.outbox_dir,
+        help="durable span outbox, one per proxy replica (default: beside the confdir); off: send spans directly",
+    )
+    add_option(
+        parser,
+        "--audit-head-interval",
+        env="BASTION_AUDIT_HEAD_INTERVAL",
+        default=d.audit_head_interval,
+        cast=float,
+        help="seconds between audit chain head records",
+    )
     add_keys_file_option(parser)
 
 
@@ -270,6 +326,8 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         confdir=args.confdir,
         max_body_bytes=args.max_body_bytes,
         keys_file=args.keys_file,
+        outbox_dir=args.outbox_dir,
+        audit_head_interval=args.audit_head_interval,
     )
 
 

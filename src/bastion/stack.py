@@ -126,6 +126,8 @@ def up(args: argparse.Namespace) -> int:
                 str(collector.port),
                 "--data-dir",
                 str(collector.data_dir),
+                "--policies",
+                str(args.policies),
             ],
         )
         stack.wait_healthy("collector", f"{collector_url}/healthz")

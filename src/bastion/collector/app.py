@@ -21,12 +21,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from bastion.collector import otlp
+from bastion import approval_config
+from bastion.approvers import FILE_NAME as APPROVERS_FILE
+from bastion.approvers import Approvers
+from bastion.collector import (
+    approvals_api,
+    audit_api,
+    otlp,
+)
+from bastion.collector.approvals import Board
+from bastion.collector.audit_store import open_audit
 from bastion.collector.batcher import Batcher, Refused
 from bastion.collector.otlp import OtlpError
 from bastion.collector.schema import SpanRow
 from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
+from bastion.collector.webhook import notifier
 from bastion.settings import CollectorSettings, redact_url
 
 log = logging.getLogger(__name__)
@@ -116,22 +126,37 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await asyncio.to_thread(_open_store, settings)
+        audit = await asyncio.to_thread(
+            open_audit,
+            store,
+            traces_ttl_days=settings.traces_ttl_days,
+            audit_ttl_days=settings.audit_ttl_days,
+            cluster=settings.cluster,
+        )
+        app.state.audit = audit
 
         async def write(rows: list[SpanRow]) -> None:
-            await asyncio.to_thread(store.insert_spans, rows)
+            await asyncio.to_thread(audit.insert_spans, rows)  # deduplicates, then stores
 
         batcher = Batcher(write, batch_rows=settings.batch_rows, flush_interval=settings.flush_interval)
         batcher.start()
         app.state.collector = Collector(store, batcher)
+        webhook = approval_config.load(settings.policies_dir).webhook_url
+        app.state.board = board = Board(store, notifier(webhook) if webhook else None)
+        await asyncio.to_thread(board.load)
+        app.state.approvers = Approvers(settings.policies_dir / APPROVERS_FILE)
         try:
             yield
         finally:
+            await board.aclose()
             await batcher.close()
             await asyncio.to_thread(store.close)
             log.info("Span store closed")
 
     app = FastAPI(title="Bastion collector", lifespan=lifespan)
     app.include_router(router)
+    app.include_router(audit_api.router)
+    app.include_router(approvals_api.router)
     app.add_exception_handler(OtlpError, _otlp_error)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(ClickHouseError, _store_error)
@@ -154,7 +179,8 @@ def _open_store(settings: CollectorSettings) -> Store:
     log.info("Opening span store %s, database %s", where, settings.database)
     try:
         store = Store.open(settings)
-        store.migrate()
+        if not settings.cluster:  # a cluster's tables come from audit_store.open_audit
+            store.migrate()
     except Exception as e:
         log.error("Cannot open the span store %s (is another process using it?): %s", where, e)
         raise

@@ -146,6 +146,20 @@ class Store:
         except Exception:
             return False
 
+    def command(self, sql: str, params: dict[str, Any]) -> None:
+        """One statement with parameters (approvals' DDL)."""
+        with self._lock:
+            self._client.command(sql, parameters=params)
+
+    def rows(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        """The rows of one query with parameters."""
+        return self._query(sql, params)
+
+    def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], column_names: list[str]) -> None:
+        """One INSERT into another table of the database (approvals and agent controls)."""
+        with self._lock:
+            self._client.insert(table, rows, column_names=column_names, database=self.database)
+
     def close(self) -> None:
         with self._lock:
             self._client.close()

@@ -1,7 +1,8 @@
 """The Bastion dashboard: ``streamlit run src/bastion/dashboard/app.py``.
 
 It reads only the collector's HTTP API, at ``BASTION_COLLECTOR_URL`` (default
-``http://127.0.0.1:4318``). Pages: the audit trail (``/audit``) and one trace (``/trace?trace_id=``).
+``http://127.0.0.1:4318``). Pages: the audit trail (``/audit``), one trace (``/trace?trace_id=``)
+and approvals (``/approvals``: held calls, decisions, suspending and guiding agents).
 """
 
 from __future__ import annotations
@@ -19,10 +20,26 @@ navigation = st.navigation(
     [
         st.Page(PAGES / "audit.py", title="Audit trail", icon="📜", url_path="audit", default=True),
         st.Page(PAGES / "trace.py", title="Trace", icon="🔎", url_path="trace"),
+        st.Page(PAGES / "approvals.py", title="Approvals", icon="✋", url_path="approvals"),
     ]
 )
+
+
+def _keep_token() -> None:
+    st.session_state["approver_token"] = st.session_state.get("approver_token_input", "")
+
+
 client = CollectorClient()
 with st.sidebar:
     state = "connected" if client.health() else "unreachable"
     st.caption(f"Collector: {client.base_url} ({state})")
+    # Deciding held calls and stepping in need an approver token (`bastion approvers add`).
+    # Kept under a plain key too, so that it survives moving between pages.
+    st.text_input(
+        "Approver token",
+        type="password",
+        key="approver_token_input",
+        on_change=_keep_token,
+        help="bap_... from bastion approvers add",
+    )
 navigation.run()

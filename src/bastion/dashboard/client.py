@@ -56,6 +56,47 @@ class CollectorClient:
         """Every span of the trace (``{"trace_id", "spans"}``), or ``None`` when it is unknown."""
         return self._get(f"/api/traces/{trace_id}", {})
 
+    def approvals(self, status: str | None = None, limit: int = 100) -> list[Json]:
+        """Approvals, newest first; ``status`` pending, approved, denied, timeout or abandoned."""
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        body = self._get("/api/approvals", params)
+        return list(body["items"]) if body else []
+
+    def decide(self, approval_id: str, approve: bool, reason: str, token: str) -> Json:
+        """Approve or deny a held call as the approver whose ``token`` this is."""
+        body = {"decision": "approve" if approve else "deny", "reason": reason}
+        return self._post(f"/api/approvals/{approval_id}/decision", body, token)
+
+    def agents(self) -> list[Json]:
+        body = self._get("/api/agents", {})
+        return list(body["items"]) if body else []
+
+    def suspend(self, agent_id: str, suspended: bool, reason: str, token: str) -> Json:
+        action = "suspend" if suspended else "resume"
+        return self._post(f"/api/agents/{agent_id}/{action}", {"reason": reason}, token)
+
+    def guide(self, agent_id: str, text: str, token: str) -> Json:
+        return self._post(f"/api/agents/{agent_id}/guidance", {"text": text}, token)
+
+    def _post(self, path: str, body: Json, token: str) -> Json:
+        try:
+            r = httpx.post(
+                self.base_url + path, json=body, headers={"authorization": f"Bearer {token}"}, timeout=self.timeout
+            )
+        except httpx.HTTPError as e:
+            raise CollectorError(f"Cannot reach the collector at {self.base_url}: {e or type(e).__name__}") from e
+        try:
+            answer = r.json()
+        except ValueError:
+            answer = None
+        if not r.is_success:
+            raise CollectorError(f"The collector answered {r.status_code}: {_message(answer, r.text)}")
+        if not isinstance(answer, dict):
+            raise CollectorError(f"The collector sent something other than a JSON object for {path}.")
+        return answer
+
     def health(self) -> bool:
         try:
             body = self._get("/healthz", {})

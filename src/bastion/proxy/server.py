@@ -9,10 +9,13 @@ import signal
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
-from bastion import semconv
+from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy.addons import default_addons
+from bastion.proxy.control import Control
+from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.pii import config as pii_config
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.policy_watch import PolicyWatcher
 from bastion.proxy.telemetry import tracer_provider
@@ -38,7 +41,11 @@ async def run(settings: ProxySettings) -> None:
     config = gateway_config.load(settings.policies_dir, settings.keys_file)
     keys = KeyStore(config.keys_file)
     engine = PolicyEngine(settings.policies_dir)
-    provider = tracer_provider(settings.collector_url)
+    pii = pii_config.load(settings.policies_dir)  # a bad pii.yaml stops the start: fail closed
+    durable = None
+    if settings.outbox_path is not None:
+        durable = DurableTelemetry.open(settings.outbox_path, settings.collector_url, settings.audit_head_interval)
+    provider = durable.provider if durable else tracer_provider(settings.collector_url)
     settings.confdir.mkdir(parents=True, exist_ok=True)
     master = DumpMaster(
         options.Options(mode=modes(settings), confdir=str(settings.confdir)),
@@ -47,7 +54,17 @@ async def run(settings: ProxySettings) -> None:
     )
     master.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
     tracer = provider.get_tracer("bastion.proxy")
-    master.addons.add(*default_addons(config, keys, engine, tracer, settings.max_body_bytes))  # type: ignore[no-untyped-call]
+    control = Control(
+        settings.collector_url,
+        approval_config.load(settings.policies_dir),
+        proxy_name=f"{settings.host}:{settings.reverse_port}",
+        policies_dir=settings.policies_dir,
+    )
+    addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii)
+    master.addons.add(*addons)  # type: ignore[no-untyped-call]
+    if durable is not None:
+        master.addons.add(durable.addon)  # type: ignore[no-untyped-call]  # after Tracing
+        durable.start(tracer)
 
     def record_rejection(message: str) -> None:
         try:
@@ -85,4 +102,7 @@ async def run(settings: ProxySettings) -> None:
         await master.run()
     finally:
         watcher.stop()
-        provider.shutdown()
+        if durable is not None:
+            durable.stop()
+        else:
+            provider.shutdown()

@@ -11,6 +11,7 @@ from opentelemetry.trace import Span
 from bastion.proxy.classify import Call
 from bastion.proxy.config import Route
 from bastion.proxy.decision import Decision
+from bastion.proxy.hold import Hold
 from bastion.proxy.keys import Identity
 from bastion.proxy.usage import Usage
 
@@ -30,6 +31,8 @@ class CallState:
     # Extra span attributes an addon wants recorded for this call (semconv names).
     attributes: dict[str, Any] = field(default_factory=dict)
     span: Span | None = None
+    # Set by the deciding addon when a review holds the call for a human (addons/approval.py).
+    hold: Hold | None = None
 
 
 def state(flow: http.HTTPFlow) -> CallState:

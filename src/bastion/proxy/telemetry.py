@@ -7,20 +7,26 @@ import socket
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from bastion import semconv
 
 
-def tracer_provider(collector_url: str) -> TracerProvider:
+def tracer_provider(
+    collector_url: str, processor: SpanProcessor | None = None, instance_id: str | None = None
+) -> TracerProvider:
+    """The exporter to ``collector_url``, or ``processor`` instead (the durable outbox)."""
     resource = Resource.create(
         {
             "service.name": semconv.SERVICE_NAME_PROXY,
-            "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
+            "service.instance.id": instance_id or f"{socket.gethostname()}-{os.getpid()}",
         }
     )
     provider = TracerProvider(resource=resource)
+    if processor is not None:
+        provider.add_span_processor(processor)
+        return provider
     exporter = OTLPSpanExporter(endpoint=collector_url.rstrip("/") + "/v1/traces", timeout=10)
     # The collector acknowledges only once a span is stored, so export big batches, and queue
     # generously while one is in flight.

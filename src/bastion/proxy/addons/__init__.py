@@ -4,43 +4,68 @@ from __future__ import annotations
 
 from opentelemetry.trace import Tracer
 
+from bastion.proxy.addons.approval import HoldForApproval
 from bastion.proxy.addons.authorization import Authorize
 from bastion.proxy.addons.classification import Classify
 from bastion.proxy.addons.forwarding import Forward
 from bastion.proxy.addons.health import Health
 from bastion.proxy.addons.identity import Identify
+from bastion.proxy.addons.intervention import Guidance, Suspension
 from bastion.proxy.addons.mcp import McpGovernance
 from bastion.proxy.addons.mcp_routing import McpRouting
 from bastion.proxy.addons.mcp_tools import McpToolList
+from bastion.proxy.addons.redaction import ConversationHeader, Redaction
 from bastion.proxy.addons.routing import Routing
 from bastion.proxy.addons.streaming import ResponseStream
 from bastion.proxy.addons.tool_calls import ToolCalls
 from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
 from bastion.proxy.config import GatewayConfig
+from bastion.proxy.control import Control
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
 
 
 def default_addons(
-    config: GatewayConfig, keys: KeyStore, engine: PolicyEngine, tracer: Tracer, max_body_bytes: int
+    config: GatewayConfig,
+    keys: KeyStore,
+    engine: PolicyEngine,
+    tracer: Tracer,
+    max_body_bytes: int,
+    control: Control | None = None,
+    pii: PiiConfig | None = None,
 ) -> list[object]:
-    return [
+    """The addons; with ``control``, reviews are held for a human and humans can step in."""
+    hold = None if control is None else control.holds_reviews
+    human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
+    addons: list[object | None] = [
         Health(),
         McpRouting(config),
         Routing(config),
+        # Reads x-bastion-conversation before Identify removes x-bastion-* headers.
+        ConversationHeader(),
         Identify(keys),
         Validate(max_body_bytes),
         Classify(),
+        # Refuses every call of a suspended agent, before any policy.
+        *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer),
-        Authorize(engine),
+        McpGovernance(engine, tracer, hold_reviews=hold),
+        Authorize(engine, hold_reviews=hold),
+        # Waits for a human on held calls (async: other calls flow on), then adds guidance.
+        *human,
         Forward(),
         ResponseStream(),
         # Wraps the stream callback ResponseStream set, so after it.
         McpToolList(engine),
+        # PII: redacts allowed requests (after Authorize and McpGovernance decide on the originals);
+        # wraps the stream callbacks before it, and ToolCalls wraps it, so tool calls the model
+        # emits are decided on restored arguments.
+        Redaction(pii) if pii is not None else None,
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
         ToolCalls(engine, tracer, config.tool_calls),
         # Last, so that it records what every addon before it decided.
         Tracing(tracer),
     ]
+    return [a for a in addons if a is not None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 from mitmproxy import http
 from opentelemetry import trace
@@ -23,6 +24,7 @@ from bastion.proxy.addons.mcp_routing import mcp_server
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.classify import mcp_call
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow
+from bastion.proxy.hold import Hold
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import CallState, answered, state
 
@@ -33,9 +35,11 @@ _propagator = TraceContextTextMapPropagator()
 
 
 class McpGovernance:
-    def __init__(self, engine: PolicyEngine, tracer: Tracer) -> None:
+    def __init__(self, engine: PolicyEngine, tracer: Tracer, hold_reviews: Callable[[], bool] | None = None) -> None:
         self.engine = engine
         self.tracer = tracer
+        # A review holds the call for HoldForApproval (approvals configured) instead of refusing it.
+        self.hold_reviews = hold_reviews
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
         self._streams: OrderedDict[str, bool] = OrderedDict()
 
@@ -107,6 +111,16 @@ class McpGovernance:
         st.decision = decision = self.engine.decide(request)
         if decision.allowed:
             self._continue_trace(flow, st, message)
+            return
+        if decision.effect is Effect.REVIEW and self.hold_reviews is not None and self.hold_reviews():
+            self._continue_trace(flow, st, message)  # the approval links to the span the call keeps
+
+            def answer(text: str, code: str) -> None:
+                data = {"code": code, "rule": decision.rule, "policy_version": decision.policy_version}
+                st.attributes[semconv.ERROR_TYPE] = code
+                self._answer(flow, mcp.error(message.id, mcp.POLICY_DENIED, text, data), code)
+
+            st.hold = Hold(request, decision, answer)
             return
         code = mcp.APPROVAL_REQUIRED if decision.effect is Effect.REVIEW else mcp.POLICY_DENIED
         reason = refusal_code(decision)
