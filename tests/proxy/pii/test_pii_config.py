@@ -82,7 +82,7 @@ def test_missing_file_means_off_and_a_bad_file_fails(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_is_valid() -> None:
-    example = Path(__file__).resolve().parents[3] / "policies" / "pii.example.yaml"
+    example = Path(__file__).resolve().parents[3] / "policies" / "pii.yaml"
     import yaml
 
     config = parse(yaml.safe_load(example.read_text()), example, environ={})
