@@ -348,3 +348,25 @@ def test_unreachable_collector_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     at.switch_page("pages/trace.py").run()
     assert not at.exception
     assert at.error[0].value.startswith(f"The trace is unavailable. Cannot reach the collector at {url}")
+
+
+def test_alerts_page_shows_rejected_policy_edits(collector_env: Exported) -> None:
+    provider = TracerProvider(resource=Resource.create({"service.name": sc.SERVICE_NAME_PROXY}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_env.url}/v1/traces")))
+    alert = {
+        sc.BASTION_ALERT_TYPE: sc.ALERT_POLICY_REJECTED,
+        sc.BASTION_ALERT_MESSAGE: "policy.csv: rule 3: effect must be allow, deny or review",
+        sc.BASTION_POLICY_VERSION: "v-still-serving",
+    }
+    with provider.get_tracer("tests.dashboard").start_as_current_span("policy rejected", attributes=alert):
+        pass
+    provider.shutdown()
+    deadline = time.monotonic() + 15
+    while not CollectorClient(collector_env.url).alerts() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at = app().run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception, at.exception
+    (row,) = at.dataframe[0].value.to_dict("records")
+    assert (row["type"], row["policy still serving"]) == ("policy_rejected", "v-still-serving")
+    assert "effect must be allow, deny or review" in row["message"]

@@ -2,7 +2,8 @@
 
 It reads only the collector's HTTP API, at ``BASTION_COLLECTOR_URL`` (default
 ``http://127.0.0.1:4318``). Pages: the audit trail (``/audit``), one trace (``/trace?trace_id=``)
-and approvals (``/approvals``: held calls, decisions, suspending and guiding agents).
+approvals (``/approvals``: held calls, decisions, suspending and guiding agents) and alerts
+(``/alerts``: rejected policy edits and other events to look at).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ navigation = st.navigation(
         st.Page(PAGES / "audit.py", title="Audit trail", icon="📜", url_path="audit", default=True),
         st.Page(PAGES / "trace.py", title="Trace", icon="🔎", url_path="trace"),
         st.Page(PAGES / "approvals.py", title="Approvals", icon="✋", url_path="approvals"),
+        st.Page(PAGES / "alerts.py", title="Alerts", icon="🚨", url_path="alerts"),
     ]
 )
 

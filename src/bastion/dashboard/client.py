@@ -56,6 +56,11 @@ class CollectorClient:
         """Every span of the trace (``{"trace_id", "spans"}``), or ``None`` when it is unknown."""
         return self._get(f"/api/traces/{trace_id}", {})
 
+    def alerts(self, limit: int = 100) -> list[Json]:
+        """Alert events, newest first: rejected policy edits and the like."""
+        body = self._get("/api/alerts", {"limit": limit})
+        return list(body["items"]) if body else []
+
     def approvals(self, status: str | None = None, limit: int = 100) -> list[Json]:
         """Approvals, newest first; ``status`` pending, approved, denied, timeout or abandoned."""
         params: dict[str, str | int] = {"limit": limit}

@@ -1,0 +1,29 @@
+"""Alerts: events people should look at, newest first (a rejected policy edit, say)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bastion.dashboard.client import CollectorClient, CollectorError
+
+st.title("Alerts")
+st.caption("A rejected policy edit leaves the previous policy serving; fix the files and it reloads.")
+try:
+    alerts = CollectorClient().alerts()
+except CollectorError as e:
+    st.error(f"The alerts are unavailable. {e}")
+    st.stop()
+if not alerts:
+    st.success("No alerts.")
+    st.stop()
+rows = [
+    {
+        "time": a.get("timestamp"),
+        "type": a.get("type"),
+        "message": a.get("message"),
+        "policy still serving": a.get("policy_version"),
+        "from": a.get("service_name"),
+    }
+    for a in alerts
+]
+st.dataframe(rows, hide_index=True)
