@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bastion.proxy.policy import PolicyEngine, PolicyError
 
@@ -23,8 +23,10 @@ class PolicyWatcher:
         on_rejected: Callable[[str], None],
         on_loaded: Callable[[str], None] | None = None,
         interval: float = POLL_SECONDS,
+        also: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.engine = engine
+        self.also = also  # other files' checks (pii.yaml); a ValueError from one is a rejected edit
         self.on_rejected = on_rejected
         self.on_loaded = on_loaded
         self.interval = interval
@@ -48,6 +50,15 @@ class PolicyWatcher:
         except Exception as e:  # never let the watcher die, never fail open
             log.exception("policy reload failed; version %s keeps serving", self.engine.version)
             self.on_rejected(f"unexpected error while loading the policy: {e}")
+        for check in self.also:
+            try:
+                check()
+            except ValueError as e:
+                log.error("edit rejected; the previous configuration keeps serving: %s", e)
+                self.on_rejected(str(e))
+            except Exception as e:
+                log.exception("reload failed; the previous configuration keeps serving")
+                self.on_rejected(f"unexpected error while reloading: {e}")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -12,10 +12,12 @@ from mitmproxy.tools.dump import DumpMaster
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy.addons import default_addons
+from bastion.proxy.addons.redaction import Redaction
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.pii import config as pii_config
+from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.policy_watch import PolicyWatcher
 from bastion.proxy.telemetry import tracer_provider
@@ -79,7 +81,9 @@ async def run(settings: ProxySettings) -> None:
         except Exception:
             log.exception("could not record the rejected policy edit")
 
-    watcher = PolicyWatcher(engine, on_rejected=record_rejection)
+    redaction = next((a for a in addons if isinstance(a, Redaction)), None)
+    pii_reloader = PiiReloader(settings.policies_dir, redaction)
+    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check])
     watcher.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

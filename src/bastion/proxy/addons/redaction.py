@@ -80,6 +80,13 @@ class Redaction:
     def done(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
+    def reload(self, config: PiiConfig) -> None:
+        """Serve a new configuration. The detector is built first (it may load spaCy), then swapped
+        in; pseudonyms already handed out stay valid."""
+        detector = Detector(config.all_entities, config.cache_size)
+        redactor = Redactor(config.salt.get() if config.salt else None, config.cache_size)
+        self.detector, self.redactor, self.config = detector, redactor, config
+
     # Audit: every configured type becomes its label, whatever its action.
 
     def audit_text(self, text: str) -> str:

@@ -1,0 +1,52 @@
+"""Hot reload of ``policies/pii.yaml``, like the other policy files.
+
+An edit that does not validate keeps the previous configuration serving and is reported (the
+policy watcher records it as an alert). Redaction cannot be switched on or off while running:
+adding or removing the file is reported, and takes effect at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from bastion.proxy.pii import config as pii_config
+from bastion.proxy.pii.config import PiiConfig
+
+log = logging.getLogger(__name__)
+
+
+class Reloadable(Protocol):
+    def reload(self, config: PiiConfig) -> None: ...
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+class PiiReloader:
+    def __init__(self, policies_dir: Path, redaction: Reloadable | None) -> None:
+        self.path = policies_dir / pii_config.FILE_NAME
+        self.policies_dir = policies_dir
+        self.redaction = redaction
+        self._stamp = _stamp(self.path)
+
+    def check(self) -> bool:
+        """Reload if the file changed; raises ValueError (naming the problem) if it cannot be served."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        config = pii_config.load(self.policies_dir)  # ConfigError (a ValueError) on a bad edit
+        if config is None:
+            raise ValueError(f"{self.path} was removed; redaction keeps its configuration until the proxy restarts")
+        if self.redaction is None:
+            raise ValueError(f"{self.path} appeared; restart the proxy to turn redaction on")
+        self.redaction.reload(config)
+        log.info("%s reloaded", self.path)
+        return True
