@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,7 +103,3 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     text = "\n".join(lines)
     print(text, flush=True)
     return text
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)

@@ -28,12 +28,7 @@ class Proxy:
     policies: Path
 
     def chat(self) -> str:
-        client = openai.OpenAI(base_url=f"{self.url}/openai/v1", api_key=self.key, max_retries=0)
-        try:
-            client.chat.completions.create(model="scripted-small", messages=[{"role": "user", "content": "hi"}])
-        except openai.PermissionDeniedError as e:
-            return f"denied: {e.message}"
-        return "allowed"
+        return ask(self, "scripted-small")
 
 
 @pytest.fixture(scope="module")
@@ -118,17 +113,17 @@ def test_a_broken_edit_is_rejected_and_the_previous_policy_keeps_serving(proxy: 
         alerts = lambda: httpx.get(f"{proxy.collector}/api/alerts").json()["items"]  # noqa: E731
         assert eventually(lambda: any("allow-ish" in (a["message"] or "") for a in alerts()), timeout=10.0)
         assert proxy.chat() == "allowed"
-        assert "denied" in openai_large(proxy)
+        assert "denied" in ask(proxy, "scripted-large")
     finally:
         rules.write_text(original)
 
 
-def openai_large(proxy: Proxy) -> str:
-    client = openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key=proxy.key, max_retries=0)
-    try:
-        client.chat.completions.create(model="scripted-large", messages=[{"role": "user", "content": "hi"}])
-    except openai.PermissionDeniedError:
-        return "denied"
+def ask(proxy: Proxy, model: str) -> str:
+    with openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key=proxy.key, max_retries=0) as client:
+        try:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        except openai.PermissionDeniedError as e:
+            return f"denied: {e.message}"
     return "allowed"
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from bastion.filestamp import Stamp, stamp
+
 FILE_NAME = "approvers.yaml"
 TOKEN_PREFIX = "bap_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -83,19 +85,15 @@ class Approvers:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: Stamp = None  # a missing file and "never read" both hold no approvers
         self._entries: dict[str, dict[str, Any]] = {}
         self._verified: dict[str, Approver] = {}
 
     def _reload(self) -> None:
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, -1)
-        if stamp == self._stamp:
+        current = stamp(self.path)
+        if current == self._stamp:
             return
-        self._stamp = stamp
+        self._stamp = current
         self._entries = {str(e.get("id")): e for e in _read(self.path)}
         self._verified = {}
 

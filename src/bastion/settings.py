@@ -68,10 +68,6 @@ def add_option(
     parser.add_argument(flag, default=value, type=cast, help=f"{help} [env {env}, default {default!r}]")
 
 
-def secret(value: str) -> Secret:
-    return Secret(value)
-
-
 @dataclass(frozen=True)
 class CollectorSettings:
     host: str = "127.0.0.1"

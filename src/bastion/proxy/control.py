@@ -16,6 +16,7 @@ import httpx
 
 from bastion import approval_config
 from bastion.approval_config import ApprovalConfig
+from bastion.filestamp import Stamp, stamp
 from bastion.proxy.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,20 +46,14 @@ class Control:
         """Whether a review holds the call for a human (approvals configured) or is refused at once."""
         return self.config.enabled
 
-    def _config_stamp(self) -> tuple[int, int]:
-        if self.policies_dir is None:
-            return (0, 0)
-        try:
-            st = (self.policies_dir / "bastion.yaml").stat()
-        except OSError:
-            return (0, -1)
-        return (st.st_mtime_ns, st.st_size)
+    def _config_stamp(self) -> Stamp:
+        return None if self.policies_dir is None else stamp(self.policies_dir / "bastion.yaml")
 
     def reload_if_changed(self) -> None:
-        stamp = self._config_stamp()
-        if stamp == self._stamp or self.policies_dir is None:
+        current = self._config_stamp()
+        if current == self._stamp or self.policies_dir is None:
             return
-        self._stamp = stamp
+        self._stamp = current
         try:
             self.config = approval_config.load(self.policies_dir)
         except ConfigError as e:  # the last good settings stay in force

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from bastion.filestamp import Stamp, stamp
+
 KEY_PREFIX = "bst_"
 RELOAD_CHECK_SECONDS = 1.0
 
@@ -105,34 +107,25 @@ class KeyStore:
         self.path = path
         self._lock = threading.Lock()
         self._by_hash: dict[str, Identity] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: Stamp = None
         self._checked = 0.0
         self.reload()
 
     def reload(self) -> None:
-        try:
-            st = self.path.stat()
-            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
+        current = stamp(self.path)
         by_hash = {
             str(e["hash"]): Identity(str(e["agent"]), str(e.get("role", "")), str(e.get("id", "")))
             for e in _read(self.path)
             if not e.get("revoked")
         }
         with self._lock:
-            self._by_hash, self._stamp, self._checked = by_hash, stamp, time.monotonic()
+            self._by_hash, self._stamp, self._checked = by_hash, current, time.monotonic()
 
     def _maybe_reload(self) -> None:
         if time.monotonic() - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = time.monotonic()
-        try:
-            st = self.path.stat()
-            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp != self._stamp:
+        if stamp(self.path) != self._stamp:
             try:
                 self.reload()
             except (OSError, ValueError, yaml.YAMLError, KeyError):
@@ -142,10 +135,3 @@ class KeyStore:
     def lookup(self, key: str) -> Identity | None:
         self._maybe_reload()
         return self._by_hash.get(hash_key(key))
-
-    def roles_by_agent(self) -> dict[str, set[str]]:
-        self._maybe_reload()
-        roles: dict[str, set[str]] = {}
-        for identity in self._by_hash.values():
-            roles.setdefault(identity.agent_id, set()).add(identity.role)
-        return roles

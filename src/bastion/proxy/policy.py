@@ -30,6 +30,7 @@ from pathlib import Path
 import casbin
 from casbin.effect import AllowOverrideEffector
 
+from bastion.filestamp import Stamp, stamp
 from bastion.proxy.config import ConfigError, load_shadow_rules
 from bastion.proxy.decision import Decision, Effect, PolicyRequest
 
@@ -78,15 +79,8 @@ class Rule:
         return [self.sub, self.obj, self.act, "allow", self.name, self.cond or "True"]
 
 
-def _stamp(policies_dir: Path) -> tuple[tuple[int, int], ...]:
-    stamps = []
-    for name in (MODEL_FILE, POLICY_FILE, CONFIG_FILE):
-        try:
-            st = (policies_dir / name).stat()
-            stamps.append((st.st_mtime_ns, st.st_size))
-        except FileNotFoundError:
-            stamps.append((0, -1))
-    return tuple(stamps)
+def _stamp(policies_dir: Path) -> tuple[Stamp, ...]:
+    return tuple(stamp(policies_dir / name) for name in (MODEL_FILE, POLICY_FILE, CONFIG_FILE))
 
 
 class CompiledPolicy:
@@ -111,6 +105,7 @@ class CompiledPolicy:
         digest = hashlib.sha256(model_path.read_bytes() + policy_path.read_bytes())
         digest.update(json.dumps(sorted(self.shadow)).encode())
         self.version = digest.hexdigest()[:12]
+        self._roles: set[tuple[str, str]] = set()  # (agent, role) pairs from keys, added as requests arrive
         self.enforcers = {
             (shadow, effect): self._enforcer(
                 [r for r in self.rules if r.effect is effect and (r.name in self.shadow) == shadow]
@@ -125,7 +120,6 @@ class CompiledPolicy:
         self.could_allow = self._enforcer(
             [replace(r, cond="") for r in enforced if r.effect in (Effect.ALLOW, Effect.REVIEW)]
         )
-        self._roles: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, ...], Decision] = OrderedDict()
         matcher = [term.strip() for term in str(base.get_model()["m"]["m"].value).split("&&")]
@@ -139,7 +133,7 @@ class CompiledPolicy:
         enforcer = _register_functions(casbin.Enforcer(str(self.model_path)))
         enforcer.set_effector(AllowOverrideEffector())
         enforcer.add_policies([r.as_match() for r in rules])
-        groupings = self.groupings + [[agent, f"role:{role}"] for agent, role in getattr(self, "_roles", ())]
+        groupings = self.groupings + [[agent, f"role:{role}"] for agent, role in self._roles]
         if groupings:
             enforcer.add_grouping_policies(groupings)
         return enforcer

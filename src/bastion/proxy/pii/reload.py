@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+from bastion.filestamp import stamp
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.config import PiiConfig
 
@@ -21,27 +22,19 @@ class Reloadable(Protocol):
     def reload(self, config: PiiConfig) -> None: ...
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
 class PiiReloader:
     def __init__(self, policies_dir: Path, redaction: Reloadable | None) -> None:
         self.path = policies_dir / pii_config.FILE_NAME
         self.policies_dir = policies_dir
         self.redaction = redaction
-        self._stamp = _stamp(self.path)
+        self._stamp = stamp(self.path)
 
     def check(self) -> bool:
         """Reload if the file changed; raises ValueError (naming the problem) if it cannot be served."""
-        stamp = _stamp(self.path)
-        if stamp == self._stamp:
+        current = stamp(self.path)
+        if current == self._stamp:
             return False
-        self._stamp = stamp
+        self._stamp = current
         config = pii_config.load(self.policies_dir)  # ConfigError (a ValueError) on a bad edit
         if config is None:
             raise ValueError(f"{self.path} was removed; redaction keeps its configuration until the proxy restarts")
