@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from bastion.filestamp import Stamp, stamp
+from bastion.files import Stamp, replace_text, stamp
 
 FILE_NAME = "approvers.yaml"
 TOKEN_PREFIX = "bap_"
@@ -65,13 +64,8 @@ def add_approver(path: Path, name: str) -> str:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "# Approvers of held calls: scrypt hashes of their tokens. Managed by `bastion approvers add`.\n"
-    text += yaml.safe_dump({"approvers": entries}, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".approvers-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    replace_text(path, text + yaml.safe_dump({"approvers": entries}, sort_keys=False))
     return f"{TOKEN_PREFIX}{approver_id}_{secret}"
 
 

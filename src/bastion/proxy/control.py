@@ -16,7 +16,7 @@ import httpx
 
 from bastion import approval_config
 from bastion.approval_config import ApprovalConfig
-from bastion.filestamp import Stamp, stamp
+from bastion.files import Stamp, stamp
 from bastion.proxy.config import ConfigError
 
 log = logging.getLogger(__name__)

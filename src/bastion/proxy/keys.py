@@ -7,9 +7,7 @@ from). The file is re-read when it changes, so a revoke takes effect without a r
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from bastion.filestamp import Stamp, stamp
+from bastion.files import Stamp, replace_text, stamp
 
 KEY_PREFIX = "bst_"
 RELOAD_CHECK_SECONDS = 1.0
@@ -52,13 +50,8 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def _write(path: Path, entries: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "# Agent keys, stored as SHA-256 hashes. Managed by `bastion keys create|list|revoke`.\n"
-    text += yaml.safe_dump({"keys": entries}, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    replace_text(path, text + yaml.safe_dump({"keys": entries}, sort_keys=False))
 
 
 def create_key(path: Path, agent_id: str, role: str) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import casbin
 from casbin.effect import AllowOverrideEffector
 
-from bastion.filestamp import Stamp, stamp
+from bastion.files import Stamp, stamp
 from bastion.proxy.config import ConfigError, load_shadow_rules
 from bastion.proxy.decision import Decision, Effect, PolicyRequest
 

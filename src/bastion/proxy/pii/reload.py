@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from bastion.filestamp import stamp
+from bastion.files import stamp
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.config import PiiConfig
 

@@ -1,0 +1,28 @@
+"""Small file helpers for the files users and commands edit under policies/."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+Stamp = tuple[int, int] | None
+
+
+def stamp(path: Path) -> Stamp:
+    """``(mtime in ns, size)`` of ``path``, or None when it is missing or unreadable: the basis of
+    every hot reload."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``path`` so that readers see the old content or the new, never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
