@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["proxy_overhead.py", "collector_ingest.py", "policy_decisions.py", "outbox.py", "approvals.py"]
+BENCHMARKS = ["proxy_overhead.py", "collector_ingest.py", "policy_decisions.py", "outbox.py", "approvals.py", "pii.py"]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

