@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from bastion.proxy import audit_payload
 from bastion.proxy.addons import default_addons
+from bastion.proxy.addons.redaction import Redaction, _mcp_stream
 from bastion.proxy.config import GatewayConfig, mcp_server
 from bastion.proxy.pii import audit
 from bastion.proxy.pii.config import parse
+from bastion.proxy.pii.streams import Blocked
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import state
 from factories.proxy import flow, keystore, policies_dir, route
@@ -143,8 +146,6 @@ async def test_mcp_tool_calls_are_counted_and_redacted_when_enforced(tmp_path: P
 
 
 def test_mcp_answers_over_sse_are_rewritten_event_by_event() -> None:
-    from bastion.proxy.addons.redaction import _mcp_stream
-
     stream = _mcp_stream(lambda text, json_string: text.replace(EMAIL, "<EMAIL_ADDRESS>"))
     message = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": f"to {EMAIL}"}]}}
     raw = b"event: message\r\ndata: " + json.dumps(message).encode() + b"\r\n\r\n"
@@ -177,6 +178,75 @@ async def test_a_type_blocked_in_answers_ends_a_stream_with_an_error_event(tmp_p
         chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
         out = stream(f"data: {json.dumps(chunk)}\n\n".encode())
         sent += out if isinstance(out, bytes) else b"".join(out)
-    out = stream(b"data: [DONE]\n\n")
-    sent += out if isinstance(out, bytes) else b"".join(out)
+    for last in (b"data: [DONE]\n\n", b""):
+        out = stream(last)
+        sent += out if isinstance(out, bytes) else b"".join(out)
     assert EMAIL.encode() not in sent and b"pii_blocked" in sent and b"[DONE]" not in sent
+
+
+def redaction(addons: list[object]) -> Redaction:
+    return next(a for a in addons if isinstance(a, Redaction))
+
+
+async def test_answers_are_analyzed_off_the_event_loop(tmp_path: Path) -> None:
+    addons, key = gateway(tmp_path, {"entities": {"EMAIL_ADDRESS": "redact"}})
+    detector = redaction(addons).detector
+    assert detector is not None
+    threads: list[str] = []
+    analyze = detector.analyze
+
+    def spy(text: str, remember: bool = True) -> Any:
+        threads.append(threading.current_thread().name)
+        return analyze(text, remember)
+
+    detector.analyze = spy  # type: ignore[method-assign]
+    f = await respond(addons, await request(addons, key, chat("hi")), {"choices": [{"message": {"content": EMAIL}}]})
+    assert EMAIL.encode() not in (f.response.get_content() if f.response else EMAIL.encode())
+    f = await request(addons, key, {**chat("hi"), "stream": True})
+    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    await run(addons, f, ("responseheaders",))
+    assert callable(f.response.stream)
+    chunk = {"choices": [{"index": 0, "delta": {"content": f"to {EMAIL} now"}, "finish_reason": "stop"}]}
+    sent = b"".join(f.response.stream(f"data: {json.dumps(chunk)}\n\n".encode()) + f.response.stream(b""))
+    assert b"to <EMAIL_ADDRESS> now" in sent
+    assert len(threads) >= 2 and all(name.startswith("bastion-pii") for name in threads)
+
+
+@pytest.mark.parametrize(("on_error", "status"), [("block", 503), ("allow", 200)])
+async def test_a_failed_analysis_of_an_answer_withholds_it_or_restores_only(
+    tmp_path: Path, on_error: str, status: int
+) -> None:
+    rules = {"EMAIL_ADDRESS": {"request": "pseudonymize", "response": "redact"}}
+    addons, key = gateway(tmp_path, {"entities": rules, "on_error": on_error})
+    f = await request(addons, key, chat(f"mail {EMAIL}"))
+    detector = redaction(addons).detector
+    assert detector is not None
+
+    def broken(text: str, remember: bool = True) -> Any:
+        raise RuntimeError("analyzer down")
+
+    detector.analyze = broken  # type: ignore[method-assign]
+    reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "to <EMAIL_ADDRESS_1>"}}]}
+    f = await respond(addons, f, reply)
+    assert f.response is not None and f.response.status_code == status
+    body = json.loads(f.response.get_content() or b"")
+    if status == 503:
+        assert body["error"]["code"] == "pii_check_failed" and "answer" in body["error"]["message"]
+    else:
+        assert body["choices"][0]["message"]["content"] == f"to {EMAIL}"
+        assert state(f).attributes["bastion.pii.failed_open"] is True
+
+
+def test_an_mcp_answer_over_sse_with_a_blocked_type_becomes_a_jsonrpc_error() -> None:
+    def process(text: str, json_string: bool) -> str:
+        if EMAIL in text:
+            raise Blocked("EMAIL_ADDRESS")
+        return text
+
+    stream = _mcp_stream(process)
+    message = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": f"to {EMAIL}"}]}}
+    out = b"".join(stream(b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n") + stream(b""))
+    answer = json.loads(out.split(b"data: ", 1)[1])
+    assert EMAIL.encode() not in out
+    assert answer["id"] == 7 and answer["error"]["data"] == {"code": "pii_blocked"}
+    assert "EMAIL_ADDRESS" in answer["error"]["message"]

@@ -3,9 +3,10 @@
 carry counts by type, never values. Configured in ``policies/pii.yaml``; the logic is in
 :mod:`bastion.proxy.pii`.
 
-Analysis of a request runs in a thread pool that this async hook awaits, so other calls keep
-flowing. If it fails or times out the call is refused in the caller's API format (fail closed),
-unless the route is configured ``on_error: allow``, which is recorded on the span.
+Analysis runs in a thread pool, so other calls keep flowing: the async request and response hooks
+await it, and streamed answers go through a ``StreamWorker``. If it fails or times out the call is
+refused in the caller's API format (fail closed), unless the route is configured
+``on_error: allow``, which is recorded on the span.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from mitmproxy import http
 
 from bastion import semconv
+from bastion.proxy import mcp
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
@@ -30,6 +32,7 @@ from bastion.proxy.pii.config import Action, EntityRule, OnError, PiiConfig
 from bastion.proxy.pii.detector import Detector, Finding
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key
 from bastion.proxy.pii.streams import Blocked, StreamRedactor
+from bastion.proxy.pii.worker import StreamWorker
 from bastion.proxy.sse import EventBuffer, parse_event
 from bastion.proxy.state import CallState, answered, state
 
@@ -177,17 +180,29 @@ class Redaction:
             found.update(zip(missing, results, strict=True))
         return found
 
-    def _failed(self, flow: http.HTTPFlow, st: CallState, error: Exception) -> None:
+    async def _off_loop(self, pii: FlowPii, work: Callable[[], Any]) -> Any:
+        """``work`` on the pool when it analyzes (restoring only is cheap enough for the loop)."""
+        assert self.config is not None
+        if not _analyzes(pii):
+            return work()
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(self.pool, work), self.config.timeout_seconds)
+
+    def _failed(self, flow: http.HTTPFlow, st: CallState, error: Exception, what_for: str = "request") -> None:
         assert self.config is not None and st.call is not None
         route = st.route.name if st.route else None
         what = "timed out" if isinstance(error, TimeoutError) else f"failed ({type(error).__name__})"
         if self.config.on_error_for(route) is OnError.ALLOW:
-            log.warning("PII analysis %s; route %s fails open, the call passes unredacted", what, route)
+            log.warning("PII analysis %s; route %s fails open, the %s passes unredacted", what, route, what_for)
             st.attributes[semconv.BASTION_PII_FAILED_OPEN] = True
             st.attributes[semconv.BASTION_PII_ERROR] = what
             return
-        log.warning("PII analysis %s; the call is refused", what)
-        message = f"Bastion could not check this request for personal data (analysis {what}), so it was not sent."
+        log.warning("PII analysis of the %s %s; the call is refused", what_for, what)
+        message = (
+            f"Bastion could not check this request for personal data (analysis {what}), so it was not sent."
+            if what_for == "request"
+            else f"Bastion could not check the answer for personal data (analysis {what}), so it was withheld."
+        )
         provider = st.call.provider if st.call.kind == semconv.KIND_MODEL else "mcp"
         st.decision = refuse(FAILED_CODE, message)
         st.attributes[semconv.BASTION_PII_ERROR] = what
@@ -196,7 +211,7 @@ class Redaction:
     # Responses
 
     def _process(self, pii: FlowPii, st: CallState, streamed: bool = False) -> Callable[[str, bool], str]:
-        analyze = not pii.enforce or any(r.response in CHANGING for r in pii.rules.values())
+        analyze = _analyzes(pii)
         detector = self.detector
         assert detector is not None
 
@@ -215,7 +230,7 @@ class Redaction:
         return process
 
     def _spans(self, pii: FlowPii) -> Callable[[str], list[tuple[int, int]]] | None:
-        if not pii.enforce or not any(r.response in CHANGING for r in pii.rules.values()):
+        if not pii.enforce or not _analyzes(pii):
             return None
         detector = self.detector
         assert detector is not None
@@ -234,14 +249,16 @@ class Redaction:
         if not isinstance(pii, FlowPii) or response is None or not is_event_stream(response):
             return
         assert self.config is not None
-        endpoint = pii.endpoint if pii.provider != "mcp" else "mcp"
-        process = self._process(pii, st, streamed=endpoint != "mcp")  # MCP: a blocked type is redacted
-        if endpoint == "mcp":
-            redactor: Callable[[bytes], list[bytes]] = _mcp_stream(process)
+        process = self._process(pii, st, streamed=True)
+        redactor: Callable[[bytes], list[bytes]]
+        if pii.provider == "mcp":
+            redactor = _mcp_stream(process)
         else:
             message = "Bastion stopped the response: it contains personal data the PII policy does not let through."
-            error = _error_event(pii.provider, endpoint, message)
-            redactor = StreamRedactor(endpoint, process, self._spans(pii), self.config.holdback_chars, error)
+            error = _error_event(pii.provider, pii.endpoint, message)
+            redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error)
+        if _analyzes(pii):
+            redactor = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
         inner = response.stream if callable(response.stream) else None
 
         def on_chunk(chunk: bytes) -> list[bytes]:
@@ -257,7 +274,7 @@ class Redaction:
         response.stream = on_chunk
         response.headers.pop("content-length", None)
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
         pii, response, st = flow.metadata.get(_META), flow.response, state(flow)
         if isinstance(pii, FlowPii) and pii.conversation_key and st.usage.response_id:
             self._responses[st.usage.response_id] = pii.conversation_key
@@ -272,7 +289,14 @@ class Redaction:
         except (ValueError, UnicodeDecodeError):
             return
         process = self._process(pii, st)
-        rewritten = bodies.walk(body, lambda value: process(value, False))
+        try:
+            rewritten = await self._off_loop(pii, lambda: bodies.walk(body, lambda value: process(value, False)))
+        except Exception as e:
+            self._failed(flow, st, e, "answer")
+            if flow.response is not response or pii.conversation is None:
+                return
+            conversation = pii.conversation  # failing open: the agent still gets its originals back
+            rewritten = bodies.walk(body, lambda value: conversation.restore(value, False))
         blocked = {e for e in pii.counts if pii.rules[e].response is Action.BLOCK} if pii.enforce else set()
         if blocked:
             kinds = ", ".join(sorted(blocked))
@@ -295,13 +319,19 @@ def _error_event(provider: str, endpoint: str, message: str) -> bytes:
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
+def _analyzes(pii: FlowPii) -> bool:
+    """Whether answers are analyzed: MCP in audit mode counts, or some type changes in answers."""
+    return not pii.enforce or any(r.response in CHANGING for r in pii.rules.values())
+
+
 def _record(st: CallState, direction: str, counts: Counter[str]) -> None:
     for entity, count in counts.items():
         st.attributes[f"{semconv.BASTION_PII_PREFIX}.{direction}.{entity}"] = count
 
 
 def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[bytes]]:
-    """MCP answers over SSE: each event is a whole JSON-RPC message, rewritten as a whole."""
+    """MCP answers over SSE: each event is a whole JSON-RPC message, rewritten as a whole; one holding
+    a type configured to block becomes a JSON-RPC error for the same request."""
     events = EventBuffer()
 
     def rewrite(raw: bytes) -> bytes:
@@ -310,7 +340,12 @@ def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[b
             message = json.loads(event.data)
         except ValueError:
             return raw
-        changed = bodies.walk(message, lambda s: process(s, False))
+        try:
+            changed = bodies.walk(message, lambda s: process(s, False))
+        except Blocked as kinds:
+            text = f"Bastion withheld the tool's answer: it contains {kinds}, which the PII policy does not let out."
+            request_id = message.get("id") if isinstance(message, dict) else None
+            changed = mcp.error(request_id, mcp.POLICY_DENIED, text, {"code": BLOCKED_CODE})
         if changed == message:
             return raw
         head = "" if event.event == "message" else f"event: {event.event}\n"
