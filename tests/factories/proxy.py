@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +100,27 @@ def gateway(
     return addons, key, exporter
 
 
-def run_request(addons: list[object], f: http.HTTPFlow) -> http.HTTPFlow:
-    """Run the request-side hooks in order, as mitmproxy does."""
-    for hook in ("requestheaders", "request"):
+def run_hooks(addons: list[object], f: http.HTTPFlow, hooks: tuple[str, ...]) -> http.HTTPFlow:
+    """Run ``hooks`` on every addon in order, as mitmproxy does (awaiting async ones)."""
+    for hook in hooks:
         for addon in addons:
             if hasattr(addon, hook):
-                getattr(addon, hook)(f)
+                result = getattr(addon, hook)(f)
+                if inspect.isawaitable(result):
+                    asyncio.run(_wait(result))
     return f
+
+
+async def _wait(result: Awaitable[object]) -> None:
+    await result
+
+
+def run_request(addons: list[object], f: http.HTTPFlow) -> http.HTTPFlow:
+    """Run the request-side hooks in order, as mitmproxy does."""
+    return run_hooks(addons, f, ("requestheaders", "request"))
 
 
 def run_response(addons: list[object], f: http.HTTPFlow, response: http.Response | None = None) -> http.HTTPFlow:
     if response is not None:
         f.response = response
-    for hook in ("responseheaders", "response"):
-        for addon in addons:
-            if hasattr(addon, hook):
-                getattr(addon, hook)(f)
-    return f
+    return run_hooks(addons, f, ("responseheaders", "response"))

@@ -81,7 +81,7 @@ async def run(settings: ProxySettings) -> None:
         except Exception:
             log.exception("could not record the rejected policy edit")
 
-    redaction = next((a for a in addons if isinstance(a, Redaction)), None)
+    redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
     watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check])
     watcher.start()

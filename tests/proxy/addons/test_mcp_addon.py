@@ -12,7 +12,7 @@ from bastion import semconv
 from bastion.proxy import mcp
 from bastion.proxy.config import mcp_server
 from bastion.proxy.state import state
-from factories.proxy import flow, gateway, run_request, run_response
+from factories.proxy import flow, gateway, run_hooks, run_request, run_response
 
 LEGACY = {"accept": "application/json, text/event-stream", "mcp-session-id": "s1", "mcp-protocol-version": "2025-06-18"}
 MODERN = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
@@ -173,8 +173,7 @@ def test_streamed_tool_lists_are_rewritten_and_other_events_pass_as_they_come(gw
     addons, _, _ = gw
     f = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     f.response = http.Response.make(200, b"", {"content-type": "text/event-stream", "content-length": "999"})
-    for addon in addons:
-        getattr(addon, "responseheaders", lambda _: None)(f)
+    run_hooks(addons, f, ("responseheaders",))
     stream = f.response.stream
     assert callable(stream) and "content-length" not in f.response.headers
     note = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\r\n\r\n'

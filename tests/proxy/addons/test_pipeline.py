@@ -8,7 +8,7 @@ import pytest
 from mitmproxy import http
 
 from bastion import semconv
-from factories.proxy import REGULAR, chat_body, flow, gateway, route, run_request, run_response
+from factories.proxy import REGULAR, chat_body, flow, gateway, route, run_hooks, run_request, run_response
 
 
 def error_of(f: http.HTTPFlow) -> tuple[int, str]:
@@ -143,8 +143,7 @@ def test_streamed_events_pass_unchanged_and_yield_usage(gw: tuple[list[object], 
     addons, key, exporter = gw
     f = run_request(addons, flow(body=chat_body(stream=True), headers={"authorization": f"Bearer {key}"}))
     f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
-    for addon in addons:
-        getattr(addon, "responseheaders", lambda _: None)(f)
+    run_hooks(addons, f, ("responseheaders",))
     stream = f.response.stream
     assert callable(stream)
     events = (
@@ -156,8 +155,7 @@ def test_streamed_events_pass_unchanged_and_yield_usage(gw: tuple[list[object], 
     pieces = [stream(events[i : i + 7]) for i in range(0, len(events), 7)] + [stream(b"")]
     out = b"".join(p if isinstance(p, bytes) else b"".join(p) for p in pieces)
     assert out == events
-    for addon in addons:
-        getattr(addon, "response", lambda _: None)(f)
+    run_hooks(addons, f, ("response",))
     (span,) = exporter.get_finished_spans()  # type: ignore[attr-defined]
     assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
     assert span.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "m2"

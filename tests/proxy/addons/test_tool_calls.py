@@ -20,7 +20,7 @@ from bastion.proxy.addons.tool_calls import ToolCalls
 from bastion.proxy.config import GatewayConfig, ToolCallSettings
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import state
-from factories.proxy import flow, keystore, policies_dir, route, run_request, run_response
+from factories.proxy import flow, keystore, policies_dir, route, run_hooks, run_request, run_response
 from factories.toolcalls import DENIED_DELETE, DENIED_EMAIL, events
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
@@ -50,16 +50,14 @@ class Gateway:
 
     def stream(self, f: http.HTTPFlow, body: bytes, headers: dict[str, str] | None = None) -> bytes:
         f.response = http.Response.make(200, b"", {"content-type": "text/event-stream", **(headers or {})})
-        for addon in self.addons:
-            getattr(addon, "responseheaders", lambda _: None)(f)
+        run_hooks(self.addons, f, ("responseheaders",))
         callback = f.response.stream
         assert callable(callback)
         pieces = [callback(body[i : i + 5]) for i in range(0, len(body), 5)] + [callback(b"")]
         chunks = [c for p in pieces for c in ([p] if isinstance(p, bytes) else p)]
         assert all(chunks), "an empty chunk would end a chunked response"
         out = b"".join(chunks)
-        for addon in self.addons:
-            getattr(addon, "response", lambda _: None)(f)
+        run_hooks(self.addons, f, ("response",))
         return bytes(out)
 
 

@@ -81,9 +81,16 @@ def test_the_policy_watcher_reports_rejected_pii_edits(policies: Path, redaction
     assert len(rejected) == 1 and "pii.yaml" in rejected[0]
 
 
-def test_a_new_file_needs_a_restart(policies: Path) -> None:
+def test_a_new_file_switches_redaction_on(policies: Path) -> None:
     (policies / "pii.yaml").unlink()
-    reloader = PiiReloader(policies, None)
+    addon = Redaction(None)
+    reloader = PiiReloader(policies, addon)
+    assert not reloader.check() and addon.config is None
     shutil.copy(ROOT / "policies" / "pii.yaml", policies / "pii.yaml")
-    with pytest.raises(ValueError, match="restart"):
-        reloader.check()
+    try:
+        assert reloader.check()
+        assert addon.config is not None and "<IP_ADDRESS>" in addon.audit_text("the host is 10.20.30.40")
+        assert audit.redact({"host": "10.20.30.40"}) == {"host": "<IP_ADDRESS>"}
+    finally:
+        addon.done()
+        audit.install(None)

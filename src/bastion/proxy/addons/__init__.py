@@ -61,8 +61,8 @@ def default_addons(
         McpToolList(engine),
         # PII: redacts allowed requests (after Authorize and McpGovernance decide on the originals);
         # wraps the stream callbacks before it, and ToolCalls wraps it, so tool calls the model
-        # emits are decided on restored arguments.
-        Redaction(pii) if pii is not None else None,
+        # emits are decided on restored arguments. Idle without pii.yaml until one appears.
+        Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
         ToolCalls(engine, tracer, config.tool_calls),
         # Last, so that it records what every addon before it decided.

@@ -84,11 +84,14 @@ class Redaction:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def reload(self, config: PiiConfig) -> None:
-        """Serve a new configuration. The detector is built first (it may load spaCy), then swapped
-        in; pseudonyms already handed out stay valid."""
+        """Serve a new (or a first) configuration. The detector is built first (it may load spaCy),
+        then swapped in; pseudonyms already handed out stay valid."""
         detector = Detector(config.all_entities, config.cache_size)
         redactor = Redactor(config.salt.get() if config.salt else None, config.cache_size)
+        turning_on = self.config is None
         self.detector, self.redactor, self.config = detector, redactor, config
+        if turning_on:
+            audit.install(self.audit_text)
 
     # Audit: every configured type becomes its label, whatever its action.
 

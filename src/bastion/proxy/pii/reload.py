@@ -1,8 +1,9 @@
 """Hot reload of ``policies/pii.yaml``, like the other policy files.
 
 An edit that does not validate keeps the previous configuration serving and is reported (the
-policy watcher records it as an alert). Redaction cannot be switched on or off while running:
-adding or removing the file is reported, and takes effect at the next start.
+policy watcher records it as an alert). Adding the file switches redaction on. Removing it does
+not switch redaction off while running (an editor that deletes before it writes would open a gap):
+that is reported, and takes effect at the next start.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Reloadable(Protocol):
 
 
 class PiiReloader:
-    def __init__(self, policies_dir: Path, redaction: Reloadable | None) -> None:
+    def __init__(self, policies_dir: Path, redaction: Reloadable) -> None:
         self.path = policies_dir / pii_config.FILE_NAME
         self.policies_dir = policies_dir
         self.redaction = redaction
@@ -38,8 +39,6 @@ class PiiReloader:
         config = pii_config.load(self.policies_dir)  # ConfigError (a ValueError) on a bad edit
         if config is None:
             raise ValueError(f"{self.path} was removed; redaction keeps its configuration until the proxy restarts")
-        if self.redaction is None:
-            raise ValueError(f"{self.path} appeared; restart the proxy to turn redaction on")
         self.redaction.reload(config)
         log.info("%s reloaded", self.path)
         return True
