@@ -29,6 +29,7 @@ from mcp_types import TextContent
 
 from bastion import semconv
 from bastion.proxy import mcp
+from factories import clients
 from support import BASTION, ROOT, free_ports, running, wait_for_http
 
 EXTRA_RULES = """\
@@ -203,7 +204,7 @@ def mcp_call(stack: Stack, name: str, arguments: dict[str, Any], agent: str = "a
 
 
 def chat(stack: Stack, model: str, agent: str = "agent-1", proxy: int = 0, text: str = "hello") -> str:
-    client = openai.OpenAI(base_url=f"{stack.proxies[proxy]}/openai/v1", api_key=stack.keys[agent], max_retries=0)
+    client = clients.openai_client(f"{stack.proxies[proxy]}/openai/v1", stack.keys[agent])
     try:
         reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], timeout=60)
     except openai.PermissionDeniedError as e:

@@ -20,6 +20,7 @@ import httpx
 import openai
 import pytest
 
+from factories import clients
 from support import BASTION, ROOT, free_ports, running, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
@@ -139,11 +140,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def openai_client(base: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base}/openai/v1", api_key=key, max_retries=0, timeout=30)
+    return clients.openai_client(f"{base}/openai/v1", key)
 
 
 def anthropic_client(base: str, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=f"{base}/anthropic", api_key=key, max_retries=0, timeout=30)
+    return clients.anthropic_client(f"{base}/anthropic", key)
 
 
 def ask(base: str, key: str, api: str, stream: bool, prompt: str, tools: bool = False) -> tuple[str, list[Any]]:

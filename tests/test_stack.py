@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from factories import clients
 from support import BASTION, create_key, free_port, free_ports, running, stop, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
@@ -85,11 +86,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def openai_client(stack: Stack, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.proxy}/openai/v1", api_key=key or stack.key, max_retries=0)
+    return clients.openai_client(f"{stack.proxy}/openai/v1", key or stack.key)
 
 
 def anthropic_client(stack: Stack) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=f"{stack.proxy}/anthropic", api_key=stack.key, max_retries=0)
+    return clients.anthropic_client(f"{stack.proxy}/anthropic", stack.key)
 
 
 def test_openai_calls_reach_the_model_and_return_its_answer(stack: Stack) -> None:

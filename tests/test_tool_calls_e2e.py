@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from factories import clients
 from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
@@ -105,11 +106,11 @@ Turn = tuple[list[tuple[str, Any]], str]
 
 
 def openai_client(base: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base}/openai/v1", api_key=key, max_retries=0, timeout=30)
+    return clients.openai_client(f"{base}/openai/v1", key)
 
 
 def anthropic_client(base: str, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=f"{base}/anthropic", api_key=key, max_retries=0, timeout=30)
+    return clients.anthropic_client(f"{base}/anthropic", key)
 
 
 def chat_turn(base: str, key: str, prompt: str, stream: bool) -> Turn:

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from factories import clients
 from support import BASTION, free_port, running, wait_for_http
 
 OPENAI_KEY = "sk-provider-openai"
@@ -38,12 +39,12 @@ def base(server: str) -> str:
 
 @pytest.fixture
 def oai(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base}/v1", api_key=OPENAI_KEY, max_retries=0)
+    return clients.openai_client(f"{base}/v1", OPENAI_KEY)
 
 
 @pytest.fixture
 def claude(base: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=base, api_key=ANTHROPIC_KEY, max_retries=0)
+    return clients.anthropic_client(base, ANTHROPIC_KEY)
 
 
 def recorded(base: str) -> list[dict[str, Any]]:

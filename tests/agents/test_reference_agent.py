@@ -8,10 +8,10 @@ import sys
 from collections.abc import Iterator
 
 import httpx
-import openai
 import pytest
 
 from bastion.agents import reference_agent
+from factories import clients
 from support import BASTION, ROOT, free_port, running, wait_for_http
 
 KEY = "sk-agent-secret-key-123"
@@ -58,7 +58,7 @@ def test_allowed_steps_succeed_and_never_print_the_key(server: str) -> None:
 
 def test_an_allowed_large_model_is_a_failure(server: str) -> None:
     out = io.StringIO()
-    client = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, max_retries=0)
+    client = clients.openai_client(f"{server}/v1", KEY)
     assert reference_agent.run(client, ["chat", "denied"], out) == 1
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[1/2] chat: scripted-small answered")

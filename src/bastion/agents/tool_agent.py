@@ -99,7 +99,19 @@ class Agent:
     async def model_round(
         self, mcp: Client, specs: list[ChatCompletionToolParam], prompt: str, expect_tool: str | None
     ) -> None:
-        client = openai.AsyncOpenAI(base_url=f"{self.proxy_url}/openai/v1", api_key=self.key.get(), max_retries=0)
+        async with openai.AsyncOpenAI(
+            base_url=f"{self.proxy_url}/openai/v1", api_key=self.key.get(), max_retries=0
+        ) as client:
+            await self.converse(client, mcp, specs, prompt, expect_tool)
+
+    async def converse(
+        self,
+        client: openai.AsyncOpenAI,
+        mcp: Client,
+        specs: list[ChatCompletionToolParam],
+        prompt: str,
+        expect_tool: str | None,
+    ) -> None:
         messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": prompt}]
         reply = await client.chat.completions.create(model=MODEL, messages=messages, tools=specs)
         message = reply.choices[0].message

@@ -1,0 +1,25 @@
+"""The official SDK clients, as agents use them; each is closed when its test ends (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+
+_open: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+def openai_client(base_url: str, key: str, timeout: float = 30) -> openai.OpenAI:
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+    _open.append(client)
+    return client
+
+
+def anthropic_client(base_url: str, key: str, timeout: float = 30) -> anthropic.Anthropic:
+    client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+    _open.append(client)
+    return client
+
+
+def close_all() -> None:
+    while _open:
+        _open.pop().close()
