@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent
 
 from bastion import semconv
 from bastion.proxy import mcp
-from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
+from factories.mcp_sessions import mcp1_session, mcp2_session
+from support import BASTION, create_key, free_ports, running, wait_for_http
 
-MCP1_PYTHON = ROOT / "tests" / "clients" / "mcp1" / ".venv" / "bin" / "python"
-MCP1_CLIENT = ROOT / "tests" / "clients" / "mcp1" / "client.py"
 MAX_BODY = 100_000
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_SPAN = "b7ad6b7169203331"
@@ -92,38 +85,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(f"http://127.0.0.1:{proxy_port}", tools, collector, key)
 
 
-async def mcp2_session(stack: Stack, calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The mcp 2.x client's view of a session: tool names, then per call a result or an error."""
-    outcomes: list[dict[str, Any]] = []
-    async with (
-        httpx2.AsyncClient(headers=stack.auth(), timeout=30) as http,
-        Client(streamable_http_client(stack.url, http_client=http)) as client,
-    ):
-        tools = [t.name for t in (await client.list_tools()).tools]
-        for c in calls:
-            try:
-                result = await client.call_tool(c["name"], c["arguments"], meta=c.get("meta"))
-            except MCPError as e:
-                outcomes.append({"error": {"code": e.error.code, "message": e.error.message}})
-                continue
-            text = "".join(b.text for b in result.content if isinstance(b, TextContent))
-            outcomes.append({"result": {"text": text, "is_error": result.is_error}})
-    return {"tools": tools, "calls": outcomes}
-
-
-def mcp1_session(stack: Stack, calls: list[dict[str, Any]]) -> dict[str, Any]:
-    if not MCP1_PYTHON.exists():
-        pytest.fail(f"{MCP1_PYTHON} is missing: run `make install` (uv sync --frozen --project tests/clients/mcp1)")
-    done = subprocess.run(
-        [str(MCP1_PYTHON), str(MCP1_CLIENT), stack.url, stack.key, json.dumps(calls)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
-
-
 def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:
     assert "delete_user" not in seen["tools"]
     assert {"get_weather", "send_email", "send_money"} <= set(seen["tools"])
@@ -140,14 +101,14 @@ def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:
 
 def test_mcp2_client_2026_revision(stack: Stack) -> None:
     stack.forget()
-    check_governed_session(stack, asyncio.run(mcp2_session(stack, CALLS)))
+    check_governed_session(stack, asyncio.run(mcp2_session(stack.url, stack.key, CALLS)))
     received = stack.received()
     assert {c["protocol_version"] for c in received} == {"2026-07-28"} and received[0]["session_id"] is None
 
 
 def test_mcp1_client_session_revision(stack: Stack) -> None:
     stack.forget()
-    seen = mcp1_session(stack, CALLS)
+    seen = mcp1_session(stack.url, stack.key, CALLS)
     assert seen["sdk_version"].startswith("1.")
     check_governed_session(stack, seen)
     assert seen["logs"] == ["looking up the weather in Paris"]  # notifications in the SSE answer pass through
@@ -200,7 +161,7 @@ def test_bad_input_gets_a_clear_jsonrpc_error(
 
 def test_clients_get_readable_errors_for_oversized_arguments_and_missing_keys(stack: Stack) -> None:
     big = [{"name": "get_weather", "arguments": {"city": "x" * MAX_BODY}}, CALLS[0]]
-    oversized, after = asyncio.run(mcp2_session(stack, big))["calls"]
+    oversized, after = asyncio.run(mcp2_session(stack.url, stack.key, big))["calls"]
     assert "over Bastion's limit" in oversized["error"]["message"]
     assert after["result"]["text"] == "Paris: 18 C, cloudy"  # and the proxy keeps serving
     unauthenticated = httpx.post(stack.url, json=CALLS[0], headers=LEGACY_HEADERS)
@@ -231,7 +192,7 @@ def span_attributes(stack: Stack, item: dict[str, Any]) -> dict[str, Any]:
 def test_spans_record_tool_calls_and_continue_the_trace_in_meta(stack: Stack) -> None:
     stack.forget()
     meta = {"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01"}
-    mcp1_session(stack, [CALLS[0] | {"meta": meta}, CALLS[3]])
+    mcp1_session(stack.url, stack.key, [CALLS[0] | {"meta": meta}, CALLS[3]])
     items = audit_spans(stack, denied_after_traced)
     assert all(i["kind"] == semconv.KIND_MCP for i in items)
     assert {"initialize", "tools/list", "notifications/initialized", "GET stream"} <= {i["span_name"] for i in items}

@@ -6,6 +6,7 @@ see; the collector's API shows what was stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -20,7 +21,9 @@ import httpx
 import openai
 import pytest
 
+from bastion.proxy import mcp
 from factories import clients
+from factories.mcp_sessions import mcp1_session, mcp2_session
 from support import BASTION, ROOT, free_ports, running, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
@@ -29,11 +32,13 @@ SSN = "536-22-8954"
 CARD = "4111 1111 1111 1111"
 PHONE = "+1 415 555 0134"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
-PROMPT = f"My email is {EMAIL} and my SSN is {SSN}; charge card {CARD} please."
-RAW = (EMAIL, SSN, CARD, PHONE, AWS_KEY)
+NAME = "Maria Gonzalez"
+PROMPT = f"I am {NAME}. My email is {EMAIL} and my SSN is {SSN}; charge card {CARD} please."
+RAW = (NAME, EMAIL, SSN, CARD, PHONE, AWS_KEY)
 SCHEMA = {"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}}}
 PII_YAML = """
 entities:
+  PERSON: pseudonymize
   EMAIL_ADDRESS: pseudonymize
   PHONE_NUMBER: {request: pseudonymize, response: redact, threshold: 0.6}
   US_SSN: redact
@@ -44,6 +49,7 @@ overrides:
   - agent: agent-2
     entities:
       PHONE_NUMBER: {request: allow}
+mcp: enforce
 """
 FAILING_YAML = """
 entities:
@@ -60,6 +66,7 @@ class Stack:
     proxy: str
     failing_proxy: str
     collector: str
+    tools: str
     key: str
     key2: str
 
@@ -90,9 +97,10 @@ def policies(tmp: Path, name: str, pii_yaml: str) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("pii")
-    model_port, collector_port, *proxy_ports = free_ports(6)
+    model_port, collector_port, tools_port, *proxy_ports = free_ports(7)
     key, key2 = create_key(tmp / "keys.yaml", "agent-1"), create_key(tmp / "keys.yaml", "agent-2")
     model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
+    tools = f"http://127.0.0.1:{tools_port}"
     env = {
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "BASTION_ANTHROPIC_UPSTREAM": model + "/",
@@ -100,6 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "ANTHROPIC_API_KEY": PROVIDER_KEY,
         "BASTION_KEYS_FILE": str(tmp / "keys.yaml"),
         "BASTION_COLLECTOR_URL": collector,
+        "BASTION_MCP_TOOLS_URL": f"{tools}/mcp",
     }
 
     def proxy(reverse: int, explicit: int, policies_dir: Path, name: str) -> list[str]:
@@ -116,6 +125,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")],
             log=tmp / "collector.log",
         ) as collector_proc,
+        running([*BASTION, "tool-server", "--port", str(tools_port)], log=tmp / "tools.log") as tools_proc,
         running(
             proxy(proxy_ports[0], proxy_ports[1], policies(tmp, "main", PII_YAML), "main"), env, log=tmp / "proxy.log"
         ) as main_proc,
@@ -127,6 +137,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ):
         wait_for_http(f"{model}/healthz", proc=model_proc)
         wait_for_http(f"{collector}/healthz", timeout=60, proc=collector_proc)
+        wait_for_http(f"{tools}/_tool_server/calls", proc=tools_proc)
         wait_for_http(f"http://127.0.0.1:{proxy_ports[0]}/healthz", timeout=60, proc=main_proc)
         wait_for_http(f"http://127.0.0.1:{proxy_ports[2]}/healthz", timeout=60, proc=failing_proc)
         yield Stack(
@@ -134,6 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             proxy=f"http://127.0.0.1:{proxy_ports[0]}",
             failing_proxy=f"http://127.0.0.1:{proxy_ports[2]}",
             collector=collector,
+            tools=tools,
             key=key,
             key2=key2,
         )
@@ -202,11 +214,12 @@ def test_the_model_sees_no_raw_pii_and_the_agent_gets_its_values_back(stack: Sta
     (seen,) = stack.upstream_requests()
     body = json.dumps(seen["body"])
     assert not any(value in body for value in RAW)
-    assert "<EMAIL_ADDRESS_1>" in body and "<US_SSN>" in body and "***************1111" in body
-    # The echo comes back with the pseudonym restored; redacted and masked values stay so.
-    assert (
-        text
-        == f"Scripted reply to: My email is {EMAIL} and my SSN is <US_SSN>; charge card ***************1111 please."
+    assert "<PERSON_1>" in body and "<EMAIL_ADDRESS_1>" in body and "<US_SSN>" in body
+    assert "***************1111" in body
+    # The echo comes back with the pseudonyms restored; redacted and masked values stay so.
+    assert text == (
+        f"Scripted reply to: I am {NAME}. My email is {EMAIL} and my SSN is <US_SSN>; "
+        "charge card ***************1111 please."
     )
 
 
@@ -309,3 +322,32 @@ def test_the_store_holds_counts_never_values(stack: Stack) -> None:
         json.dumps(httpx.get(f"{stack.collector}/api/traces/{t}").json()) for t in {i["trace_id"] for i in items}
     )
     assert not any(value in stored for value in RAW)
+
+
+MCP_CALLS: list[dict[str, Any]] = [
+    {"name": "send_money", "arguments": {"amount": 50, "recipient": "alice@example.com"}},
+    # The tool echoes the city into its answer and its log message; IP addresses may not come back.
+    {"name": "get_weather", "arguments": {"city": "203.0.113.77"}},
+]
+
+
+@pytest.mark.parametrize("client", ["mcp2", "mcp1"])
+def test_mcp_tool_calls_are_redacted_both_ways(stack: Stack, client: str) -> None:
+    httpx.delete(f"{stack.tools}/_tool_server/calls")
+    url = f"{stack.proxy}/mcp/tools"
+    seen = (
+        asyncio.run(mcp2_session(url, stack.key, MCP_CALLS))
+        if client == "mcp2"
+        else mcp1_session(url, stack.key, MCP_CALLS)
+    )
+    payment, weather = seen["calls"]
+    # Decided by policy on the original recipient; the tool server got a label, and so did the agent.
+    received = httpx.get(f"{stack.tools}/_tool_server/calls").json()
+    assert [c["arguments"] for c in received] == [
+        {"amount": 50, "recipient": "<EMAIL_ADDRESS>"},
+        {"city": "203.0.113.77"},
+    ]
+    assert payment["result"]["text"].endswith("50.00 USD sent to <EMAIL_ADDRESS>")
+    assert weather["error"]["code"] == mcp.POLICY_DENIED and "IP_ADDRESS" in weather["error"]["message"]
+    if client == "mcp1":  # the SSE answer's log notification held the address too
+        assert seen["logs"] == []

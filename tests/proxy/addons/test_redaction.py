@@ -250,3 +250,14 @@ def test_an_mcp_answer_over_sse_with_a_blocked_type_becomes_a_jsonrpc_error() ->
     assert EMAIL.encode() not in out
     assert answer["id"] == 7 and answer["error"]["data"] == {"code": "pii_blocked"}
     assert "EMAIL_ADDRESS" in answer["error"]["message"]
+
+
+def test_a_notification_over_sse_with_a_blocked_type_is_withheld() -> None:
+    def process(text: str, json_string: bool) -> str:
+        if EMAIL in text:
+            raise Blocked("EMAIL_ADDRESS")
+        return text
+
+    notification = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": f"mail {EMAIL}"}}
+    out = b"".join(_mcp_stream(process)(b"event: message\ndata: " + json.dumps(notification).encode() + b"\n\n"))
+    assert out.startswith(b": ") and out.endswith(b"\n\n") and EMAIL.encode() not in out

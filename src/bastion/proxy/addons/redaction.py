@@ -332,9 +332,18 @@ def _record(st: CallState, direction: str, counts: Counter[str]) -> None:
         st.attributes[f"{semconv.BASTION_PII_PREFIX}.{direction}.{entity}"] = count
 
 
+def _walk_mcp(message: Any, text: Callable[[str], str]) -> Any:
+    """A JSON-RPC message's texts; a notification's params (log data, progress messages) are all text."""
+    if isinstance(message, dict) and "id" not in message and isinstance(message.get("params"), dict):
+        params = {k: v for k, v in message["params"].items() if k != "_meta"}
+        return {**message, "params": {**message["params"], **bodies.walk(params, text, None, True)}}
+    return bodies.walk(message, text)
+
+
 def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[bytes]]:
     """MCP answers over SSE: each event is a whole JSON-RPC message, rewritten as a whole; one holding
-    a type configured to block becomes a JSON-RPC error for the same request."""
+    a type configured to block becomes a JSON-RPC error for the same request (a notification, an SSE
+    comment)."""
     events = EventBuffer()
 
     def rewrite(raw: bytes) -> bytes:
@@ -344,11 +353,12 @@ def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[b
         except ValueError:
             return raw
         try:
-            changed = bodies.walk(message, lambda s: process(s, False))
+            changed = _walk_mcp(message, lambda s: process(s, False))
         except Blocked as kinds:
+            if not isinstance(message, dict) or "id" not in message:  # a notification: nobody awaits it
+                return f": Bastion withheld a notification holding {kinds}\n\n".encode()
             text = f"Bastion withheld the tool's answer: it contains {kinds}, which the PII policy does not let out."
-            request_id = message.get("id") if isinstance(message, dict) else None
-            changed = mcp.error(request_id, mcp.POLICY_DENIED, text, {"code": BLOCKED_CODE})
+            changed = mcp.error(message["id"], mcp.POLICY_DENIED, text, {"code": BLOCKED_CODE})
         if changed == message:
             return raw
         head = "" if event.event == "message" else f"event: {event.event}\n"
