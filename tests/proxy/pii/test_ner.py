@@ -33,6 +33,7 @@ def test_sentences_split_after_punctuation_and_at_line_breaks() -> None:
         ("Could you check it? I think it failed.", False),
         ("my name is maria", False),
         ("- The report is late.", False),
+        ("2. Our numbers look better.", False),
         ("Ask Maria about it.", True),
         ("Maria approved it.", True),
         ("We flew to Madrid.", True),

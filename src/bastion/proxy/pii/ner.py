@@ -51,7 +51,7 @@ def sentences(text: str) -> Iterator[tuple[int, int]]:
 
 def could_hold_a_name(sentence: str) -> bool:
     for word in CAPITALISED.finditer(sentence):
-        first = not sentence[: word.start()].strip(" \t\"'“‘([*-#>")
+        first = not any(c.isalpha() for c in sentence[: word.start()])  # after "1." or "- " too
         if word.group() in ALWAYS_COMMON or (first and word.group().lower() in STOP_WORDS):
             continue
         return True
