@@ -18,11 +18,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import BASTION, free_port, free_ports, running, wait_for_http  # noqa: E402
+from support import BASTION, create_key, free_port, free_ports, running, wait_for_http  # noqa: E402
 
 __all__ = [
     "BASTION",
     "ROOT",
+    "create_key",
     "free_port",
     "free_ports",
     "latencies",

@@ -11,14 +11,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 from collector_ingest import export_body
-from harness import BASTION, free_ports, latencies, percentile, print_table, running, throughput, wait_for_http
+from harness import (
+    BASTION,
+    create_key,
+    free_ports,
+    latencies,
+    percentile,
+    print_table,
+    running,
+    throughput,
+    wait_for_http,
+)
 
 BODY: dict[str, object] = {"model": "scripted-small", "messages": [{"role": "user", "content": "benchmark"}]}
 PROTOBUF = {"content-type": "application/x-protobuf"}
@@ -50,12 +59,7 @@ def main() -> None:
     ports = free_ports(6)
     model_port, collector_port, on_port, on_explicit, off_port, off_explicit = ports
     model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
-    key = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "bench", "--role", "assistant", "--keys-file", str(tmp / "keys.yaml")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()[-1]
+    key = create_key(tmp / "keys.yaml", "bench")
     env = {
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": "provider-key",

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import BASTION, ROOT, free_ports, percentile, print_table, running, wait_for_http
+from harness import BASTION, ROOT, create_key, free_ports, percentile, print_table, running, wait_for_http
 
 CHUNK_DELAY = 0.02
 PROMPT = (
@@ -65,12 +64,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     model_port, collector_port, *ports = free_ports(8)
     model = f"http://127.0.0.1:{model_port}"
-    key = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "bench", "--role", "assistant", "--keys-file", str(tmp / "keys.yaml")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()[-1]
+    key = create_key(tmp / "keys.yaml", "bench")
     bundled = (ROOT / "policies" / "pii.yaml").read_text()
     with_names = bundled.replace("  # PERSON: {", "  PERSON: {")
     assert with_names != bundled

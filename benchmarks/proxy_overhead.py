@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
-from harness import BASTION, free_ports, latencies, percentile, print_table, running, throughput, wait_for_http
+from harness import (
+    BASTION,
+    create_key,
+    free_ports,
+    latencies,
+    percentile,
+    print_table,
+    running,
+    throughput,
+    wait_for_http,
+)
 
 BODY = {"model": "scripted-small", "messages": [{"role": "user", "content": "benchmark"}]}
 
@@ -29,12 +38,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     model_port, bare_port, proxy_port, explicit_port, collector_port = free_ports(5)
     model = f"http://127.0.0.1:{model_port}"
-    key = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "bench", "--role", "assistant", "--keys-file", str(tmp / "keys.yaml")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()[-1]
+    key = create_key(tmp / "keys.yaml", "bench")
     env = {
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": "provider-key",

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import BASTION, ROOT, free_port, free_ports, running, stop, wait_for_http
+from support import BASTION, ROOT, create_key, free_port, free_ports, running, stop, wait_for_http
 
 CALLS = 200
 
@@ -51,12 +51,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
     model_port, proxy_port, explicit_port, collector_port = free_ports(4)
     model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
     keys = tmp / "keys.yaml"
-    key = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", "auditee", "--role", "assistant", "--keys-file", str(keys)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()[-1]
+    key = create_key(keys, "auditee")
     env = {
         **os.environ,
         "BASTION_OPENAI_UPSTREAM": model + "/",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import pytest
 from bastion.proxy import mcp
 from factories import clients
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import BASTION, ROOT, free_ports, running, wait_for_http
+from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
 EMAIL = "alice.w@example.com"
@@ -75,16 +74,6 @@ class Stack:
 
     def clear(self) -> None:
         httpx.delete(f"{self.model}/_scripted/requests")
-
-
-def create_key(keys_file: Path, agent: str) -> str:
-    out = subprocess.run(
-        [*BASTION, "keys", "create", "--agent", agent, "--role", "assistant", "--keys-file", str(keys_file)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return out.strip().splitlines()[-1]
 
 
 def policies(tmp: Path, name: str, pii_yaml: str) -> Path:
