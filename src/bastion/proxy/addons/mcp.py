@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion import semconv
@@ -22,6 +22,7 @@ from bastion.proxy import mcp
 from bastion.proxy.addons.authorization import refusal_code, refusal_message
 from bastion.proxy.addons.mcp_routing import mcp_server
 from bastion.proxy.addons.streaming import is_event_stream
+from bastion.proxy.addons.tracing import start_call_span
 from bastion.proxy.classify import mcp_call
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow
 from bastion.proxy.hold import Hold
@@ -162,18 +163,13 @@ class McpGovernance:
         try:
             parent = _propagator.extract(mcp.trace_carrier(message))
             if trace.get_current_span(parent).get_span_context().is_valid:
-                # The message names its own parent: the span Tracing started from the HTTP headers is
-                # replaced (never ended, so never exported) by one that continues the message's trace.
-                start = int(flow.request.timestamp_start * 1e9)
-                st.span = self.tracer.start_span("bastion call", context=parent, kind=SpanKind.CLIENT, start_time=start)
-            carrier: dict[str, str] = {}
-            _propagator.inject(carrier, context=trace.set_span_in_context(st.span))
+                carrier = start_call_span(self.tracer, flow, parent)  # the message names its own parent
+            else:
+                carrier = {}
+                _propagator.inject(carrier, context=trace.set_span_in_context(st.span))
         except Exception:  # telemetry never breaks the call: it goes on as it came
             log.exception("could not continue the trace context in params._meta")
             return
-        for name in mcp.TRACE_KEYS:
-            flow.request.headers.pop(name, None)
-        flow.request.headers.update(carrier)
         flow.request.set_content(mcp.encode(mcp.with_trace_context(message, carrier)))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from mitmproxy import http
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -30,15 +31,7 @@ class Tracing:
         if flow.metadata.get(INTERNAL):
             return
         try:
-            parent = _propagator.extract(carrier=dict(flow.request.headers))
-            start = int(flow.request.timestamp_start * 1e9)
-            span = self.tracer.start_span("bastion call", context=parent, kind=SpanKind.CLIENT, start_time=start)
-            state(flow).span = span
-            carrier: dict[str, str] = {}
-            _propagator.inject(carrier, context=trace.set_span_in_context(span))
-            for name in ("traceparent", "tracestate"):
-                flow.request.headers.pop(name, None)
-            flow.request.headers.update(carrier)
+            start_call_span(self.tracer, flow, _propagator.extract(carrier=dict(flow.request.headers)))
         except Exception:
             log.exception("could not start a span")
 
@@ -66,6 +59,22 @@ class Tracing:
             log.exception("could not record span attributes")
         finally:
             span.end()
+
+
+def start_call_span(tracer: Tracer, flow: http.HTTPFlow, parent: Context) -> dict[str, str]:
+    """Start the call's span under ``parent`` and pass its context upstream in the W3C headers;
+    returns those headers. Called again when the body names another parent (MCP's
+    ``params._meta``): the span started from the headers is then dropped, never ended, so never
+    exported."""
+    start = int(flow.request.timestamp_start * 1e9)
+    span = tracer.start_span("bastion call", context=parent, kind=SpanKind.CLIENT, start_time=start)
+    state(flow).span = span
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=trace.set_span_in_context(span))
+    for name in ("traceparent", "tracestate"):
+        flow.request.headers.pop(name, None)
+    flow.request.headers.update(carrier)
+    return carrier
 
 
 def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
