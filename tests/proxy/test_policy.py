@@ -166,3 +166,22 @@ def test_the_index_selects_exactly_the_rules_the_matcher_would(tmp_path: Path) -
             req = PolicyRequest("agent-1", "assistant", f"tool:t{i}", "call", {"x": x})
             a, b = indexed.decide(req), plain.decide(req)
             assert (a.effect, a.rule) == (b.effect, b.rule)
+
+
+def test_a_call_has_the_role_of_the_key_it_came_with_not_of_the_agents_other_keys(engine: PolicyEngine) -> None:
+    # agent-1 holds an admin key and an assistant key: a call with the assistant key is an assistant's.
+    assert engine.decide(PolicyRequest("agent-1", "admin", "model:gpt-4o", "chat")).effect is Effect.ALLOW
+    decision = engine.decide(PolicyRequest("agent-1", "assistant", "model:gpt-4o", "chat"))
+    assert (decision.effect, decision.rule) == (Effect.DENY, "default-deny")
+    assert engine.visible("agent-1", "admin", "model:gpt-4o", "chat")
+    assert not engine.visible("agent-1", "assistant", "model:gpt-4o", "chat")
+
+
+def test_rules_for_the_agent_and_its_policy_roles_apply_in_every_key_role(tmp_path: Path) -> None:
+    directory = policies_dir(tmp_path)
+    with (directory / "policy.csv").open("a") as f:
+        f.write("\np, agent-7, tool:special, call, allow, agent-7-special,\ng, agent-7, role:admin\n")
+    engine = PolicyEngine(directory)
+    assert engine.decide(PolicyRequest("agent-7", "assistant", "tool:special", "call")).rule == "agent-7-special"
+    assert engine.decide(PolicyRequest("agent-7", "assistant", "model:gpt-4o", "chat")).rule == "admin-all-models"
+    assert engine.decide(PolicyRequest("agent-8", "assistant", "tool:special", "call")).rule == "default-deny"

@@ -105,7 +105,7 @@ class CompiledPolicy:
         digest = hashlib.sha256(model_path.read_bytes() + policy_path.read_bytes())
         digest.update(json.dumps(sorted(self.shadow)).encode())
         self.version = digest.hexdigest()[:12]
-        self._roles: set[tuple[str, str]] = set()  # (agent, role) pairs from keys, added as requests arrive
+        self._subjects: set[tuple[str, str]] = set()  # (agent, key role) pairs, added as requests arrive
         self.enforcers = {
             (shadow, effect): self._enforcer(
                 [r for r in self.rules if r.effect is effect and (r.name in self.shadow) == shadow]
@@ -133,7 +133,7 @@ class CompiledPolicy:
         enforcer = _register_functions(casbin.Enforcer(str(self.model_path)))
         enforcer.set_effector(AllowOverrideEffector())
         enforcer.add_policies([r.as_match() for r in rules])
-        groupings = self.groupings + [[agent, f"role:{role}"] for agent, role in self._roles]
+        groupings = self.groupings + [g for agent, role in self._subjects for g in _subject_groupings(agent, role)]
         if groupings:
             enforcer.add_grouping_policies(groupings)
         return enforcer
@@ -167,19 +167,23 @@ class CompiledPolicy:
         except Exception as e:
             raise PolicyError(f"{self.model_path}: the matcher does not evaluate: {e}") from e
 
-    def ensure_role(self, agent_id: str, role: str) -> None:
-        if not role or (agent_id, role) in self._roles:
-            return
-        with self._lock:
-            indexed = [e for bucket in self._index.values() for e in bucket.values()]
-            for enforcer in [*self.enforcers.values(), self.unconditional_deny, self.could_allow, *indexed]:
-                if enforcer is not None:
-                    enforcer.add_grouping_policy(agent_id, f"role:{role}")
-            self._roles.add((agent_id, role))
-            self._cache.clear()
+    def subject(self, agent_id: str, role: str) -> str:
+        """Casbin's subject for a call: the agent in the role of the key it came with."""
+        if not role:
+            return agent_id
+        if (agent_id, role) not in self._subjects:
+            with self._lock:
+                if (agent_id, role) in self._subjects:
+                    return _subject(agent_id, role)
+                indexed = [e for bucket in self._index.values() for e in bucket.values()]
+                for enforcer in [*self.enforcers.values(), self.unconditional_deny, self.could_allow, *indexed]:
+                    if enforcer is not None:
+                        enforcer.add_grouping_policies(_subject_groupings(agent_id, role))
+                self._subjects.add((agent_id, role))
+        return _subject(agent_id, role)
 
     def first_match(self, request: PolicyRequest, *, shadow: bool) -> tuple[Effect, str] | None:
-        values = (request.agent_id, request.obj, request.act, request.args)
+        values = (self.subject(request.agent_id, request.role), request.obj, request.act, request.args)
         enforcers = self._enforcers_for(request.obj, request.act)
         for effect in EFFECT_ORDER:
             enforcer = enforcers[(shadow, effect)]
@@ -270,8 +274,8 @@ class PolicyEngine:
 
     def decide(self, request: PolicyRequest) -> Decision:
         policy = self._policy
-        policy.ensure_role(request.agent_id, request.role)
-        key = (request.agent_id, request.obj, request.act, json.dumps(request.args, sort_keys=True, default=str))
+        args = json.dumps(request.args, sort_keys=True, default=str)
+        key = (request.agent_id, request.role, request.obj, request.act, args)
         if (found := policy.cached(key)) is not None:
             return found
         try:
@@ -301,11 +305,22 @@ class PolicyEngine:
     def visible(self, agent_id: str, role: str, obj: str, act: str) -> bool:
         """Could some call of ``act`` on ``obj`` be allowed (or reviewed)? For filtering tool lists."""
         policy = self._policy
-        policy.ensure_role(agent_id, role)
+        subject = policy.subject(agent_id, role)
         deny, could_allow = policy.unconditional_deny, policy.could_allow
         try:
-            if deny is not None and deny.enforce_ex(agent_id, obj, act, {})[0]:
+            if deny is not None and deny.enforce_ex(subject, obj, act, {})[0]:
                 return False
-            return could_allow is not None and bool(could_allow.enforce_ex(agent_id, obj, act, {})[0])
+            return could_allow is not None and bool(could_allow.enforce_ex(subject, obj, act, {})[0])
         except Exception:
             return False
+
+
+def _subject(agent_id: str, role: str) -> str:
+    return f"{agent_id} as role:{role}"
+
+
+def _subject_groupings(agent_id: str, role: str) -> list[list[str]]:
+    """An agent may hold keys of several roles: a call gets the agent's rules (and the roles policy.csv
+    gives the agent) and its key's role, never the roles of the agent's other keys."""
+    subject = _subject(agent_id, role)
+    return [[subject, agent_id], [subject, f"role:{role}"]]
