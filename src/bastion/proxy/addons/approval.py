@@ -9,6 +9,7 @@ away meanwhile, records the approval as abandoned. The outcome goes into the cal
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -83,7 +84,9 @@ class HoldForApproval:
         started = time.monotonic()
         deadline = started + self.control.config.for_rule(hold.decision.rule).timeout_seconds
         try:
-            record = await self.control.create(context(flow, st, hold, self.control))
+            # Off the event loop: the context is redacted for the store, which may run NER.
+            details = await asyncio.to_thread(context, flow, st, hold, self.control)
+            record = await self.control.create(details)
             st.attributes[semconv.BASTION_APPROVAL_ID] = record["id"]
             while record["status"] == "pending":
                 remaining = deadline - time.monotonic()

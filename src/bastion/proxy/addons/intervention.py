@@ -8,6 +8,7 @@ request as instructions. Both are recorded on the call's span.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -79,5 +80,6 @@ class Guidance:
             st.body = body
             flow.request.content = json.dumps(body).encode()
             st.attributes[semconv.BASTION_GUIDANCE_ID] = guidance_id
-            st.attributes[semconv.BASTION_GUIDANCE_TEXT] = str(audit_payload(claimed["text"]))[:4000]
+            redacted = await asyncio.to_thread(audit_payload, claimed["text"])  # may run NER: off the loop
+            st.attributes[semconv.BASTION_GUIDANCE_TEXT] = str(redacted)[:4000]
             return
