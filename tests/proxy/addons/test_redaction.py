@@ -261,3 +261,32 @@ def test_a_notification_over_sse_with_a_blocked_type_is_withheld() -> None:
     notification = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": f"mail {EMAIL}"}}
     out = b"".join(_mcp_stream(process)(b"event: message\ndata: " + json.dumps(notification).encode() + b"\n\n"))
     assert out.startswith(b": ") and out.endswith(b"\n\n") and EMAIL.encode() not in out
+
+
+async def test_a_resent_conversation_gets_the_same_placeholders_on_any_replica(tmp_path: Path) -> None:
+    pii = {"entities": {"EMAIL_ADDRESS": "pseudonymize"}}
+    for replica in ("a", "b"):
+        (tmp_path / replica).mkdir()
+    (first, key_a), (second, key_b) = gateway(tmp_path / "a", pii), gateway(tmp_path / "b", pii)
+    f = await request(first, key_a, chat(f"mail {EMAIL}"))
+    await respond(
+        first, f, {"choices": [{"index": 0, "message": {"role": "assistant", "content": "to <EMAIL_ADDRESS_1>"}}]}
+    )
+    turn = {
+        "model": "scripted-small",
+        "messages": [
+            {"role": "user", "content": f"mail {EMAIL}"},
+            {"role": "assistant", "content": f"to {EMAIL}"},
+            {"role": "user", "content": "and bob@example.com"},
+        ],
+    }
+    sent = [
+        json.loads((await request(addons, key, turn)).request.get_content() or b"")
+        for addons, key in ((first, key_a), (second, key_b))
+    ]
+    assert sent[0] == sent[1]
+    assert [m["content"] for m in sent[1]["messages"]] == [
+        "mail <EMAIL_ADDRESS_1>",
+        "to <EMAIL_ADDRESS_1>",
+        "and <EMAIL_ADDRESS_2>",
+    ]
