@@ -29,8 +29,8 @@ from mcp_types import TextContent
 
 from bastion import semconv
 from bastion.proxy import mcp
-from factories import clients
-from support import BASTION, ROOT, free_ports, running, wait_for_http
+from factories import clients, processes
+from support import BASTION, ROOT, free_ports
 
 EXTRA_RULES = """\
 p, role:assistant, model:scripted-review, *, review, model-needs-approval,
@@ -139,42 +139,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tools_port, model_port, collector_port, webhook_port, *proxy_ports = free_ports(8)
     webhook = ThreadingHTTPServer(("127.0.0.1", webhook_port), Webhook)
     threading.Thread(target=webhook.serve_forever, daemon=True).start()
-    tools, model = f"http://127.0.0.1:{tools_port}", f"http://127.0.0.1:{model_port}"
-    collector = f"http://127.0.0.1:{collector_port}"
     env = {
-        "BASTION_MCP_TOOLS_URL": f"{tools}/mcp",
-        "BASTION_OPENAI_UPSTREAM": model + "/",
+        "BASTION_MCP_TOOLS_URL": f"{processes.url(tools_port)}/mcp",
+        "BASTION_OPENAI_UPSTREAM": processes.url(model_port) + "/",
         "OPENAI_API_KEY": "provider-key",
         "BASTION_POLICIES": str(policies),
         "BASTION_APPROVAL_WEBHOOK_URL": f"http://127.0.0.1:{webhook_port}/hook",
     }
-
-    def proxy(n: int) -> list[str]:
-        return [
-            *BASTION,
-            "proxy",
-            *("--proxy-port", str(proxy_ports[2 * n]), "--explicit-port", str(proxy_ports[2 * n + 1])),
-            *("--confdir", str(tmp / f"proxy{n}" / "conf"), "--collector-url", collector),
-        ]
-
+    flags = ["--collector-url", processes.url(collector_port)]
     with (
-        running([*BASTION, "tool-server", "--port", str(tools_port)], log=tmp / "tools.log") as tools_proc,
-        running([*BASTION, "scripted-model", "--port", str(model_port)], log=tmp / "model.log") as model_proc,
-        running(
-            [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")],
-            env,
-            log=tmp / "collector.log",
-        ) as collector_proc,
-        running(proxy(0), env, log=tmp / "proxy-a.log") as proxy_a,
-        running(proxy(1), env, log=tmp / "proxy-b.log") as proxy_b,
+        processes.tool_server(tmp, tools_port) as tools,
+        processes.scripted_model(tmp, model_port) as model,
+        processes.collector(tmp, collector_port, env) as collector,
+        processes.proxy(tmp, "proxy0", proxy_ports[:2], env, extra_args=flags) as proxy_a,
+        processes.proxy(tmp, "proxy1", proxy_ports[2:], env, extra_args=flags) as proxy_b,
     ):
-        wait_for_http(f"{tools}/_tool_server/calls", proc=tools_proc)
-        wait_for_http(f"{model}/healthz", proc=model_proc)
-        wait_for_http(f"{collector}/healthz", timeout=60, proc=collector_proc)
-        urls = [f"http://127.0.0.1:{proxy_ports[0]}", f"http://127.0.0.1:{proxy_ports[2]}"]
-        wait_for_http(f"{urls[0]}/healthz", timeout=60, proc=proxy_a)
-        wait_for_http(f"{urls[1]}/healthz", timeout=60, proc=proxy_b)
-        yield Stack(urls, tools, model, collector, keys, token, policies, Webhook.received)
+        processes.ready(tools, model, collector, proxy_a, proxy_b)
+        urls = [proxy_a.url, proxy_b.url]
+        yield Stack(urls, tools.url, model.url, collector.url, keys, token, policies, Webhook.received)
     webhook.shutdown()
     webhook.server_close()
 

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support import BASTION, ROOT, create_key, free_port, free_ports, running, stop, wait_for_http
+from factories import processes
+from support import BASTION, ROOT, create_key, free_port, free_ports, stop, wait_for_http
 
 CALLS = 200
 
@@ -66,8 +67,8 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
     proxy_args = [*BASTION, "proxy", "--proxy-port", str(proxy_port), "--explicit-port", str(explicit_port)]
     proxy_url = f"http://127.0.0.1:{proxy_port}"
     trace_ids = [f"{i + 1:032x}" for i in range(CALLS)]
-    with running([*BASTION, "scripted-model", "--port", str(model_port)]):
-        wait_for_http(f"{model}/v1/models")
+    with processes.scripted_model(tmp, model_port) as scripted:
+        processes.ready(scripted)
         coll = start(collector_args, env, tmp / "collector.log")
         wait_for_http(f"{collector}/healthz", proc=coll)
         proxy = start(proxy_args, env, tmp / "proxy.log")
@@ -161,9 +162,8 @@ def test_verify_names_the_first_broken_link(trail: Trail, tmp_path: Path, kind: 
         text=True,
     )
     assert tamper.returncode == 0, tamper.stderr
-    port = free_port()
-    with running([*BASTION, "collector", "--collector-port", str(port), "--data-dir", str(data)]) as proc:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        done = verify(f"http://127.0.0.1:{port}")
+    with processes.collector(tmp_path, free_port()) as collector:  # on the copy, tmp_path / "data"
+        processes.ready(collector)
+        done = verify(collector.url)
     assert done.returncode == 1, done.stdout + done.stderr
     assert expected in done.stdout

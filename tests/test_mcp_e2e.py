@@ -19,8 +19,9 @@ import pytest
 
 from bastion import semconv
 from bastion.proxy import mcp
+from factories import processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import BASTION, create_key, free_ports, running, wait_for_http
+from support import create_key, free_ports
 
 MAX_BODY = 100_000
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -62,27 +63,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("mcp")
     tools_port, proxy_port, explicit_port, collector_port = free_ports(4)
     key = create_key(tmp / "keys.yaml")
-    tools = f"http://127.0.0.1:{tools_port}"
-    collector = f"http://127.0.0.1:{collector_port}"
-    proxy_args = [
-        *BASTION,
-        "proxy",
-        *("--proxy-port", str(proxy_port), "--explicit-port", str(explicit_port)),
-        *("--keys-file", str(tmp / "keys.yaml"), "--confdir", str(tmp / "conf")),
-        *("--collector-url", collector, "--max-body-bytes", str(MAX_BODY)),
-    ]
+    env = {"BASTION_MCP_TOOLS_URL": f"{processes.url(tools_port)}/mcp"}
+    flags = ["--keys-file", str(tmp / "keys.yaml"), "--collector-url", processes.url(collector_port)]
+    flags += ["--max-body-bytes", str(MAX_BODY)]
     with (
-        running([*BASTION, "tool-server", "--port", str(tools_port)], log=tmp / "tools.log") as tools_proc,
-        running(
-            [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")],
-            log=tmp / "collector.log",
-        ) as collector_proc,
-        running(proxy_args, {"BASTION_MCP_TOOLS_URL": f"{tools}/mcp"}, log=tmp / "proxy.log") as proxy_proc,
+        processes.tool_server(tmp, tools_port) as tools,
+        processes.collector(tmp, collector_port) as collector,
+        processes.proxy(tmp, "proxy", (proxy_port, explicit_port), env, extra_args=flags) as proxy,
     ):
-        wait_for_http(f"{tools}/_tool_server/calls", proc=tools_proc)
-        wait_for_http(f"{collector}/healthz", timeout=60, proc=collector_proc)
-        wait_for_http(f"http://127.0.0.1:{proxy_port}/healthz", timeout=60, proc=proxy_proc)
-        yield Stack(f"http://127.0.0.1:{proxy_port}", tools, collector, key)
+        processes.ready(tools, collector, proxy)
+        yield Stack(proxy.url, tools.url, collector.url, key)
 
 
 def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:

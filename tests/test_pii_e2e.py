@@ -21,11 +21,10 @@ import openai
 import pytest
 
 from bastion.proxy import mcp
-from factories import clients
+from factories import clients, processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
+from support import ROOT, create_key, free_ports
 
-PROVIDER_KEY = "real-provider-key"
 EMAIL = "alice.w@example.com"
 SSN = "536-22-8954"
 CARD = "4111 1111 1111 1111"
@@ -88,56 +87,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("pii")
     model_port, collector_port, tools_port, *proxy_ports = free_ports(7)
     key, key2 = create_key(tmp / "keys.yaml", "agent-1"), create_key(tmp / "keys.yaml", "agent-2")
-    model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
-    tools = f"http://127.0.0.1:{tools_port}"
     env = {
-        "BASTION_OPENAI_UPSTREAM": model + "/",
-        "BASTION_ANTHROPIC_UPSTREAM": model + "/",
-        "OPENAI_API_KEY": PROVIDER_KEY,
-        "ANTHROPIC_API_KEY": PROVIDER_KEY,
-        "BASTION_KEYS_FILE": str(tmp / "keys.yaml"),
-        "BASTION_COLLECTOR_URL": collector,
-        "BASTION_MCP_TOOLS_URL": f"{tools}/mcp",
+        **processes.routes_env(processes.url(model_port), tmp / "keys.yaml", processes.url(collector_port)),
+        "BASTION_MCP_TOOLS_URL": f"{processes.url(tools_port)}/mcp",
     }
-
-    def proxy(reverse: int, explicit: int, policies_dir: Path, name: str) -> list[str]:
-        ports = ["--proxy-port", str(reverse), "--explicit-port", str(explicit)]
-        return [*BASTION, "proxy", *ports, "--policies", str(policies_dir), "--confdir", str(tmp / name / "conf")]
-
     with (
-        running(
-            [*BASTION, "scripted-model", "--port", str(model_port)],
-            {"BASTION_SCRIPTED_CHUNK_DELAY": "0.02"},
-            log=tmp / "model.log",
-        ) as model_proc,
-        running(
-            [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")],
-            log=tmp / "collector.log",
-        ) as collector_proc,
-        running([*BASTION, "tool-server", "--port", str(tools_port)], log=tmp / "tools.log") as tools_proc,
-        running(
-            proxy(proxy_ports[0], proxy_ports[1], policies(tmp, "main", PII_YAML), "main"), env, log=tmp / "proxy.log"
-        ) as main_proc,
-        running(
-            proxy(proxy_ports[2], proxy_ports[3], policies(tmp, "failing", FAILING_YAML), "failing"),
-            env,
-            log=tmp / "failing.log",
-        ) as failing_proc,
+        processes.scripted_model(tmp, model_port, chunk_delay=0.02) as model,
+        processes.collector(tmp, collector_port) as collector,
+        processes.tool_server(tmp, tools_port) as tools,
+        processes.proxy(tmp, "main", proxy_ports[:2], env, policies(tmp, "main", PII_YAML)) as main,
+        processes.proxy(tmp, "failing", proxy_ports[2:], env, policies(tmp, "failing", FAILING_YAML)) as failing,
     ):
-        wait_for_http(f"{model}/healthz", proc=model_proc)
-        wait_for_http(f"{collector}/healthz", timeout=60, proc=collector_proc)
-        wait_for_http(f"{tools}/_tool_server/calls", proc=tools_proc)
-        wait_for_http(f"http://127.0.0.1:{proxy_ports[0]}/healthz", timeout=60, proc=main_proc)
-        wait_for_http(f"http://127.0.0.1:{proxy_ports[2]}/healthz", timeout=60, proc=failing_proc)
-        yield Stack(
-            model=model,
-            proxy=f"http://127.0.0.1:{proxy_ports[0]}",
-            failing_proxy=f"http://127.0.0.1:{proxy_ports[2]}",
-            collector=collector,
-            tools=tools,
-            key=key,
-            key2=key2,
-        )
+        processes.ready(model, collector, tools, main, failing)
+        yield Stack(model.url, main.url, failing.url, collector.url, tools.url, key, key2)
 
 
 def openai_client(base: str, key: str) -> openai.OpenAI:

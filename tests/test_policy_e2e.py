@@ -13,7 +13,8 @@ import httpx
 import openai
 import pytest
 
-from support import BASTION, ROOT, create_key, free_ports, running, wait_for_http
+from factories import processes
+from support import BASTION, ROOT, create_key, free_ports
 
 LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1/v1/models, GET, allow, local-model-list,\n"
 
@@ -40,38 +41,15 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         f.write(LOCAL_TOOL_RULE)
     key = create_key(policies / "keys.yaml")
     model_port, proxy_port, explicit_port, collector_port = free_ports(4)
-    model, collector = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{collector_port}"
-    env = {
-        "BASTION_OPENAI_UPSTREAM": model + "/",
-        "OPENAI_API_KEY": "provider-key",
-        "BASTION_CONFDIR": str(tmp / "conf"),
-    }
+    env = {"BASTION_OPENAI_UPSTREAM": processes.url(model_port) + "/", "OPENAI_API_KEY": "provider-key"}
+    flags = ["--collector-url", processes.url(collector_port)]
     with (
-        running([*BASTION, "scripted-model", "--port", str(model_port)]),
-        running([*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]),
-        running(
-            [
-                *BASTION,
-                "proxy",
-                "--proxy-port",
-                str(proxy_port),
-                "--explicit-port",
-                str(explicit_port),
-                "--policies",
-                str(policies),
-                "--collector-url",
-                collector,
-            ],
-            env,
-            log=tmp / "proxy.log",
-        ) as proc,
+        processes.scripted_model(tmp, model_port) as model,
+        processes.collector(tmp, collector_port) as collector,
+        processes.proxy(tmp, "proxy", (proxy_port, explicit_port), env, policies, flags) as gateway,
     ):
-        wait_for_http(f"{model}/v1/models")
-        wait_for_http(f"{collector}/healthz")
-        wait_for_http(f"http://127.0.0.1:{proxy_port}/healthz", proc=proc)
-        yield Proxy(
-            f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{explicit_port}", collector, model, key, policies
-        )
+        processes.ready(model, collector, gateway)
+        yield Proxy(gateway.url, processes.url(explicit_port), collector.url, model.url, key, policies)
 
 
 def eventually(check: object, timeout: float) -> bool:
