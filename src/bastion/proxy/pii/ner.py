@@ -2,9 +2,9 @@
 
 The small English model finds names, places and organisations through capitalisation: a sentence
 whose only capitals are ``I``, a weekday or a common first word ("The", "Could", "My") holds none
-it would find. Those sentences skip the model; the others run through it in one batch, and their entities
-are placed on the tokens of the whole text, so Presidio sees what a full run would give. On agent
-traffic most sentences skip, which is what keeps NER inside a few milliseconds per message.
+it would find. Such sentences skip the model; the others run through it in one batch, and their
+entities are placed on the tokens of the whole text, so Presidio sees what a full run would give
+(tests/proxy/pii/test_ner.py compares the two).
 
 The model's matrix products go through numpy's BLAS: thinc's default (blis) runs several times
 slower on these machines.
