@@ -145,6 +145,19 @@ async def test_mcp_tool_calls_are_counted_and_redacted_when_enforced(tmp_path: P
     assert state(f).attributes["bastion.pii.response.EMAIL_ADDRESS"] == 1
 
 
+async def test_an_mcp_json_answer_with_a_blocked_type_answers_the_call_with_a_jsonrpc_error(tmp_path: Path) -> None:
+    pii = {"entities": {"EMAIL_ADDRESS": {"request": "allow", "response": "block"}}, "mcp": "enforce"}
+    addons, key = gateway(tmp_path, pii)
+    body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "get_weather", "arguments": {}}}
+    f = await request(addons, key, body, "/mcp/tools", **LEGACY)
+    result = {"jsonrpc": "2.0", "id": 9, "result": {"content": [{"type": "text", "text": f"ask {ALICE}"}]}}
+    await respond(addons, f, result)
+    assert f.response is not None and f.response.status_code == 200
+    answer = json.loads(f.response.get_content() or b"")
+    assert answer["id"] == 9 and answer["error"]["data"] == {"code": "pii_blocked"}
+    assert ALICE not in json.dumps(answer)
+
+
 def test_mcp_answers_over_sse_are_rewritten_event_by_event() -> None:
     stream = _mcp_stream(lambda text, json_string: text.replace(EMAIL, "<EMAIL_ADDRESS>"))
     message = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": f"to {EMAIL}"}]}}

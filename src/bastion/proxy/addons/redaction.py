@@ -304,7 +304,12 @@ class Redaction:
         if blocked:
             kinds = ", ".join(sorted(blocked))
             message = f"Bastion blocked the response: it contains {kinds}, which the PII policy does not let through."
-            flow.response = error_response(pii.provider, 403, message, BLOCKED_CODE)
+            if pii.provider == "mcp" and isinstance(body, dict) and "id" in body:  # answers the call it awaits
+                answer = mcp.error(body["id"], mcp.POLICY_DENIED, message, {"code": BLOCKED_CODE})
+                headers = {"content-type": "application/json", "x-bastion-error": BLOCKED_CODE}
+                flow.response = http.Response.make(200, mcp.encode(answer), headers)
+            else:
+                flow.response = error_response(pii.provider, 403, message, BLOCKED_CODE)
             return
         if rewritten != body:
             response.content = json.dumps(rewritten, ensure_ascii=False).encode()
