@@ -1,13 +1,15 @@
 """Latency (concurrency 1) and throughput (concurrency 32) of a chat call, side by side in one run:
-direct to the scripted model, through bare mitmproxy, and through Bastion with policy and tracing on.
+direct to the scripted model, through bare mitmproxy, and through Bastion with policy and tracing on,
+without a pii.yaml and with the bundled one (patterns over the request and the answer).
 
-Rounds alternate between the three targets so that machine noise hits them alike.
+Rounds alternate between the targets so that machine noise hits them alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 from harness import (
     BASTION,
+    ROOT,
     create_key,
     free_ports,
     latencies,
@@ -36,41 +39,43 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
-    model_port, bare_port, proxy_port, explicit_port, collector_port = free_ports(5)
+    model_port, bare_port, collector_port, *proxy_ports = free_ports(7)
     model = f"http://127.0.0.1:{model_port}"
     key = create_key(tmp / "keys.yaml", "bench")
+    without_pii = tmp / "policies-without-pii"
+    shutil.copytree(ROOT / "policies", without_pii, ignore=shutil.ignore_patterns("tests", "pii.yaml"))
     env = {
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": "provider-key",
         "BASTION_KEYS_FILE": str(tmp / "keys.yaml"),
-        "BASTION_CONFDIR": str(tmp / "conf"),
+        "BASTION_COLLECTOR_URL": f"http://127.0.0.1:{collector_port}",
     }
+
+    def proxy(name: str, reverse: int, explicit: int, policies: Path) -> list[str]:
+        ports = ("--proxy-port", str(reverse), "--explicit-port", str(explicit))
+        dirs = ("--confdir", str(tmp / name / "conf"), "--outbox-dir", str(tmp / name / "outbox"))
+        return [*BASTION, "proxy", *ports, *dirs, "--policies", str(policies)]
+
     with (
         running([*BASTION, "scripted-model", "--port", str(model_port)]),
         running([sys.executable, str(Path(__file__).parent / "bare_mitmproxy.py"), model, str(bare_port)]),
         running([*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]),
-        running(
-            [
-                *BASTION,
-                "proxy",
-                "--proxy-port",
-                str(proxy_port),
-                "--explicit-port",
-                str(explicit_port),
-                "--collector-url",
-                f"http://127.0.0.1:{collector_port}",
-            ],
-            env,
-        ),
+        running(proxy("bastion", proxy_ports[0], proxy_ports[1], ROOT / "policies"), env),
+        running(proxy("without-pii", proxy_ports[2], proxy_ports[3], without_pii), env),
     ):
         wait_for_http(f"{model}/v1/models")
-        wait_for_http(f"http://127.0.0.1:{collector_port}/healthz")
-        wait_for_http(f"http://127.0.0.1:{proxy_port}/healthz")
+        wait_for_http(f"http://127.0.0.1:{collector_port}/healthz", timeout=60)
+        for port in proxy_ports[::2]:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         targets = {
             "direct": (f"{model}/v1/chat/completions", {}),
             "bare mitmproxy": (f"http://127.0.0.1:{bare_port}/v1/chat/completions", {}),
+            "bastion, no pii.yaml": (
+                f"http://127.0.0.1:{proxy_ports[2]}/openai/v1/chat/completions",
+                {"authorization": f"Bearer {key}"},
+            ),
             "bastion": (
-                f"http://127.0.0.1:{proxy_port}/openai/v1/chat/completions",
+                f"http://127.0.0.1:{proxy_ports[0]}/openai/v1/chat/completions",
                 {"authorization": f"Bearer {key}"},
             ),
         }
