@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +28,9 @@ __all__ = [
     "free_port",
     "free_ports",
     "latencies",
+    "measure_targets",
     "percentile",
+    "print_latency_table",
     "print_table",
     "running",
     "throughput",
@@ -104,3 +107,34 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+Targets = dict[str, tuple[str, dict[str, str]]]  # name -> (url, headers)
+
+
+def measure_targets(
+    targets: Targets, body: dict[str, object], rounds: int, per_round: int, throughput_requests: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Latencies at concurrency 1, in rounds alternating between the targets so that machine noise
+    hits them alike (after a warm-up), then each target's throughput at concurrency 32."""
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    with httpx.Client(timeout=30) as client:
+        for url, headers in targets.values():
+            latencies(client, url, body, headers, 20)  # warm-up
+        for _ in range(rounds):
+            for name, (url, headers) in targets.items():
+                samples[name] += latencies(client, url, body, headers, per_round)
+    rates = {name: throughput(url, body, headers, 32, throughput_requests) for name, (url, headers) in targets.items()}
+    return samples, rates
+
+
+def print_latency_table(samples: dict[str, list[float]], rates: dict[str, float]) -> None:
+    """The table of ``measure_targets``' results, each target next to the first one's."""
+    base = next(iter(samples.values()))
+    base50, base99 = percentile(base, 50), percentile(base, 99)
+    rows = []
+    for name, values in samples.items():
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        rows.append((name, len(values), p50, p99, p50 - base50, p99 - base99, rates[name]))
+    print(f"\nChat completion, non-streaming; {os.cpu_count()} CPUs; latency at concurrency 1, throughput at 32\n")
+    print_table(["target", "requests", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "req/s @32"], rows)

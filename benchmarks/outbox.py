@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,11 +20,10 @@ from harness import (
     BASTION,
     create_key,
     free_ports,
-    latencies,
-    percentile,
+    measure_targets,
+    print_latency_table,
     print_table,
     running,
-    throughput,
     wait_for_http,
 )
 
@@ -87,30 +85,14 @@ def main() -> None:
         }
         for port in (on_port, off_port):
             wait_for_http(f"http://127.0.0.1:{port}/healthz")
-        samples: dict[str, list[float]] = {name: [] for name in targets}
-        with httpx.Client(timeout=30) as client:
-            for url, headers in targets.values():
-                latencies(client, url, BODY, headers, 20)  # warm-up
-            for _ in range(args.rounds):
-                for name, (url, headers) in targets.items():
-                    samples[name] += latencies(client, url, BODY, headers, args.per_round)
-        rates = {
-            name: throughput(url, BODY, headers, 32, args.throughput_requests)
-            for name, (url, headers) in targets.items()
-        }
+        samples, rates = measure_targets(targets, BODY, args.rounds, args.per_round, args.throughput_requests)
         bodies = [export_body(1000, seed) for seed in range(args.ingest_spans // 1000)]
         url = f"{collector}/v1/traces"
         fresh = asyncio.run(_ingest(url, list(bodies), 8))
         again = asyncio.run(_ingest(url, list(bodies), 8))
         stats = httpx.get(f"{collector}/api/spans/stats", params={"service": "bench"}).json()
 
-    base50, base99 = percentile(samples["direct"], 50), percentile(samples["direct"], 99)
-    rows = []
-    for name, values in samples.items():
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        rows.append((name, len(values), p50, p99, p50 - base50, p99 - base99, rates[name]))
-    print(f"\nChat completion, non-streaming; {os.cpu_count()} CPUs; latency at concurrency 1, throughput at 32\n")
-    print_table(["target", "requests", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "req/s @32"], rows)
+    print_latency_table(samples, rates)
     n = len(bodies) * 1000
     print(f"\nCollector ingest with deduplication: {n} spans in exports of 1000, 8 senders\n")
     print_table(

@@ -8,23 +8,19 @@ Rounds alternate between the targets so that machine noise hits them alike.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import httpx
 from harness import (
     BASTION,
     ROOT,
     create_key,
     free_ports,
-    latencies,
-    percentile,
-    print_table,
+    measure_targets,
+    print_latency_table,
     running,
-    throughput,
     wait_for_http,
 )
 
@@ -80,26 +76,9 @@ def main() -> None:
             ),
         }
         wait_for_http(f"http://127.0.0.1:{bare_port}/v1/models")
-        samples: dict[str, list[float]] = {name: [] for name in targets}
-        with httpx.Client(timeout=30) as client:
-            for url, headers in targets.values():
-                latencies(client, url, BODY, headers, 20)  # warm-up
-            for _ in range(args.rounds):
-                for name, (url, headers) in targets.items():
-                    samples[name] += latencies(client, url, BODY, headers, args.per_round)
-        rates = {
-            name: throughput(url, BODY, headers, 32, args.throughput_requests)
-            for name, (url, headers) in targets.items()
-        }
+        samples, rates = measure_targets(targets, BODY, args.rounds, args.per_round, args.throughput_requests)
 
-    direct_p50 = percentile(samples["direct"], 50)
-    direct_p99 = percentile(samples["direct"], 99)
-    rows = []
-    for name, values in samples.items():
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        rows.append((name, len(values), p50, p99, p50 - direct_p50, p99 - direct_p99, rates[name]))
-    print(f"\nChat completion, non-streaming; {os.cpu_count()} CPUs; latency at concurrency 1, throughput at 32\n")
-    print_table(["target", "requests", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "req/s @32"], rows)
+    print_latency_table(samples, rates)
 
 
 if __name__ == "__main__":
