@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -12,7 +11,6 @@ import openai
 import pytest
 
 from factories import clients
-from support import BASTION, free_port, running, wait_for_http
 
 OPENAI_KEY = "sk-provider-openai"
 ANTHROPIC_KEY = "sk-ant-provider"
@@ -21,14 +19,6 @@ CHAT_TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "par
 RESPONSES_TOOLS: Any = [{"type": "function", "name": "get_weather", "parameters": WEATHER_SCHEMA}]
 ANTHROPIC_TOOLS: Any = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}]
 ASK_WEATHER = 'What is the weather? Please call get_weather {"city": "Paris"}'
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = free_port()
-    with running([*BASTION, "scripted-model", "--port", str(port)]) as proc:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

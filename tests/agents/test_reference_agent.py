@@ -5,25 +5,15 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from bastion.agents import reference_agent
 from factories import clients
-from support import BASTION, ROOT, free_port, running, wait_for_http
+from support import ROOT, free_port
 
 KEY = "sk-agent-secret-key-123"
 ALLOWED_STEPS = "chat,stream,tools,embeddings"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = free_port()
-    with running([*BASTION, "scripted-model", "--port", str(port)]) as proc:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        yield f"http://127.0.0.1:{port}"
 
 
 def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
