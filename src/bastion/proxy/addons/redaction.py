@@ -305,7 +305,7 @@ class Redaction:
             kinds = ", ".join(sorted(blocked))
             message = f"Bastion blocked the response: it contains {kinds}, which the PII policy does not let through."
             if pii.provider == "mcp" and isinstance(body, dict) and "id" in body:  # answers the call it awaits
-                answer = mcp.error(body["id"], mcp.POLICY_DENIED, message, {"code": BLOCKED_CODE})
+                answer = _mcp_blocked(body["id"], kinds)
                 headers = {"content-type": "application/json", "x-bastion-error": BLOCKED_CODE}
                 flow.response = http.Response.make(200, mcp.encode(answer), headers)
             else:
@@ -345,6 +345,12 @@ def _walk_mcp(message: Any, text: Callable[[str], str]) -> Any:
     return bodies.walk(message, text)
 
 
+def _mcp_blocked(request_id: Any, kinds: str) -> dict[str, Any]:
+    """The JSON-RPC error that replaces a tool's answer holding types configured to block."""
+    text = f"Bastion withheld the tool's answer: it contains {kinds}, which the PII policy does not let out."
+    return mcp.error(request_id, mcp.POLICY_DENIED, text, {"code": BLOCKED_CODE})
+
+
 def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[bytes]]:
     """MCP answers over SSE: each event is a whole JSON-RPC message, rewritten as a whole; one holding
     a type configured to block becomes a JSON-RPC error for the same request (a notification, an SSE
@@ -362,8 +368,7 @@ def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[b
         except Blocked as kinds:
             if not isinstance(message, dict) or "id" not in message:  # a notification: nobody awaits it
                 return f": Bastion withheld a notification holding {kinds}\n\n".encode()
-            text = f"Bastion withheld the tool's answer: it contains {kinds}, which the PII policy does not let out."
-            changed = mcp.error(message["id"], mcp.POLICY_DENIED, text, {"code": BLOCKED_CODE})
+            changed = _mcp_blocked(message["id"], str(kinds))
         if changed == message:
             return raw
         head = "" if event.event == "message" else f"event: {event.event}\n"

@@ -25,6 +25,7 @@ from thinc.api import use_ops
 
 SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*")
 CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
+LETTER = re.compile(r"[^\W\d_]")
 # Capitalised everywhere, never a person, place or organisation.
 ALWAYS_COMMON = frozenset(
     {"I", "I'm", "I've", "I'll", "I'd", "I’m", "I’ve", "I’ll", "I’d"}
@@ -50,9 +51,10 @@ def sentences(text: str) -> Iterator[tuple[int, int]]:
 
 
 def could_hold_a_name(sentence: str) -> bool:
+    letter = LETTER.search(sentence)
+    first_word = letter.start() if letter else -1  # the first word starts at the first letter ("1. The")
     for word in CAPITALISED.finditer(sentence):
-        first = not any(c.isalpha() for c in sentence[: word.start()])  # after "1." or "- " too
-        if word.group() in ALWAYS_COMMON or (first and word.group().lower() in STOP_WORDS):
+        if word.group() in ALWAYS_COMMON or (word.start() == first_word and word.group().lower() in STOP_WORDS):
             continue
         return True
     return False
