@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from bastion.operators import OPERATOR_ROLES, Role, add_operator
 
 ROOT = Path(__file__).resolve().parent.parent
 BASTION = [sys.executable, "-m", "bastion.cli"]
@@ -59,7 +66,7 @@ def running(
     """Run a process for the duration of the block, then stop it with SIGTERM (SIGKILL after 10 s)."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        list(args), env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        list(args), env={**os.environ, **CREDENTIALS_ENV, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
     )
     try:
         yield proc
@@ -90,11 +97,38 @@ def create_key(keys_file: Path, agent: str = "agent-1", role: str = "assistant")
     return out.strip().splitlines()[-1]
 
 
-def collector_api(url: str, role: str = "admin") -> httpx.Client:
-    """An HTTP client for the collector's API at ``url``, carrying the test credential of ``role``
-    (admin, approver, viewer or proxy). Close it (``with collector_api(url) as api: ...``)."""
-    return httpx.Client(base_url=url, timeout=10.0, headers=_credential_headers(role))
+# Test credentials, one set for the whole run: every Bastion process the tests start gets the
+# proxies' service credential and this operators file (CREDENTIALS_ENV, merged by `running`).
+PROXY_TOKEN = "bpx_test-proxy-credential-0123456789"
+_OPERATORS_DIR = Path(tempfile.mkdtemp(prefix="bastion-test-operators-"))
+atexit.register(shutil.rmtree, _OPERATORS_DIR, True)
+OPERATORS_FILE = _OPERATORS_DIR / "operators.yaml"
+TOKENS = {role: add_operator(OPERATORS_FILE, f"test-{role}", role) for role in OPERATOR_ROLES}
+TOKENS[Role.PROXY] = PROXY_TOKEN
+CREDENTIALS_ENV = {"BASTION_PROXY_TOKEN": PROXY_TOKEN, "BASTION_OPERATORS_FILE": str(OPERATORS_FILE)}
+# The routes only proxies may use.
+_PROXY_ROUTES = re.compile(r"/v1/traces|/api/approvals(/[^/]+/(wait|close))?|/api/agents/[^/]+/guidance/[^/]+/claim")
 
 
-def _credential_headers(role: str) -> dict[str, str]:
-    return {}
+class TestCredentials:
+    """Plays the proxy on the routes only proxies use (POSTing spans, holding calls) and the operator
+    of ``role`` on every other route. A request that sets its own Authorization header keeps it
+    (an empty one sends no credential)."""
+
+    def __init__(self, role: str = Role.ADMIN) -> None:
+        self.role = Role(role)
+
+    def __call__(self, request: Any) -> Any:  # an httpx (or Starlette TestClient's httpx2) request
+        if "authorization" not in request.headers:
+            path = request.url.path
+            proxy = _PROXY_ROUTES.fullmatch(path) and (request.method == "POST" or path.endswith("/wait"))
+            request.headers["authorization"] = f"Bearer {TOKENS[Role.PROXY if proxy else self.role]}"
+        elif not request.headers["authorization"]:
+            del request.headers["authorization"]
+        return request
+
+
+def collector_api(url: str, role: str = Role.ADMIN) -> httpx.Client:
+    """An HTTP client for the collector's API at ``url`` with the test credentials (TestCredentials).
+    Close it (``with collector_api(url) as api: ...``)."""
+    return httpx.Client(base_url=url, timeout=10.0, auth=TestCredentials(role))

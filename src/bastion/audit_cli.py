@@ -23,7 +23,12 @@ EXPORT_FIELDS: Final = (*audit_chain.FIELDS, "hash")
 
 
 def fetch(
-    collector_url: str, *, type: str = "record", since: str | None = None, until: str | None = None
+    collector_url: str,
+    *,
+    type: str = "record",
+    since: str | None = None,
+    until: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every chain record (or head) from the collector, in (instance, seq) order, page by page."""
     params: dict[str, Any] = {"type": type, "limit": 5000}
@@ -31,7 +36,7 @@ def fetch(
         params["since"] = since
     if until:
         params["until"] = until
-    with httpx.Client(base_url=collector_url.rstrip("/"), timeout=60) as client:
+    with httpx.Client(base_url=collector_url.rstrip("/"), timeout=60, headers=headers) as client:
         while True:
             response = client.get("/api/audit/chain", params=params)
             response.raise_for_status()
@@ -42,10 +47,14 @@ def fetch(
             params.update(page["next"])
 
 
+def _headers(args: argparse.Namespace) -> dict[str, str]:
+    return s.collector_headers(s.operator_token(args))
+
+
 def verify(args: argparse.Namespace) -> int:
     try:
-        records = list(fetch(args.collector_url, since=args.since, until=args.until))
-        heads = [] if args.until else list(fetch(args.collector_url, type="head"))
+        records = list(fetch(args.collector_url, since=args.since, until=args.until, headers=_headers(args)))
+        heads = [] if args.until else list(fetch(args.collector_url, type="head", headers=_headers(args)))
     except httpx.HTTPError as e:
         print(f"bastion audit verify: cannot read the audit chain from {args.collector_url}: {e}", file=sys.stderr)
         return 2
@@ -61,7 +70,8 @@ def verify(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     try:
         records = [
-            {f: r[f] for f in EXPORT_FIELDS} for r in fetch(args.collector_url, since=args.since, until=args.until)
+            {f: r[f] for f in EXPORT_FIELDS}
+            for r in fetch(args.collector_url, since=args.since, until=args.until, headers=_headers(args))
         ]
     except httpx.HTTPError as e:
         print(f"bastion audit export: cannot read the audit chain from {args.collector_url}: {e}", file=sys.stderr)
@@ -111,6 +121,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p.add_argument("--since", help="ISO-8601 start (verify: the first record in range is the anchor)")
         p.add_argument("--until", help="ISO-8601 end")
         s.add_collector_url_option(p)
+        s.add_token_option(p)
 
     ddl = commands.add_parser("schema", help="print the ClickHouse DDL for a server or a cluster")
     ddl.add_argument("--cluster", default="", help="cluster name: Replicated tables ON CLUSTER + Distributed")

@@ -204,8 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         env="BASTION_POLICIES",
         default=Path("policies"),
         cast=Path,
-        help="policies directory (approvers.yaml, approvals settings in bastion.yaml)",
+        help="policies directory (operators.yaml, keys.yaml, approvals settings in bastion.yaml)",
     )
+    s.add_keys_file_option(collector)
+    s.add_proxy_token_option(collector)
     collector.set_defaults(run=_collector)
 
     proxy = commands.add_parser("proxy", help="run the governance proxy")

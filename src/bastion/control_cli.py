@@ -1,7 +1,9 @@
-"""``bastion approvers``, ``bastion approvals`` and ``bastion agents``: human control from a shell.
+"""``bastion operators``, ``bastion approvals`` and ``bastion agents``: human control from a shell.
 
-Deciding and intervening go through the collector's API with an approver token
-(``--token`` or ``BASTION_APPROVER_TOKEN``), never through the store.
+Operators (``bastion operators add --name alice --role viewer|approver|admin``) are written to
+``policies/operators.yaml`` as hashed tokens; ``bastion approvers add`` is kept as the approver role.
+Everything else goes through the collector's API with an operator token (``BASTION_TOKEN``, or
+``BASTION_APPROVER_TOKEN`` as before, or ``--token-file``), never through the store.
 """
 
 from __future__ import annotations
@@ -16,30 +18,48 @@ from typing import Any
 import httpx
 
 from bastion import settings as s
+from bastion.operators import FILE_NAME, OPERATOR_ROLES, Role, add_operator, list_operators, parse_role, remove_operator
 
-TOKEN_ENV = "BASTION_APPROVER_TOKEN"
+
+def _operators_path(args: argparse.Namespace) -> Path:
+    chosen: Path | None = args.operators_file
+    return chosen or Path(args.policies) / FILE_NAME
 
 
-def _approvers_add(args: argparse.Namespace) -> int:
-    from bastion.approvers import FILE_NAME, add_approver
-
-    path = args.policies / FILE_NAME
-    token = add_approver(path, args.name)
-    print(f"Added approver {args.name!r} to {path}. The token is shown only once:")
+def _operators_add(args: argparse.Namespace) -> int:
+    path = _operators_path(args)
+    try:
+        role = parse_role(args.role)
+        token = add_operator(path, args.name, role)
+    except ValueError as e:
+        raise SystemExit(f"bastion operators add: {e}") from None
+    print(f"Added {role} {args.name!r} to {path}. The token is shown only once:")
     print(token)
     return 0
 
 
-def _approvers_list(args: argparse.Namespace) -> int:
-    from bastion.approvers import FILE_NAME, list_approvers
+def _approvers_add(args: argparse.Namespace) -> int:
+    args.role = Role.APPROVER
+    return _operators_add(args)
 
-    for approver in list_approvers(args.policies / FILE_NAME):
-        print(f"{approver.id}  {approver.name}")
+
+def _operators_list(args: argparse.Namespace) -> int:
+    for operator in list_operators(_operators_path(args)):
+        if getattr(args, "only", None) in (None, operator.role):
+            print(f"{operator.id}  {operator.role:<8}  {operator.name}")
+    return 0
+
+
+def _operators_remove(args: argparse.Namespace) -> int:
+    removed = remove_operator(_operators_path(args), args.which)
+    if not removed:
+        raise SystemExit(f"bastion operators remove: no operator {args.which!r} in {_operators_path(args)}")
+    print(f"Removed {', '.join(removed)}; their tokens stop working at once.")
     return 0
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    headers = {"authorization": f"Bearer {args.token}"} if getattr(args, "token", "") else {}
+    headers = s.collector_headers(s.operator_token(args))
     url = args.collector_url.rstrip("/") + path
     try:
         r = httpx.request(method, url, json=body, headers=headers, timeout=10.0)
@@ -112,22 +132,40 @@ def _agents_guide(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_options(p: argparse.ArgumentParser, token: bool) -> None:
+def _client_options(p: argparse.ArgumentParser) -> None:
     s.add_collector_url_option(p)
-    if token:
-        s.add_option(p, "--token", env=TOKEN_ENV, default="", help="approver token (bastion approvers add)")
+    s.add_token_option(p)
+
+
+def _file_options(p: argparse.ArgumentParser) -> None:
+    s.add_option(p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies dir")
+    s.add_operators_file_option(p)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    approvers = commands.add_parser("approvers", help="manage the people who may approve held calls")
+    operators = commands.add_parser("operators", help="manage who may use the collector API and the dashboard")
+    actions = operators.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add an operator; the token is printed once and stored hashed")
+    add.add_argument("--name", required=True, help="the operator's name, recorded with each decision")
+    add.add_argument("--role", required=True, choices=[str(r) for r in OPERATOR_ROLES], help="what they may do")
+    add.set_defaults(run=_operators_add)
+    listing = actions.add_parser("list", help="list operators (never their tokens)")
+    listing.set_defaults(run=_operators_list)
+    remove = actions.add_parser("remove", help="remove an operator by id or name")
+    remove.add_argument("which", help="operator id or name")
+    remove.set_defaults(run=_operators_remove)
+    for p in (add, listing, remove):
+        _file_options(p)
+
+    approvers = commands.add_parser("approvers", help="add and list approvers (operators with the approver role)")
     actions = approvers.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add an approver; the token is printed once and stored hashed")
     add.add_argument("--name", required=True, help="the approver's name, recorded with each decision")
     add.set_defaults(run=_approvers_add)
     listing = actions.add_parser("list", help="list approvers (never their tokens)")
-    listing.set_defaults(run=_approvers_list)
+    listing.set_defaults(run=_operators_list, only=Role.APPROVER)
     for p in (add, listing):
-        s.add_option(p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies dir")
+        _file_options(p)
 
     approvals = commands.add_parser("approvals", help="list, approve and deny held calls")
     actions = approvals.add_subparsers(dest="action", required=True)
@@ -137,27 +175,27 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     show.add_argument("--json", action="store_true", help="print the records as JSON")
     show.set_defaults(run=_approvals_list)
-    _client_options(show, token=False)
+    _client_options(show)
     for name, decision in (("approve", "approve"), ("deny", "deny")):
         p = actions.add_parser(name, help=f"{name} held calls (needs an approver token)")
         p.add_argument("ids", nargs="+", help="approval ids")
         p.add_argument("--reason", default="", help="why; recorded in the audit trail and shown to the agent")
         p.set_defaults(run=lambda a, d=decision: _decide(a, d))
-        _client_options(p, token=True)
+        _client_options(p)
 
     agents = commands.add_parser("agents", help="suspend, resume and guide agents")
     actions = agents.add_subparsers(dest="action", required=True)
     shown = actions.add_parser("list", help="agents that were suspended or guided")
     shown.set_defaults(run=_agents_list)
-    _client_options(shown, token=False)
+    _client_options(shown)
     for name in ("suspend", "resume"):
         p = actions.add_parser(name, help=f"{name} an agent (kill switch; needs an approver token)")
         p.add_argument("agent", help="agent id")
         p.add_argument("--reason", default="", help="why; recorded in the audit trail")
         p.set_defaults(run=lambda a, n=name: _agents_suspend(a, n))
-        _client_options(p, token=True)
+        _client_options(p)
     guide = actions.add_parser("guide", help="send guidance into the agent's next model call, once")
     guide.add_argument("agent", help="agent id")
     guide.add_argument("message", help="the guidance text")
     guide.set_defaults(run=_agents_guide)
-    _client_options(guide, token=True)
+    _client_options(guide)

@@ -56,6 +56,11 @@ SERVER_PORT: Final = server_attributes.SERVER_PORT
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE
 
 # Bastion's governance attributes.
+BASTION_PREFIX: Final = "bastion."
+# Where a stored span came from: absent for Bastion's own; "agent" for spans an agent exported itself
+# (stored without any bastion.* attribute it sent, never read as a decision).
+BASTION_SOURCE: Final = "bastion.source"
+SOURCE_AGENT: Final = "agent"
 BASTION_AGENT_ID: Final = "bastion.agent.id"
 BASTION_AGENT_ROLE: Final = "bastion.agent.role"
 BASTION_CALL_KIND: Final = "bastion.call.kind"

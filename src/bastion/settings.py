@@ -84,8 +84,24 @@ class CollectorSettings:
     audit_ttl_days: int = 365
     # A ClickHouse cluster name: tables are created ON CLUSTER as Replicated* + Distributed.
     cluster: str = ""
-    # Where approvers.yaml (who may decide held calls) and bastion.yaml (approvals webhook) live.
+    # Where operators.yaml (who may use the API), keys.yaml and bastion.yaml (approvals webhook) live.
     policies_dir: Path = Path("policies")
+    # Operators' hashed tokens; None: operators.yaml in the policies directory.
+    operators_file: Path | None = None
+    # Agent keys, for spans agents export with their key; None: keys.yaml in the policies directory.
+    keys_file: Path | None = None
+    # The proxies' shared service credential; None: no proxy can send spans or hold calls.
+    proxy_token: Secret | None = None
+    # Largest body of a JSON API request (OTLP has its own limit).
+    max_json_bytes: int = 1024 * 1024
+
+    @property
+    def operators_path(self) -> Path:
+        return self.operators_file or self.policies_dir / "operators.yaml"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.policies_dir / "keys.yaml"
 
     @property
     def dsn(self) -> str:
@@ -108,6 +124,13 @@ class ProxySettings:
     # .bastion/outbox by default); "off" sends spans straight to the collector instead.
     outbox_dir: str | None = None
     audit_head_interval: float = 10.0
+    # The service credential proxies present to the collector (BASTION_PROXY_TOKEN or a file).
+    proxy_token: Secret | None = None
+
+    @property
+    def collector_headers(self) -> dict[str, str]:
+        """What every request to the collector carries: the proxy credential, when there is one."""
+        return collector_headers(self.proxy_token)
 
     @property
     def outbox_path(self) -> Path | None:
@@ -209,6 +232,7 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
         default=d.cluster,
         help="ClickHouse cluster name: replicated tables ON CLUSTER behind Distributed ones",
     )
+    add_operators_file_option(parser)
 
 
 def collector_settings(args: argparse.Namespace) -> CollectorSettings:
@@ -220,7 +244,49 @@ def collector_settings(args: argparse.Namespace) -> CollectorSettings:
         database=args.database,
         batch_rows=args.batch_rows,
         flush_interval=args.flush_interval,
+        traces_ttl_days=args.traces_ttl_days,
+        audit_ttl_days=args.audit_ttl_days,
+        cluster=args.clickhouse_cluster,
         policies_dir=getattr(args, "policies", None) or CollectorSettings.policies_dir,
+        operators_file=getattr(args, "operators_file", None),
+        keys_file=getattr(args, "keys_file", None),
+        proxy_token=proxy_token(args),
+    )
+
+
+PROXY_TOKEN_ENV = "BASTION_PROXY_TOKEN"
+
+
+def add_proxy_token_option(parser: argparse.ArgumentParser) -> None:
+    """The proxies' service credential: from BASTION_PROXY_TOKEN (never a flag: command lines are
+    visible to every user of the machine) or from a file."""
+    add_option(
+        parser,
+        "--proxy-token-file",
+        env="BASTION_PROXY_TOKEN_FILE",
+        default=None,
+        cast=Path,
+        help=f"file holding the proxies' service credential (or set {PROXY_TOKEN_ENV})",
+    )
+
+
+def proxy_token(args: argparse.Namespace) -> Secret | None:
+    from bastion.operators import read_proxy_token
+
+    try:
+        return read_proxy_token(os.environ.get(PROXY_TOKEN_ENV, ""), getattr(args, "proxy_token_file", None))
+    except ValueError as e:
+        raise SystemExit(f"bastion: {e}") from None
+
+
+def add_operators_file_option(parser: argparse.ArgumentParser) -> None:
+    add_option(
+        parser,
+        "--operators-file",
+        env="BASTION_OPERATORS_FILE",
+        default=None,
+        cast=Path,
+        help="operators' hashed tokens; default operators.yaml in the policies directory",
     )
 
 
@@ -289,6 +355,7 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         help="seconds between audit chain head records",
     )
     add_keys_file_option(parser)
+    add_proxy_token_option(parser)
 
 
 def add_keys_file_option(parser: argparse.ArgumentParser) -> None:
@@ -302,14 +369,54 @@ def add_keys_file_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def default_collector_url() -> str:
+    """The collector on this machine, at BASTION_COLLECTOR_PORT when set (as `bastion up` starts it)."""
+    port = os.environ.get("BASTION_COLLECTOR_PORT", "").strip()
+    return f"http://127.0.0.1:{port}" if port.isdigit() else ProxySettings().collector_url
+
+
 def add_collector_url_option(parser: argparse.ArgumentParser) -> None:
     add_option(
         parser,
         "--collector-url",
         env="BASTION_COLLECTOR_URL",
-        default=ProxySettings().collector_url,
+        default=default_collector_url(),
         help="collector base URL",
     )
+
+
+# An operator's token for the collector API; the second name is the one earlier versions read.
+TOKEN_ENVS = ("BASTION_TOKEN", "BASTION_APPROVER_TOKEN")
+
+
+def add_token_option(parser: argparse.ArgumentParser) -> None:
+    """An operator token for commands that call the collector API: BASTION_TOKEN or a file."""
+    add_option(
+        parser,
+        "--token-file",
+        env="BASTION_TOKEN_FILE",
+        default=None,
+        cast=Path,
+        help="file holding your operator token (or set BASTION_TOKEN)",
+    )
+
+
+def operator_token(args: argparse.Namespace) -> Secret | None:
+    """The operator token from BASTION_TOKEN (or BASTION_APPROVER_TOKEN), else --token-file."""
+    for env in TOKEN_ENVS:
+        if value := os.environ.get(env, "").strip():
+            return Secret(value)
+    file: Path | None = getattr(args, "token_file", None)
+    if file is None:
+        return None
+    try:
+        return Secret(file.read_text().strip())
+    except OSError as e:
+        raise SystemExit(f"bastion: cannot read the token file {file}: {e.strerror}") from None
+
+
+def collector_headers(token: Secret | None) -> dict[str, str]:
+    return {} if token is None else {"authorization": f"Bearer {token.get()}"}
 
 
 def proxy_settings(args: argparse.Namespace) -> ProxySettings:
@@ -324,6 +431,7 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         keys_file=args.keys_file,
         outbox_dir=args.outbox_dir,
         audit_head_interval=args.audit_head_interval,
+        proxy_token=proxy_token(args),
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from bastion import settings as s
+from bastion.operators import Role, add_operator, new_proxy_token
 
 DEMO_AGENT = "demo-agent"
 DEMO_ROLE = "assistant"
@@ -20,13 +23,23 @@ SCRIPTED_PROVIDER_KEY = "scripted-provider-key"
 BASTION = [sys.executable, "-m", "bastion.cli"]
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends SIGTERM when `up` dies, however it dies (even SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: `up` still stops them when it can
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Stack:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        # Own process group: a Ctrl-C reaches only `up`, which then stops the children in order.
-        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, process_group=0)
+        # Own process group: a Ctrl-C reaches only `up`, which then stops the children in order;
+        # and they end with `up` even when it is killed hard (_die_with_parent).
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, process_group=0, preexec_fn=_die_with_parent)
         self.children.append((name, proc))
         return proc
 
@@ -57,6 +70,19 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _demo_operator(demo_dir: Path) -> tuple[Path, Path]:
+    """A fresh admin for the demo: its operators file, and its token in operator.token (mode 0600)."""
+    operators = demo_dir / "operators.yaml"
+    operators.unlink(missing_ok=True)
+    token = add_operator(operators, "demo-admin", Role.ADMIN)
+    token_file = demo_dir / "operator.token"
+    token_file.unlink(missing_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return operators, token_file
 
 
 def _demo_setup(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, str], str]:
@@ -99,6 +125,30 @@ def _run_demo_agents(proxy_url: str, dashboard_url: str, key: str) -> None:
     print(f"\nSee their calls at {dashboard_url}\n", flush=True)
 
 
+def _collector_storage_args(args: argparse.Namespace) -> list[str]:
+    """The collector's storage settings given to `up`, passed on (the ClickHouse URL, a secret, goes
+    by environment: see up())."""
+    return [
+        "--database", args.database,
+        "--batch-rows", str(args.batch_rows),
+        "--flush-interval", str(args.flush_interval),
+        "--traces-ttl-days", str(args.traces_ttl_days),
+        "--audit-ttl-days", str(args.audit_ttl_days),
+        "--clickhouse-cluster", args.clickhouse_cluster,
+    ]  # fmt: skip
+
+
+def _operators_hint(args: argparse.Namespace) -> str:
+    from bastion.operators import FILE_NAME, list_operators
+
+    if list_operators(args.operators_file or Path(args.policies) / FILE_NAME):
+        return "Sign in to the dashboard with your operator token (bastion operators add)."
+    return (
+        "No operators yet: the dashboard and the API need a token. Create one with\n"
+        "  bastion operators add --name you --role admin\n"
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -110,11 +160,28 @@ def up(args: argparse.Namespace) -> int:
     dashboard_url = f"http://{args.dashboard_host}:{args.dashboard_port}"
     stack = Stack()
     signal.signal(signal.SIGTERM, _interrupt)
+    # The proxies' service credential: the one configured, else a fresh one for this run. It goes to
+    # the children in their environment, never on a command line.
+    proxy_token = os.environ.get(s.PROXY_TOKEN_ENV) or new_proxy_token()
+    collector_env = {s.PROXY_TOKEN_ENV: proxy_token}
+    if args.clickhouse_url is not None:
+        collector_env["BASTION_CLICKHOUSE_URL"] = args.clickhouse_url.get()
+    if args.operators_file is not None:
+        collector_env["BASTION_OPERATORS_FILE"] = str(args.operators_file)
+    dashboard_env: dict[str, str] = {}
+    token_file = None
     try:
-        proxy_env: dict[str, str] = {}
+        proxy_env: dict[str, str] = {s.PROXY_TOKEN_ENV: proxy_token}
         demo_key = None
         if args.demo:
-            proxy_env, demo_key = _demo_setup(args, stack)
+            demo_env, demo_key = _demo_setup(args, stack)
+            proxy_env.update(demo_env)
+            operators, token_file = _demo_operator(Path(args.data_dir).parent / "demo")
+            collector_env["BASTION_OPERATORS_FILE"] = str(operators)
+            collector_env["BASTION_KEYS_FILE"] = demo_env["BASTION_KEYS_FILE"]
+            dashboard_env["BASTION_TOKEN"] = token_file.read_text().strip()
+        elif args.keys_file:
+            collector_env["BASTION_KEYS_FILE"] = str(args.keys_file)
         stack.start(
             "collector",
             [
@@ -128,7 +195,9 @@ def up(args: argparse.Namespace) -> int:
                 str(collector.data_dir),
                 "--policies",
                 str(args.policies),
+                *_collector_storage_args(args),
             ],
+            collector_env,
         )
         stack.wait_healthy("collector", f"{collector_url}/healthz")
         stack.start(
@@ -150,6 +219,9 @@ def up(args: argparse.Namespace) -> int:
                 str(args.max_body_bytes),
                 "--collector-url",
                 collector_url,
+                "--audit-head-interval",
+                str(args.audit_head_interval),
+                *(["--outbox-dir", str(args.outbox_dir)] if args.outbox_dir is not None else []),
                 *(["--keys-file", str(args.keys_file)] if args.keys_file else []),
             ],
             proxy_env,
@@ -167,6 +239,7 @@ def up(args: argparse.Namespace) -> int:
                 "--collector-url",
                 collector_url,
             ],
+            dashboard_env,
         )
         stack.wait_healthy("dashboard", f"{dashboard_url}/_stcore/health")
         print(
@@ -179,6 +252,14 @@ def up(args: argparse.Namespace) -> int:
             f"  dashboard                   {dashboard_url}\n",
             flush=True,
         )
+        if token_file is not None:
+            print(
+                f"An admin token for the dashboard and the CLI is in {token_file.resolve()} (mode 0600):\n"
+                f"  export BASTION_TOKEN=$(cat {token_file})   # then: bastion approvals list\n",
+                flush=True,
+            )
+        else:
+            print(_operators_hint(args), flush=True)
         if demo_key is not None:
             _run_demo_agents(proxy_url, dashboard_url, demo_key)
         print("Press Ctrl-C to stop.", flush=True)

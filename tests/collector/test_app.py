@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from bastion.collector.app import Collector, create_app
 from bastion.settings import CollectorSettings
-from factories.collector import decision_span, request, span, to_json, trace_id
-from support import BASTION, free_port, running, wait_for_http
+from factories.collector import app_client, decision_span, request, span, to_json, trace_id
+from support import BASTION, PROXY_TOKEN, collector_api, free_port, running, wait_for_http
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 JSON = {"content-type": "application/json"}
@@ -27,7 +27,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture
 def client(settings: CollectorSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, flush_interval=0.05))) as c:
+    with app_client(replace(settings, flush_interval=0.05)) as c:
         yield c
 
 
@@ -144,7 +144,7 @@ def test_health_and_unknown_routes(client: TestClient, monkeypatch: pytest.Monke
 
 
 def test_query_failures_answer_json(settings: CollectorSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with app_client(settings, raise_server_exceptions=False) as client:
         store = collector(client).store
         monkeypatch.setattr(store, "audit", lambda filters: (_ for _ in ()).throw(DatabaseError("gone")))
         assert client.get("/api/audit").status_code == 503
@@ -159,7 +159,8 @@ def test_many_small_exports_become_few_inserts(settings: CollectorSettings) -> N
     async def main() -> None:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+            proxy = {"authorization": f"Bearer {PROXY_TOKEN}"}
+            async with httpx.AsyncClient(transport=transport, base_url="http://collector", headers=proxy) as http:
                 bodies = [request(*(span() for _ in range(10))).SerializeToString() for _ in range(50)]
                 responses = await asyncio.gather(
                     *(http.post("/v1/traces", content=b, headers=PROTOBUF) for b in bodies)
@@ -180,7 +181,11 @@ def test_the_real_process_takes_sdk_exports_and_keeps_them_across_restarts(tmp_p
     with running(args, log=tmp_path / "first.log") as proc:
         wait_for_http(f"{url}/healthz", proc=proc)
         provider = TracerProvider(resource=Resource.create({"service.name": "bastion-proxy"}))
-        exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces", compression=Compression.Gzip)
+        exporter = OTLPSpanExporter(
+            endpoint=f"{url}/v1/traces",
+            compression=Compression.Gzip,
+            headers={"authorization": f"Bearer {PROXY_TOKEN}"},
+        )
         provider.add_span_processor(BatchSpanProcessor(exporter))
         tracer = provider.get_tracer("test")
         for agent in ("a1", "a2"):
@@ -190,9 +195,10 @@ def test_the_real_process_takes_sdk_exports_and_keeps_them_across_restarts(tmp_p
             ):
                 pass
         provider.shutdown()
-        items = httpx.get(f"{url}/api/audit").json()["items"]
-        assert sorted(i["agent_id"] for i in items) == ["a1", "a2"]
-        assert len(httpx.get(f"{url}/api/traces/{items[0]['trace_id']}").json()["spans"]) == 2
-    with running(args, log=tmp_path / "second.log") as proc:
+        with collector_api(url) as api:
+            items = api.get("/api/audit").json()["items"]
+            assert sorted(i["agent_id"] for i in items) == ["a1", "a2"]
+            assert len(api.get(f"/api/traces/{items[0]['trace_id']}").json()["spans"]) == 2
+    with running(args, log=tmp_path / "second.log") as proc, collector_api(url) as api:
         wait_for_http(f"{url}/healthz", proc=proc)
-        assert len(httpx.get(f"{url}/api/audit").json()["items"]) == 2
+        assert len(api.get("/api/audit").json()["items"]) == 2

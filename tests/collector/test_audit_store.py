@@ -10,19 +10,18 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 
 from bastion import audit_chain, semconv
-from bastion.collector.app import create_app
 from bastion.collector.audit_store import AuditStore
 from bastion.proxy.outbox import Outbox
 from bastion.proxy.outbox_tracing import HeadTicker, OutboxSpanProcessor
 from bastion.settings import CollectorSettings
-from factories.collector import decision_span, request, span
+from factories.collector import app_client, decision_span, request, span
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
 
 @pytest.fixture
 def client(settings: CollectorSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, flush_interval=0.05))) as c:
+    with app_client(replace(settings, flush_interval=0.05)) as c:
         yield c
 
 
@@ -85,7 +84,7 @@ def test_ttls_are_applied_once_and_can_be_changed(client: TestClient) -> None:
 
 def test_a_full_buffer_answers_429_instead_of_growing(settings: CollectorSettings) -> None:
     release = threading.Event()
-    with TestClient(create_app(replace(settings, batch_rows=2, flush_interval=0.01))) as client:
+    with app_client(replace(settings, batch_rows=2, flush_interval=0.01)) as client:
         audit: AuditStore = client.app.state.audit  # type: ignore[attr-defined]
         real = audit.insert_spans
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
@@ -16,14 +17,18 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from bastion import semconv
-from bastion.settings import CollectorSettings
+from bastion.collector.app import create_app
+from bastion.settings import CollectorSettings, Secret
+from support import OPERATORS_FILE, PROXY_TOKEN, TestCredentials
 
 _ids = itertools.count(1)
 NOW = time.time_ns()
 
 
 def settings(data_dir: Path, database: str, **kw: Any) -> CollectorSettings:
-    return CollectorSettings(data_dir=data_dir, database=database, **kw)
+    """With the test run's operators and proxy credential (support.TestCredentials presents them)."""
+    credentials = {"operators_file": OPERATORS_FILE, "proxy_token": Secret(PROXY_TOKEN)}
+    return CollectorSettings(data_dir=data_dir, database=database, **{**credentials, **kw})
 
 
 def value(v: Any) -> AnyValue:
@@ -118,3 +123,11 @@ def to_json(message: ExportTraceServiceRequest) -> bytes:
 
 def error_status(message: str) -> Status:
     return Status(code=Status.STATUS_CODE_ERROR, message=message)
+
+
+def app_client(settings: CollectorSettings, **kw: Any) -> TestClient:
+    """An in-process collector with the test credentials (support.TestCredentials); use it as a
+    context manager so that the app's lifespan runs."""
+    client = TestClient(create_app(settings), **kw)
+    client.auth = TestCredentials()
+    return client

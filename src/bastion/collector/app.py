@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Final
 
 import uvicorn
+import yaml
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -22,21 +24,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from bastion import approval_config
-from bastion.approvers import FILE_NAME as APPROVERS_FILE
-from bastion.approvers import Approvers
 from bastion.collector import (
     approvals_api,
     audit_api,
+    operators_api,
     otlp,
 )
 from bastion.collector.approvals import Board
 from bastion.collector.audit_store import open_audit
+from bastion.collector.auth import OtlpSender, Viewer
 from bastion.collector.batcher import Batcher, Refused
+from bastion.collector.limits import BodyLimit
 from bastion.collector.otlp import OtlpError
 from bastion.collector.schema import SpanRow
 from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
 from bastion.collector.webhook import notifier
+from bastion.operators import Credentials
+from bastion.proxy.keys import KeyStore
 from bastion.settings import CollectorSettings, redact_url
 
 log = logging.getLogger(__name__)
@@ -63,11 +68,14 @@ router = APIRouter()
 
 
 @router.post("/v1/traces")
-async def export_traces(request: Request, collector: CollectorDep) -> Response:
-    """OTLP/HTTP: acknowledged once the spans are in the store."""
+async def export_traces(request: Request, collector: CollectorDep, sender: OtlpSender) -> Response:
+    """OTLP/HTTP: acknowledged once the spans are in the store. Bastion's own spans come with the proxy
+    credential; spans an agent exports with its key are stored as agent-supplied."""
     media = otlp.media_type(request.headers.get("content-type"))
     body = await _read_body(request)
     rows = await asyncio.to_thread(_decode, body, media, request.headers.get("content-encoding"))
+    if isinstance(sender, str):
+        rows = otlp.agent_supplied(rows, sender)
     await collector.batcher.submit(rows)
     return Response(otlp.response(media), media_type=media)
 
@@ -75,6 +83,7 @@ async def export_traces(request: Request, collector: CollectorDep) -> Response:
 @router.get("/api/audit")
 async def audit(
     collector: CollectorDep,
+    _: Viewer,
     agent: str | None = None,
     decision: str | None = None,
     kind: str | None = None,
@@ -97,13 +106,13 @@ async def audit(
 
 
 @router.get("/api/alerts")
-async def alerts(collector: CollectorDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> Json:
+async def alerts(collector: CollectorDep, _: Viewer, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> Json:
     """Alert events, newest first: rejected policy edits and the like."""
     return {"items": await asyncio.to_thread(collector.store.alerts, limit)}
 
 
 @router.get("/api/traces/{trace_id}")
-async def trace(trace_id: str, collector: CollectorDep) -> Json:
+async def trace(trace_id: str, collector: CollectorDep, _: Viewer) -> Json:
     """Every span of one trace, from any service, oldest first."""
     if not _TRACE_ID.fullmatch(trace_id):
         raise HTTPException(400, f"Trace id {trace_id[:64]!r} is not 32 hex characters.")
@@ -144,7 +153,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         webhook = approval_config.load(settings.policies_dir).webhook_url
         app.state.board = board = Board(store, notifier(webhook) if webhook else None)
         await asyncio.to_thread(board.load)
-        app.state.approvers = Approvers(settings.policies_dir / APPROVERS_FILE)
+        app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
+        app.state.agent_keys = _agent_keys(settings.keys_path)
         try:
             yield
         finally:
@@ -157,6 +167,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(audit_api.router)
     app.include_router(approvals_api.router)
+    app.include_router(operators_api.router)
+    app.add_middleware(BodyLimit, default=settings.max_json_bytes, limits={"/v1/traces": otlp.MAX_BODY_BYTES})
     app.add_exception_handler(OtlpError, _otlp_error)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(ClickHouseError, _store_error)
@@ -170,6 +182,15 @@ def serve(settings: CollectorSettings) -> None:
     """Run the collector until SIGINT or SIGTERM; buffered spans are written before exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
+
+
+def _agent_keys(path: Path) -> KeyStore | None:
+    """Agent keys, for spans agents export themselves; without a readable keys file, none are accepted."""
+    try:
+        return KeyStore(path) if path.exists() else None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        log.error("Agent keys not loaded from %s (agents cannot export spans): %s", path, e)
+        return None
 
 
 def _open_store(settings: CollectorSettings) -> Store:

@@ -1,13 +1,13 @@
 """The approvals and agent-control API.
 
-Proxies (no token): ``POST /api/approvals`` (hold a call), ``GET /api/approvals/{id}/wait?timeout=``
-(long-poll for the decision), ``POST /api/approvals/{id}/close`` (timeout or abandoned),
-``GET /api/agents/state`` (suspensions and guidance to deliver), ``POST
-/api/agents/{agent}/guidance/{id}/claim`` (deliver a guidance message once).
+Proxies only (the proxy credential): ``POST /api/approvals`` (hold a call), ``GET
+/api/approvals/{id}/wait?timeout=`` (long-poll for the decision), ``POST /api/approvals/{id}/close``
+(timeout or abandoned), ``POST /api/agents/{agent}/guidance/{id}/claim`` (deliver guidance once).
+Proxies and viewers: ``GET /api/agents/state`` (suspensions and guidance to deliver).
 
-Anyone may read: ``GET /api/approvals?status=``, ``GET /api/approvals/{id}``, ``GET /api/agents``.
+Viewers and up read: ``GET /api/approvals?status=``, ``GET /api/approvals/{id}``, ``GET /api/agents``.
 
-Approvers only (``Authorization: Bearer bap_...``, checked against ``policies/approvers.yaml``):
+Approvers and admins (``bastion.operators``):
 ``POST /api/approvals/{id}/decision`` (``{"decision": "approve"|"deny", "reason"}``),
 ``POST /api/agents/{agent}/suspend``, ``.../resume`` (``{"reason"}``), ``.../guidance`` (``{"text"}``).
 Suspensions, resumptions and guidance are written to the audit trail as spans of their own.
@@ -23,10 +23,11 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.exceptions import HTTPException
 
 from bastion import semconv
-from bastion.approvers import Approvers
 from bastion.collector.approvals import CLOSING, STATUSES, Board, Conflict
+from bastion.collector.auth import Approver, Proxy, ProxyOrViewer, Viewer
 from bastion.collector.batcher import Batcher
 from bastion.collector.schema import SpanRow
+from bastion.operators import Principal
 
 Json = dict[str, Any]
 SERVICE_NAME = "bastion-collector"
@@ -39,21 +40,11 @@ def _board(request: Request) -> Board:
     return board
 
 
-def approver(request: Request) -> Json:
-    """The approver presenting the request's bearer token; 401 for anything else (agent keys too)."""
-    approvers: Approvers | None = request.app.state.approvers
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    found = approvers.verify(token.strip()) if approvers is not None and scheme.lower() == "bearer" else None
-    if found is None:
-        raise HTTPException(
-            401, "An approver token is required (Authorization: Bearer bap_...).", {"WWW-Authenticate": "Bearer"}
-        )
-    return {"id": found.id, "name": found.name}
-
-
 BoardDep = Annotated[Board, Depends(_board)]
-ApproverDep = Annotated[Json, Depends(approver)]
+
+
+def _who(principal: Principal) -> Json:
+    return {"id": principal.id, "name": principal.name}
 
 
 def _text(body: Json, key: str, limit: int = 4000) -> str:
@@ -64,7 +55,7 @@ def _text(body: Json, key: str, limit: int = 4000) -> str:
 
 
 @router.post("/api/approvals", status_code=201)
-async def create_approval(board: BoardDep, body: Annotated[Json, Body()]) -> Json:
+async def create_approval(board: BoardDep, _: Proxy, body: Annotated[Json, Body()]) -> Json:
     for key in ("agent_id", "rule", "target"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise HTTPException(400, f"Body field {key!r} is required (a non-empty string).")
@@ -73,7 +64,7 @@ async def create_approval(board: BoardDep, body: Annotated[Json, Body()]) -> Jso
 
 @router.get("/api/approvals")
 async def list_approvals(
-    board: BoardDep, status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    board: BoardDep, _: Viewer, status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Json:
     if status and status not in STATUSES:
         raise HTTPException(400, f"Query parameter 'status' has value {status!r}. Use one of {list(STATUSES)}.")
@@ -81,7 +72,7 @@ async def list_approvals(
 
 
 @router.get("/api/approvals/{approval_id}")
-async def get_approval(board: BoardDep, approval_id: str) -> Json:
+async def get_approval(board: BoardDep, _: Viewer, approval_id: str) -> Json:
     record = board.get(approval_id)
     if record is None:
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.")
@@ -90,7 +81,7 @@ async def get_approval(board: BoardDep, approval_id: str) -> Json:
 
 @router.get("/api/approvals/{approval_id}/wait")
 async def wait_approval(
-    board: BoardDep, approval_id: str, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 20.0
+    board: BoardDep, _: Proxy, approval_id: str, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 20.0
 ) -> Json:
     try:
         return await board.wait(approval_id, timeout)
@@ -99,7 +90,7 @@ async def wait_approval(
 
 
 @router.post("/api/approvals/{approval_id}/close")
-async def close_approval(board: BoardDep, approval_id: str, body: Annotated[Json, Body()]) -> Json:
+async def close_approval(board: BoardDep, _: Proxy, approval_id: str, body: Annotated[Json, Body()]) -> Json:
     status = body.get("status")
     if status not in CLOSING:
         raise HTTPException(400, f"Body field 'status' has value {status!r}. Use one of {list(CLOSING)}.")
@@ -110,12 +101,12 @@ async def close_approval(board: BoardDep, approval_id: str, body: Annotated[Json
 
 
 @router.post("/api/approvals/{approval_id}/decision")
-async def decide_approval(board: BoardDep, who: ApproverDep, approval_id: str, body: Annotated[Json, Body()]) -> Json:
+async def decide_approval(board: BoardDep, who: Approver, approval_id: str, body: Annotated[Json, Body()]) -> Json:
     decision = body.get("decision")
     if decision not in ("approve", "deny"):
         raise HTTPException(400, f"Body field 'decision' has value {decision!r}. Use 'approve' or 'deny'.")
     try:
-        return await board.decide(approval_id, decision == "approve", _text(body, "reason"), who)
+        return await board.decide(approval_id, decision == "approve", _text(body, "reason"), _who(who))
     except KeyError:
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.") from None
     except Conflict as e:
@@ -123,49 +114,47 @@ async def decide_approval(board: BoardDep, who: ApproverDep, approval_id: str, b
 
 
 @router.get("/api/agents/state")
-async def agents_state(board: BoardDep) -> Json:
+async def agents_state(board: BoardDep, _: ProxyOrViewer) -> Json:
     return board.agent_state()
 
 
 @router.get("/api/agents")
-async def agents(board: BoardDep) -> Json:
+async def agents(board: BoardDep, _: Viewer) -> Json:
     return {"items": sorted(board.agents.values(), key=lambda a: str(a["agent_id"]))}
 
 
 @router.post("/api/agents/{agent_id}/suspend")
 async def suspend(
-    request: Request, board: BoardDep, who: ApproverDep, agent_id: str, body: Annotated[Json, Body()]
+    request: Request, board: BoardDep, who: Approver, agent_id: str, body: Annotated[Json, Body()]
 ) -> Json:
     reason = _text(body, "reason")
-    record = await board.suspend(agent_id, True, reason, who)
+    record = await board.suspend(agent_id, True, reason, _who(who))
     await _audit(request, "agent suspended", agent_id, "suspend", who, reason)
     return record
 
 
 @router.post("/api/agents/{agent_id}/resume")
 async def resume(
-    request: Request, board: BoardDep, who: ApproverDep, agent_id: str, body: Annotated[Json, Body()]
+    request: Request, board: BoardDep, who: Approver, agent_id: str, body: Annotated[Json, Body()]
 ) -> Json:
     reason = _text(body, "reason")
-    record = await board.suspend(agent_id, False, reason, who)
+    record = await board.suspend(agent_id, False, reason, _who(who))
     await _audit(request, "agent resumed", agent_id, "resume", who, reason)
     return record
 
 
 @router.post("/api/agents/{agent_id}/guidance", status_code=201)
-async def guide(
-    request: Request, board: BoardDep, who: ApproverDep, agent_id: str, body: Annotated[Json, Body()]
-) -> Json:
+async def guide(request: Request, board: BoardDep, who: Approver, agent_id: str, body: Annotated[Json, Body()]) -> Json:
     text = _text(body, "text", 20_000).strip()
     if not text:
         raise HTTPException(400, "Body field 'text' must not be empty.")
-    guidance = await board.guide(agent_id, text, who)
+    guidance = await board.guide(agent_id, text, _who(who))
     await _audit(request, "agent guided", agent_id, "guide", who, text)
     return guidance
 
 
 @router.post("/api/agents/{agent_id}/guidance/{guidance_id}/claim")
-async def claim(board: BoardDep, agent_id: str, guidance_id: str) -> Json:
+async def claim(board: BoardDep, _: Proxy, agent_id: str, guidance_id: str) -> Json:
     try:
         return await board.claim(agent_id, guidance_id)
     except KeyError:
@@ -174,7 +163,7 @@ async def claim(board: BoardDep, agent_id: str, guidance_id: str) -> Json:
         raise HTTPException(409, str(e)) from None
 
 
-async def _audit(request: Request, name: str, agent_id: str, action: str, who: Json, text: str) -> None:
+async def _audit(request: Request, name: str, agent_id: str, action: str, who: Principal, text: str) -> None:
     """An intervention, as a span in the audit trail (decision = the intervention)."""
     batcher: Batcher[SpanRow] = request.app.state.collector.batcher
     now = time.time_ns()
@@ -183,7 +172,7 @@ async def _audit(request: Request, name: str, agent_id: str, action: str, who: J
         semconv.BASTION_DECISION: action,
         semconv.BASTION_POLICY_RULE: f"intervention-{action}",
         semconv.BASTION_CALL_KIND: "intervention",
-        semconv.BASTION_APPROVAL_APPROVER: who["name"],
+        semconv.BASTION_APPROVAL_APPROVER: who.name,
         semconv.BASTION_APPROVAL_REASON: text[:4000],
     }
     row = SpanRow(

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
 from bastion.collector.audit_store import RECORD, AuditStore
+from bastion.collector.auth import Viewer
 from bastion.collector.views import unix_nanos
 
 router = APIRouter()
@@ -40,6 +41,7 @@ def _nanos(name: str, value: str | None, default: int) -> int:
 @router.get("/api/audit/chain")
 async def chain(
     request: Request,
+    _: Viewer,
     type: Literal["record", "head"] = RECORD,
     since: str | None = None,
     until: str | None = None,
@@ -65,6 +67,6 @@ async def chain(
 
 
 @router.get("/api/spans/stats")
-async def span_stats(request: Request, service: str = "") -> dict[str, Any]:
+async def span_stats(request: Request, _: Viewer, service: str = "") -> dict[str, Any]:
     """Stored spans, distinct (TraceId, SpanId) pairs, and up to 100 that are stored twice."""
     return await asyncio.to_thread(_audit(request).span_stats, service)

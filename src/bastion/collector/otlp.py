@@ -23,6 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
+from bastion import semconv
 from bastion.collector.schema import SpanRow
 from bastion.collector.values import attributes
 
@@ -194,3 +195,22 @@ def _convert_ids(obj: Any, where: str) -> None:
             if len(raw) not in (0, size):
                 raise OtlpError(f"{where}.{field} must be {size * 2} hex characters, got {len(value)}.")
             obj[key] = base64.b64encode(raw).decode("ascii")
+
+
+def agent_supplied(rows: list[SpanRow], agent_id: str) -> list[SpanRow]:
+    """Spans an agent exported itself: Bastion's own attributes (``bastion.*``: decisions, the audit
+    chain, alerts) are dropped, and each span is marked as the agent's, so none is ever read as
+    Bastion's record."""
+    marked = {semconv.BASTION_SOURCE: semconv.SOURCE_AGENT, semconv.BASTION_AGENT_ID: agent_id}
+
+    def own(values: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in values.items() if not k.startswith(semconv.BASTION_PREFIX)}
+
+    return [
+        row._replace(
+            span_attributes={**own(row.span_attributes), **marked},
+            resource_attributes=own(row.resource_attributes),
+            events_attributes=[own(e) for e in row.events_attributes],
+        )
+        for row in rows
+    ]

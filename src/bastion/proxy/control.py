@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,15 @@ WAIT_SLICE_SECONDS = 2.0
 
 class Control:
     def __init__(
-        self, collector_url: str, config: ApprovalConfig, proxy_name: str = "", policies_dir: Path | None = None
+        self,
+        collector_url: str,
+        config: ApprovalConfig,
+        proxy_name: str = "",
+        policies_dir: Path | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = collector_url.rstrip("/")
+        self.headers = dict(headers or {})  # the proxy credential
         self.config = config
         # With a policies directory, edits to its bastion.yaml's approvals section apply while running.
         self.policies_dir = policies_dir
@@ -63,7 +70,7 @@ class Control:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=10.0, limits=limits)
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=10.0, limits=limits, headers=self.headers)
         return self._client
 
     # Lifecycle, started and stopped by the Intervene addon.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,9 @@ class DurableTelemetry:
     ticker: HeadTicker | None = field(default=None)
 
     @classmethod
-    def open(cls, outbox_dir: Path, collector_url: str, head_interval: float) -> DurableTelemetry:
+    def open(
+        cls, outbox_dir: Path, collector_url: str, head_interval: float, headers: Mapping[str, str] | None = None
+    ) -> DurableTelemetry:
         outbox = Outbox(outbox_dir).open()
         # Each response waits for the writer thread's fsync; with the default 5 ms GIL switch
         # interval the hand-offs between the event loop and that thread cost more than the fsync.
@@ -42,7 +45,7 @@ class DurableTelemetry:
             outbox.chain_seq,
             outbox.unacknowledged(),
         )
-        return cls(outbox, provider, Shipper(outbox, collector_url), Durability(outbox), head_interval)
+        return cls(outbox, provider, Shipper(outbox, collector_url, headers=headers), Durability(outbox), head_interval)
 
     def start(self, tracer: Tracer) -> None:
         self.shipper.start()

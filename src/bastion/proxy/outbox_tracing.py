@@ -112,6 +112,7 @@ class Shipper:
         max_backoff: float = 5.0,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.outbox = outbox
         self.url = collector_url.rstrip("/") + "/v1/traces"
@@ -119,7 +120,8 @@ class Shipper:
         self.max_backoff = max_backoff
         self.shipped = 0
         self.failures = 0
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        # ``headers`` carry the proxy credential the collector requires.
+        self._client = httpx.Client(timeout=timeout, transport=transport, headers=headers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bastion-outbox-shipper", daemon=True)
 

@@ -46,8 +46,12 @@ async def run(settings: ProxySettings) -> None:
     pii = pii_config.load(settings.policies_dir)  # a bad pii.yaml stops the start: fail closed
     durable = None
     if settings.outbox_path is not None:
-        durable = DurableTelemetry.open(settings.outbox_path, settings.collector_url, settings.audit_head_interval)
-    provider = durable.provider if durable else tracer_provider(settings.collector_url)
+        durable = DurableTelemetry.open(
+            settings.outbox_path, settings.collector_url, settings.audit_head_interval, settings.collector_headers
+        )
+    provider = (
+        durable.provider if durable else tracer_provider(settings.collector_url, headers=settings.collector_headers)
+    )
     settings.confdir.mkdir(parents=True, exist_ok=True)
     master = DumpMaster(
         options.Options(mode=modes(settings), confdir=str(settings.confdir)),
@@ -61,6 +65,7 @@ async def run(settings: ProxySettings) -> None:
         approval_config.load(settings.policies_dir),
         proxy_name=f"{settings.host}:{settings.reverse_port}",
         policies_dir=settings.policies_dir,
+        headers=settings.collector_headers,
     )
     addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii)
     master.addons.add(*addons)  # type: ignore[no-untyped-call]

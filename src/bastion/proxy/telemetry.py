@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -14,9 +15,13 @@ from bastion import semconv
 
 
 def tracer_provider(
-    collector_url: str, processor: SpanProcessor | None = None, instance_id: str | None = None
+    collector_url: str,
+    processor: SpanProcessor | None = None,
+    instance_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> TracerProvider:
-    """The exporter to ``collector_url``, or ``processor`` instead (the durable outbox)."""
+    """The exporter to ``collector_url`` (with ``headers``: the proxy credential), or ``processor``
+    instead (the durable outbox)."""
     resource = Resource.create(
         {
             "service.name": semconv.SERVICE_NAME_PROXY,
@@ -27,7 +32,9 @@ def tracer_provider(
     if processor is not None:
         provider.add_span_processor(processor)
         return provider
-    exporter = OTLPSpanExporter(endpoint=collector_url.rstrip("/") + "/v1/traces", timeout=10)
+    exporter = OTLPSpanExporter(
+        endpoint=collector_url.rstrip("/") + "/v1/traces", timeout=10, headers=dict(headers or {})
+    )
     # The collector acknowledges only once a span is stored, so export big batches, and queue
     # generously while one is in flight.
     processor = BatchSpanProcessor(
