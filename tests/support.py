@@ -132,3 +132,7 @@ def collector_api(url: str, role: str = Role.ADMIN) -> httpx.Client:
     """An HTTP client for the collector's API at ``url`` with the test credentials (TestCredentials).
     Close it (``with collector_api(url) as api: ...``)."""
     return httpx.Client(base_url=url, timeout=10.0, auth=TestCredentials(role))
+
+
+# For one-off requests: httpx.get(auth=AUTH, url=...) reads as the test admin.
+AUTH = TestCredentials()

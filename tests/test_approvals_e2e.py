@@ -30,7 +30,7 @@ from mcp_types import TextContent
 from bastion import semconv
 from bastion.proxy import mcp
 from factories import clients, processes
-from support import BASTION, ROOT, free_ports
+from support import AUTH, BASTION, OPERATORS_FILE, ROOT, free_ports
 
 EXTRA_RULES = """\
 p, role:assistant, model:scripted-review, *, review, model-needs-approval,
@@ -62,7 +62,7 @@ class Stack:
 
     def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
         params = {"status": status} if status else {}
-        return list(httpx.get(f"{self.collector}/api/approvals", params=params).json()["items"])
+        return list(httpx.get(auth=AUTH, url=f"{self.collector}/api/approvals", params=params).json()["items"])
 
     def pending(self, match: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -75,7 +75,8 @@ class Stack:
 
     def decide(self, approval_id: str, decision: str, reason: str, token: str | None = None) -> httpx.Response:
         return httpx.post(
-            f"{self.collector}/api/approvals/{approval_id}/decision",
+            auth=AUTH,
+            url=f"{self.collector}/api/approvals/{approval_id}/decision",
             json={"decision": decision, "reason": reason},
             headers={"authorization": f"Bearer {token or self.token}"},
         )
@@ -135,7 +136,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         for agent in ("agent-1", "agent-2", "agent-3")
     }
-    token = _last_line([*BASTION, "approvers", "add", "--name", "alice", "--policies", str(policies)])
+    # Added as a user would, to the operators file the test collectors read (support.CREDENTIALS_ENV).
+    token = _last_line([*BASTION, "approvers", "add", "--name", "alice", "--operators-file", str(OPERATORS_FILE)])
     tools_port, model_port, collector_port, webhook_port, *proxy_ports = free_ports(8)
     webhook = ThreadingHTTPServer(("127.0.0.1", webhook_port), Webhook)
     threading.Thread(target=webhook.serve_forever, daemon=True).start()
@@ -198,7 +200,7 @@ def span_attributes(stack: Stack, trace_id: str, timeout: float = 20) -> dict[st
     """The proxy span's attributes for a trace, once exported."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = httpx.get(f"{stack.collector}/api/traces/{trace_id}")
+        r = httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{trace_id}")
         if r.status_code == 200:
             for span in r.json()["spans"]:
                 if semconv.BASTION_APPROVAL_STATUS in span["attributes"]:
@@ -292,9 +294,9 @@ def test_model_call_held_and_scope_shared_by_another_proxy(stack: Stack) -> None
 def test_only_approvers_may_decide(stack: Stack) -> None:
     held = in_background(lambda: mcp_call(stack, "send_money", {"amount": 800, "recipient": "carol@example.com"}))
     approval = stack.pending(payment(800))
-    for token in (stack.keys["agent-1"], "bap_nope_nope", stack.token + "x"):
+    for token, status in ((stack.keys["agent-1"], 403), ("bap_nope_nope", 401), (stack.token + "x", 401)):
         r = stack.decide(approval["id"], "approve", "sneaky", token=token)
-        assert r.status_code == 401, r.text
+        assert r.status_code == status, r.text
     r = httpx.post(f"{stack.collector}/api/approvals/{approval['id']}/decision", json={"decision": "approve"})
     assert r.status_code == 401
     r = httpx.post(f"{stack.collector}/api/agents/agent-1/suspend", json={}, headers={"authorization": "Bearer x"})
@@ -336,7 +338,9 @@ def test_kill_switch_suspends_and_resumes_an_agent(stack: Stack) -> None:
 
 
 def _audit(stack: Stack, agent: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{stack.collector}/api/audit", params={"agent": agent, "limit": 200}).json()["items"])
+    return list(
+        httpx.get(auth=AUTH, url=f"{stack.collector}/api/audit", params={"agent": agent, "limit": 200}).json()["items"]
+    )
 
 
 def test_guidance_reaches_the_agents_next_model_call_once(stack: Stack) -> None:

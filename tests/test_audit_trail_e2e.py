@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from factories import processes
-from support import BASTION, ROOT, create_key, free_port, free_ports, stop, wait_for_http
+from support import AUTH, BASTION, ROOT, create_key, free_port, free_ports, stop, wait_for_http
 
 CALLS = 200
 
@@ -95,7 +95,9 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
                     assert response.status_code == 200, response.text
 
             def audited() -> bool:
-                items = httpx.get(f"{collector}/api/audit", params={"agent": "auditee", "limit": 500}).json()["items"]
+                items = httpx.get(
+                    auth=AUTH, url=f"{collector}/api/audit", params={"agent": "auditee", "limit": 500}
+                ).json()["items"]
                 return len(items) >= CALLS
 
             eventually(audited, 60)
@@ -108,11 +110,13 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
 
 
 def test_every_call_is_stored_exactly_once_across_kills(trail: Trail) -> None:
-    items = httpx.get(f"{trail.collector_url}/api/audit", params={"agent": "auditee", "limit": 500}).json()["items"]
+    items = httpx.get(
+        auth=AUTH, url=f"{trail.collector_url}/api/audit", params={"agent": "auditee", "limit": 500}
+    ).json()["items"]
     assert sorted(i["trace_id"] for i in items) == sorted(trail.trace_ids)
-    stats = httpx.get(f"{trail.collector_url}/api/spans/stats").json()
+    stats = httpx.get(auth=AUTH, url=f"{trail.collector_url}/api/spans/stats").json()
     assert stats["duplicates"] == [] and stats["spans"] == stats["distinct"]
-    chain = httpx.get(f"{trail.collector_url}/api/audit/chain", params={"limit": 5000}).json()["items"]
+    chain = httpx.get(auth=AUTH, url=f"{trail.collector_url}/api/audit/chain", params={"limit": 5000}).json()["items"]
     assert len({r["instance"] for r in chain}) == 1  # the restarted proxy continued its chain
     assert [r["seq"] for r in chain] == list(range(1, CALLS + 1))
     assert not list(trail.outbox.glob("*.seg"))[1:]  # acknowledged segments were pruned

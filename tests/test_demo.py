@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from support import BASTION, free_ports, running
+from support import AUTH, BASTION, free_ports, running
 
 
 def wait_for_text(log: Path, text: str, timeout: float) -> str:
@@ -41,7 +41,9 @@ def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
         assert "Tool agent finished with status 0" in output, output
         assert "denied as expected" in output and "no-large-models" in output
         assert f"http://127.0.0.1:{dashboard}" in output and "mitmproxy-ca-cert.pem" in output
-        audit = httpx.get(f"http://127.0.0.1:{collector}/api/audit", params={"agent": "demo-agent"}, timeout=10)
+        audit = httpx.get(
+            auth=AUTH, url=f"http://127.0.0.1:{collector}/api/audit", params={"agent": "demo-agent"}, timeout=10
+        )
         assert audit.status_code == 200
         received = httpx.get(f"http://127.0.0.1:{tools}/_tool_server/calls", timeout=10).json()
         # Only what the policy allows reached the tool server: no mail to outsiders, no large payment.

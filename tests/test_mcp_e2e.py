@@ -21,7 +21,7 @@ from bastion import semconv
 from bastion.proxy import mcp
 from factories import processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import create_key, free_ports
+from support import AUTH, create_key, free_ports
 
 MAX_BODY = 100_000
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -161,7 +161,11 @@ def test_clients_get_readable_errors_for_oversized_arguments_and_missing_keys(st
 def audit_spans(stack: Stack, until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 20
     while True:
-        items = list(httpx.get(f"{stack.collector}/api/audit", params={"kind": "mcp", "limit": 500}).json()["items"])
+        items = list(
+            httpx.get(auth=AUTH, url=f"{stack.collector}/api/audit", params={"kind": "mcp", "limit": 500}).json()[
+                "items"
+            ]
+        )
         if until(items) or time.monotonic() > deadline:
             return items
         time.sleep(0.3)
@@ -174,7 +178,7 @@ def denied_after_traced(items: list[dict[str, Any]]) -> bool:
 
 
 def span_attributes(stack: Stack, item: dict[str, Any]) -> dict[str, Any]:
-    trace = httpx.get(f"{stack.collector}/api/traces/{item['trace_id']}").json()
+    trace = httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{item['trace_id']}").json()
     (span,) = [s for s in trace["spans"] if s["span_id"] == item["span_id"]]
     return dict(span["attributes"])
 
@@ -205,7 +209,7 @@ def test_spans_record_tool_calls_and_continue_the_trace_in_meta(stack: Stack) ->
     )
     assert denied_attrs[semconv.MCP_SESSION_ID] == attrs[semconv.MCP_SESSION_ID]
     # The proxy span continues the agent's trace, and the MCP server gets the proxy span as parent.
-    trace = httpx.get(f"{stack.collector}/api/traces/{TRACE_ID}").json()
+    trace = httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{TRACE_ID}").json()
     (span,) = [s for s in trace["spans"] if s["span_id"] == allowed["span_id"]]
     assert span["parent_span_id"] == PARENT_SPAN
     (received,) = stack.received()

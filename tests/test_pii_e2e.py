@@ -23,7 +23,7 @@ import pytest
 from bastion.proxy import mcp
 from factories import clients, processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import ROOT, create_key, free_ports
+from support import AUTH, ROOT, create_key, free_ports
 
 EMAIL = "alice.w@example.com"
 SSN = "536-22-8954"
@@ -252,7 +252,7 @@ def test_a_failed_analysis_fails_closed_unless_the_route_fails_open(stack: Stack
 
 def spans(stack: Stack, trace_id: str) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 20
-    while not (found := httpx.get(f"{stack.collector}/api/traces/{trace_id}").json().get("spans")):
+    while not (found := httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{trace_id}").json().get("spans")):
         assert time.monotonic() < deadline, "the call's span never arrived"
         time.sleep(0.3)
     return list(found)
@@ -267,10 +267,11 @@ def test_the_store_holds_counts_never_values(stack: Stack) -> None:
     assert int(attributes["bastion.pii.request.EMAIL_ADDRESS"]) == 1
     assert int(attributes["bastion.pii.request.US_SSN"]) == 1
     assert int(attributes["bastion.pii.request.CREDIT_CARD"]) == 1
-    items = httpx.get(f"{stack.collector}/api/audit", params={"limit": 500}).json()["items"]
+    items = httpx.get(auth=AUTH, url=f"{stack.collector}/api/audit", params={"limit": 500}).json()["items"]
     assert len(items) > 10
     stored = json.dumps(items) + "".join(
-        json.dumps(httpx.get(f"{stack.collector}/api/traces/{t}").json()) for t in {i["trace_id"] for i in items}
+        json.dumps(httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{t}").json())
+        for t in {i["trace_id"] for i in items}
     )
     assert not any(value in stored for value in RAW)
 

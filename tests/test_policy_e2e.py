@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from factories import processes
-from support import BASTION, ROOT, create_key, free_ports
+from support import AUTH, BASTION, ROOT, create_key, free_ports
 
 LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1/v1/models, GET, allow, local-model-list,\n"
 
@@ -88,7 +88,7 @@ def test_a_broken_edit_is_rejected_and_the_previous_policy_keeps_serving(proxy: 
     original = rules.read_text()
     rules.write_text("p, role:assistant, model:*, *, allow-ish, broken,\n")
     try:
-        alerts = lambda: httpx.get(f"{proxy.collector}/api/alerts").json()["items"]  # noqa: E731
+        alerts = lambda: httpx.get(auth=AUTH, url=f"{proxy.collector}/api/alerts").json()["items"]  # noqa: E731
         assert eventually(lambda: any("allow-ish" in (a["message"] or "") for a in alerts()), timeout=10.0)
         assert proxy.chat() == "allowed"
         assert "denied" in ask(proxy, "scripted-large")

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from factories import clients
-from support import BASTION, create_key, free_port, free_ports, running, stop, wait_for_http
+from support import AUTH, BASTION, create_key, free_port, free_ports, running, stop, wait_for_http
 
 PROVIDER_KEY = "real-provider-key"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -41,7 +41,7 @@ class Stack:
         return list(httpx.get(f"{self.model}/_scripted/requests").json())
 
     def audit(self, **params: Any) -> list[dict[str, Any]]:
-        return list(httpx.get(f"{self.collector}/api/audit", params=params).json()["items"])
+        return list(httpx.get(auth=AUTH, url=f"{self.collector}/api/audit", params=params).json()["items"])
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_every_call_is_in_the_audit_trail_with_its_attributes(stack: Stack) -> N
 
 def test_trace_view_continues_the_agents_trace(stack: Stack) -> None:
     wait_for_audit(stack, 1, decision="allow")
-    trace = httpx.get(f"{stack.collector}/api/traces/{TRACE_ID}").json()
+    trace = httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{TRACE_ID}").json()
     (span,) = trace["spans"]
     assert span["parent_span_id"] == PARENT_SPAN and span["span_name"] == "chat scripted-small"
     assert span["attributes"]["bastion.agent.id"] == "agent-1"
@@ -223,6 +223,6 @@ def test_zz_stopping_up_stops_every_child_and_the_data_survives(stack: Stack) ->
     port = free_port()
     with running([*BASTION, "collector", "--collector-port", str(port), "--data-dir", str(stack.data_dir)]) as proc:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        items = httpx.get(f"http://127.0.0.1:{port}/api/audit", params={"limit": 500}).json()["items"]
+        items = httpx.get(auth=AUTH, url=f"http://127.0.0.1:{port}/api/audit", params={"limit": 500}).json()["items"]
         assert len(items) == before > 0
     stop(proc)

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from factories import clients, processes
-from support import ROOT, create_key, free_ports
+from support import AUTH, ROOT, create_key, free_ports
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "to": {"type": "string"}}}
 OFFERED = ("get_weather", "send_email", "delete_user")
@@ -153,7 +153,7 @@ def test_the_model_is_never_offered_a_tool_the_agent_may_not_call(stack: Stack, 
     # The call's span records what was hidden.
     trace_id = request["headers"]["traceparent"].split("-")[1]
     deadline = time.monotonic() + 20
-    while not (spans := httpx.get(f"{stack.collector}/api/traces/{trace_id}").json().get("spans")):
+    while not (spans := httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{trace_id}").json().get("spans")):
         assert time.monotonic() < deadline, "the call's span never arrived"
         time.sleep(0.3)
     assert json.loads(spans[0]["attributes"]["bastion.tools.hidden"]) == ["delete_user"]
@@ -189,7 +189,9 @@ def test_block_mode_refuses_the_whole_response(stack: Stack) -> None:
 def audit(stack: Stack, count: int, **params: Any) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 20
     while True:
-        items = list(httpx.get(f"{stack.collector}/api/audit", params={"limit": 500, **params}).json()["items"])
+        items = list(
+            httpx.get(auth=AUTH, url=f"{stack.collector}/api/audit", params={"limit": 500, **params}).json()["items"]
+        )
         if len(items) >= count or time.monotonic() > deadline:
             return items
         time.sleep(0.3)
@@ -205,7 +207,7 @@ def test_tool_call_decisions_are_in_the_audit_trail(stack: Stack) -> None:
     item = denied[0]
     assert item["span_name"] == "apply_guardrail tool_call" and item["operation"] == "apply_guardrail"
     assert item["agent_id"] == "agent-1" and item["kind"] == "tool"
-    spans = httpx.get(f"{stack.collector}/api/traces/{item['trace_id']}").json()["spans"]
+    spans = httpx.get(auth=AUTH, url=f"{stack.collector}/api/traces/{item['trace_id']}").json()["spans"]
     decided = next(s for s in spans if s["span_id"] == item["span_id"])
     parent = next(s for s in spans if s["span_id"] == decided["parent_span_id"])
     assert parent["span_name"] == "chat scripted-small"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from support import BASTION, ROOT, free_port, running, wait_for_http
+from support import AUTH, BASTION, OPERATORS_FILE, ROOT, TOKENS, free_port, running, wait_for_http
 
 APP = ROOT / "src" / "bastion" / "dashboard" / "app.py"
 
@@ -28,7 +28,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     policies = work / "policies"
     policies.mkdir()
     out = subprocess.run(
-        [*BASTION, "approvers", "add", "--name", "bob", "--policies", str(policies)],
+        [*BASTION, "approvers", "add", "--name", "bob", "--operators-file", str(OPERATORS_FILE)],
         check=True,
         capture_output=True,
         text=True,
@@ -57,18 +57,18 @@ def hold(url: str, amount: int) -> dict[str, Any]:
         "trace_id": "ab" * 16,
         "timeout_seconds": 300,
     }
-    return dict(httpx.post(f"{url}/api/approvals", json=context).json())
+    return dict(httpx.post(auth=AUTH, url=f"{url}/api/approvals", json=context).json())
 
 
 def status(url: str, approval_id: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{url}/api/approvals/{approval_id}").json())
+    return dict(httpx.get(auth=AUTH, url=f"{url}/api/approvals/{approval_id}").json())
 
 
 def page(collector: Collector, monkeypatch: pytest.MonkeyPatch, token: str | None) -> AppTest:
     monkeypatch.setenv("BASTION_COLLECTOR_URL", collector.url)
     at = AppTest.from_file(APP, default_timeout=30).run()
     if token is not None:
-        at.sidebar.text_input(key="approver_token_input").input(token).run()
+        at.sidebar.text_input(key="token_input").input(token).run()
     at.switch_page("pages/approvals.py").run()
     assert not at.exception, at.exception
     return at
@@ -103,14 +103,18 @@ def test_batch_approve_and_deny(collector: Collector, monkeypatch: pytest.Monkey
     assert status(collector.url, third["id"])["status"] == "denied"
 
 
-def test_without_a_token_nothing_can_be_decided(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_token_nothing_shows_and_viewers_cannot_decide(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     approval = hold(collector.url, 700)
     at = page(collector, monkeypatch, None)
+    assert "Sign in" in at.info[0].value and not any("agent-7" in m.value for m in at.markdown)
+    at = page(collector, monkeypatch, "bst_an-agent-key")  # agent keys are no operator tokens
+    assert "Sign in" in at.info[0].value and not any("agent-7" in m.value for m in at.markdown)
+    at = page(collector, monkeypatch, TOKENS["viewer"])
+    assert any("agent-7" in m.value for m in at.markdown)
     assert at.button(key=f"approve_{approval['id']}").disabled
-    assert "approver token" in at.warning[0].value
-    at = page(collector, monkeypatch, "bst_an-agent-key")
-    at.button(key=f"approve_{approval['id']}").click().run()
-    assert any("401" in e.value for e in at.error)
+    assert "approver or admin token" in at.warning[0].value
     assert status(collector.url, approval["id"])["status"] == "pending"
 
 
@@ -120,10 +124,10 @@ def test_suspend_and_guide_an_agent(collector: Collector, monkeypatch: pytest.Mo
     at.text_area(key="intervene_text").input("looping on refunds")
     at.button(key="suspend_agent").click().run()
     assert not at.exception
-    state = httpx.get(f"{collector.url}/api/agents/state").json()["agents"]
+    state = httpx.get(auth=AUTH, url=f"{collector.url}/api/agents/state").json()["agents"]
     assert state["agent-9"]["suspended"] and state["agent-9"]["reason"] == "looping on refunds"
     at.text_area(key="intervene_text").input("Refunds need a ticket number.")
     at.button(key="guide_agent").click().run()
     at.button(key="resume_agent").click().run()
-    state = httpx.get(f"{collector.url}/api/agents/state").json()["agents"]
+    state = httpx.get(auth=AUTH, url=f"{collector.url}/api/agents/state").json()["agents"]
     assert not state["agent-9"]["suspended"] and len(state["agent-9"]["guidance"]) == 1

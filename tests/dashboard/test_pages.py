@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from bastion import semconv as sc
 from bastion.dashboard.client import CollectorClient, CollectorError
-from support import BASTION, ROOT, free_port, running, wait_for_http
+from support import AUTH, BASTION, PROXY_TOKEN, ROOT, TOKENS, free_port, running, wait_for_http
 
 PAGER_SPANS = 12
 
@@ -52,13 +52,18 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
 @pytest.fixture
 def collector_env(collector: Exported, monkeypatch: pytest.MonkeyPatch) -> Exported:
     monkeypatch.setenv("BASTION_COLLECTOR_URL", collector.url)
+    monkeypatch.setenv("BASTION_TOKEN", TOKENS["viewer"])  # signs the dashboard in, as `make demo` does
     return collector
 
 
 def export_spans(url: str) -> Exported:
     """Spans shaped like the proxy's, sent with the OpenTelemetry SDK over OTLP/HTTP."""
     provider = TracerProvider(resource=Resource.create({"service.name": sc.SERVICE_NAME_PROXY}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{url}/v1/traces")))
+    provider.add_span_processor(
+        SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers={"authorization": f"Bearer {PROXY_TOKEN}"})
+        )
+    )
     tracer = provider.get_tracer("tests.dashboard")
     assistant = {sc.BASTION_AGENT_ID: "assistant-bot", sc.BASTION_AGENT_ROLE: "assistant"}
     model_call = {
@@ -137,7 +142,7 @@ def export_spans(url: str) -> Exported:
 def wait_for_audit(url: str, count: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(httpx.get(f"{url}/api/audit", timeout=5).json()["items"]) >= count:
+        if len(httpx.get(auth=AUTH, url=f"{url}/api/audit", timeout=5).json()["items"]) >= count:
             return
         time.sleep(0.1)
     raise TimeoutError(f"the collector did not list {count} audit records within {timeout}s")
@@ -147,7 +152,7 @@ def wait_for_audit(url: str, count: int, timeout: float = 30.0) -> None:
 
 
 def test_client_reads_the_audit_api(collector: Exported) -> None:
-    client = CollectorClient(collector.url)
+    client = CollectorClient(collector.url, token=TOKENS["viewer"])
     assert client.health()
     first = client.audit(limit=1)
     assert [i["trace_id"] for i in first["items"]] == [collector.denied_trace]
@@ -162,7 +167,7 @@ def test_client_reads_the_audit_api(collector: Exported) -> None:
 
 
 def test_client_reads_a_trace(collector: Exported) -> None:
-    client = CollectorClient(collector.url)
+    client = CollectorClient(collector.url, token=TOKENS["viewer"])
     trace = client.trace(collector.allowed_trace)
     assert trace is not None
     assert {s["span_name"] for s in trace["spans"]} == {"chat scripted-small", "POST /v1/chat/completions"}
@@ -339,15 +344,22 @@ def test_trace_page_unknown_or_malformed_id(collector_env: Exported, trace_id: s
 def test_unreachable_collector_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("BASTION_COLLECTOR_URL", url)
+    monkeypatch.setenv("BASTION_TOKEN", TOKENS["viewer"])
     at = app().run()  # the audit page
     assert not at.exception
-    assert at.error[0].value.startswith(f"The audit trail is unavailable. Cannot reach the collector at {url}")
+    assert at.error[0].value.startswith(f"Cannot reach the collector at {url}")
     assert at.sidebar.caption[0].value == f"Collector: {url} (unreachable)"
-
     at.query_params["trace_id"] = "a" * 32
     at.switch_page("pages/trace.py").run()
-    assert not at.exception
-    assert at.error[0].value.startswith(f"The trace is unavailable. Cannot reach the collector at {url}")
+    assert not at.exception and at.error[0].value.startswith(f"Cannot reach the collector at {url}")
+
+
+def test_the_pages_show_nothing_without_a_known_token(collector: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_COLLECTOR_URL", collector.url)
+    at = app().run()
+    assert "Sign in" in at.info[0].value and not at.dataframe
+    at.sidebar.text_input(key="token_input").input(TOKENS["viewer"]).run()
+    assert audit_table(at)
 
 
 def test_alerts_page_shows_rejected_policy_edits(collector_env: Exported) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from bastion.dashboard import session
 from bastion.dashboard.client import CollectorClient
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -27,21 +28,34 @@ navigation = st.navigation(
 )
 
 
-def _keep_token() -> None:
-    st.session_state["approver_token"] = st.session_state.get("approver_token_input", "")
+def _sign_in() -> None:
+    st.session_state[session.TOKEN] = st.session_state.get("token_input", "")
 
 
 client = CollectorClient()
 with st.sidebar:
     state = "connected" if client.health() else "unreachable"
     st.caption(f"Collector: {client.base_url} ({state})")
-    # Deciding held calls and stepping in need an approver token (`bastion approvers add`).
-    # Kept under a plain key too, so that it survives moving between pages.
-    st.text_input(
-        "Approver token",
-        type="password",
-        key="approver_token_input",
-        on_change=_keep_token,
-        help="bap_... from bastion approvers add",
-    )
-navigation.run()
+    who = session.operator()
+    if who is None:
+        # Asked once per browser session; tokens come from `bastion operators add`.
+        st.text_input(
+            "Operator token",
+            type="password",
+            key="token_input",
+            on_change=_sign_in,
+            help="bop_... from bastion operators add (bap_... approver tokens work too)",
+        )
+        if session.token():
+            st.error("The collector does not know this token.")
+    else:
+        st.caption(f"Signed in as **{who['name']}** ({who['role']})")
+        st.button("Sign out", on_click=session.sign_out)
+if state == "unreachable":
+    st.title("Bastion")
+    st.error(session.unreachable(client.base_url))
+elif who is None:
+    st.title("Bastion")
+    st.info(session.SIGN_IN)
+else:
+    navigation.run()

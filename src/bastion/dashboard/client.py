@@ -24,10 +24,21 @@ class CollectorError(Exception):
 
 
 class CollectorClient:
-    def __init__(self, base_url: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str | None = None, timeout: float = 5.0, token: str | None = None) -> None:
         url = base_url or os.environ.get(ENV) or DashboardSettings().collector_url
         self.base_url = url.rstrip("/")
         self.timeout = timeout
+        # The operator's token, sent with every request (the collector answers nothing without one).
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
+
+    def whoami(self) -> Json | None:
+        """``{"id", "name", "role"}`` of the token's operator; ``None`` when it is missing or unknown."""
+        try:
+            return self._get("/api/whoami", {})
+        except CollectorError as e:
+            if "401" in str(e) or "403" in str(e):
+                return None
+            raise
 
     def audit(
         self,
@@ -69,27 +80,25 @@ class CollectorClient:
         body = self._get("/api/approvals", params)
         return list(body["items"]) if body else []
 
-    def decide(self, approval_id: str, approve: bool, reason: str, token: str) -> Json:
-        """Approve or deny a held call as the approver whose ``token`` this is."""
+    def decide(self, approval_id: str, approve: bool, reason: str) -> Json:
+        """Approve or deny a held call as the approver whose token this client carries."""
         body = {"decision": "approve" if approve else "deny", "reason": reason}
-        return self._post(f"/api/approvals/{approval_id}/decision", body, token)
+        return self._post(f"/api/approvals/{approval_id}/decision", body)
 
     def agents(self) -> list[Json]:
         body = self._get("/api/agents", {})
         return list(body["items"]) if body else []
 
-    def suspend(self, agent_id: str, suspended: bool, reason: str, token: str) -> Json:
+    def suspend(self, agent_id: str, suspended: bool, reason: str) -> Json:
         action = "suspend" if suspended else "resume"
-        return self._post(f"/api/agents/{agent_id}/{action}", {"reason": reason}, token)
+        return self._post(f"/api/agents/{agent_id}/{action}", {"reason": reason})
 
-    def guide(self, agent_id: str, text: str, token: str) -> Json:
-        return self._post(f"/api/agents/{agent_id}/guidance", {"text": text}, token)
+    def guide(self, agent_id: str, text: str) -> Json:
+        return self._post(f"/api/agents/{agent_id}/guidance", {"text": text})
 
-    def _post(self, path: str, body: Json, token: str) -> Json:
+    def _post(self, path: str, body: Json) -> Json:
         try:
-            r = httpx.post(
-                self.base_url + path, json=body, headers={"authorization": f"Bearer {token}"}, timeout=self.timeout
-            )
+            r = httpx.post(self.base_url + path, json=body, headers=self._headers, timeout=self.timeout)
         except httpx.HTTPError as e:
             raise CollectorError(f"Cannot reach the collector at {self.base_url}: {e or type(e).__name__}") from e
         try:
@@ -113,7 +122,7 @@ class CollectorClient:
         """The JSON object at ``path``; ``None`` on 404."""
         url = self.base_url + path
         try:
-            r = httpx.get(url, params=params, timeout=self.timeout)
+            r = httpx.get(url, params=params, headers=self._headers, timeout=self.timeout)
         except httpx.HTTPError as e:
             raise CollectorError(f"Cannot reach the collector at {self.base_url}: {e or type(e).__name__}") from e
         if r.status_code == 404:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bastion.dashboard.client import CollectorClient, CollectorError
+from bastion.dashboard import session
+from bastion.dashboard.client import CollectorError
+
+session.require()
 
 st.title("Alerts")
 st.caption("A rejected policy edit leaves the previous policy serving; fix the files and it reloads.")
 try:
-    alerts = CollectorClient().alerts()
+    alerts = session.client().alerts()
 except CollectorError as e:
     st.error(f"The alerts are unavailable. {e}")
     st.stop()

@@ -1,6 +1,6 @@
 """Approvals: calls held for a human, decided in one click; past decisions; suspending and guiding agents.
 
-Reading needs nothing; deciding and stepping in need the approver token entered in the sidebar.
+Viewers read; deciding and stepping in need an approver's or admin's token (signed in from the sidebar).
 The pending list refreshes itself every few seconds.
 """
 
@@ -12,7 +12,10 @@ from typing import Any
 
 import streamlit as st
 
-from bastion.dashboard.client import CollectorClient, CollectorError
+from bastion.dashboard import session
+from bastion.dashboard.client import CollectorError
+
+session.require()
 
 REFRESH_SECONDS = 2.0
 FLASH = "approvals_flash"
@@ -23,16 +26,12 @@ def _when(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-def _token() -> str:
-    return str(st.session_state.get("approver_token") or "").strip()
-
-
 def _decide(ids: list[str], approve: bool, reason_key: str | None) -> None:
     reason = str(st.session_state.get(reason_key, "")) if reason_key else ""
     messages = []
     for approval_id in ids:
         try:
-            record = CollectorClient().decide(approval_id, approve, reason, _token())
+            record = session.client().decide(approval_id, approve, reason)
             messages.append(("success", f"{approval_id}: {record['status']} by {record['approver']}."))
         except CollectorError as e:
             messages.append(("error", f"{approval_id}: {e}"))
@@ -85,13 +84,13 @@ def _approval(item: dict[str, Any], can_decide: bool) -> None:
 def pending() -> None:
     _flash()
     try:
-        items = CollectorClient().approvals("pending")
+        items = session.client().approvals("pending")
     except CollectorError as e:
         st.error(f"Approvals are unavailable. {e}")
         return
-    can_decide = bool(_token())
+    can_decide = session.can("approver")
     if not can_decide:
-        st.warning("Enter your approver token in the sidebar to approve or deny.")
+        st.warning("Deciding needs an approver or admin token: sign in with one in the sidebar.")
     if not items:
         st.info("No calls are waiting for approval.")
         return
@@ -122,7 +121,7 @@ def pending() -> None:
 
 def history() -> None:
     try:
-        items = [i for i in CollectorClient().approvals(limit=200) if i["status"] != "pending"]
+        items = [i for i in session.client().approvals(limit=200) if i["status"] != "pending"]
     except CollectorError as e:
         st.error(f"The history is unavailable. {e}")
         return
@@ -152,13 +151,13 @@ def _intervene(action: str) -> None:
     if not agent:
         st.session_state[AGENTS_FLASH] = [("error", "Name the agent first.")]
         return
-    client = CollectorClient()
+    client = session.client()
     try:
         if action == "guide":
-            client.guide(agent, text, _token())
+            client.guide(agent, text)
             message = f"Guidance waits for {agent}'s next model call."
         else:
-            client.suspend(agent, action == "suspend", text, _token())
+            client.suspend(agent, action == "suspend", text)
             message = f"Agent {agent} is {'suspended' if action == 'suspend' else 'resumed'}."
         st.session_state[AGENTS_FLASH] = [("success", message)]
     except CollectorError as e:
@@ -169,13 +168,13 @@ def agents() -> None:
     _flash(AGENTS_FLASH)
     st.text_input("Agent", key="intervene_agent", placeholder="agent id")
     st.text_area("Reason or guidance", key="intervene_text")
-    disabled = not _token()
+    disabled = not session.can("approver")
     suspend_col, resume_col, guide_col = st.columns(3)
     suspend_col.button("Suspend", key="suspend_agent", disabled=disabled, on_click=_intervene, args=("suspend",))
     resume_col.button("Resume", key="resume_agent", disabled=disabled, on_click=_intervene, args=("resume",))
     guide_col.button("Send guidance", key="guide_agent", disabled=disabled, on_click=_intervene, args=("guide",))
     try:
-        known = CollectorClient().agents()
+        known = session.client().agents()
     except CollectorError as e:
         st.error(str(e))
         return

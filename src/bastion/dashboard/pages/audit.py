@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from bastion.dashboard import views
-from bastion.dashboard.client import CollectorClient, CollectorError
+from bastion.dashboard import session, views
+from bastion.dashboard.client import CollectorError
+
+session.require()
 
 PAGE_SIZES = (10, 25, 50, 100)
 TABLE = "audit_table"
@@ -42,7 +44,7 @@ if st.session_state.get("audit_filters") != filters:
 offset: int = st.session_state.get("audit_offset", 0)
 
 try:
-    page = CollectorClient().audit(
+    page = session.client().audit(
         agent=agent or None,
         decision=None if decision == views.ANY else decision,
         kind=None if kind == views.ANY else kind,

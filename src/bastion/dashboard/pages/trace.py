@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from bastion import semconv
-from bastion.dashboard import views
-from bastion.dashboard.client import CollectorClient, CollectorError
+from bastion.dashboard import session, views
+from bastion.dashboard.client import CollectorError
+
+session.require()
 
 st.title("Trace")
 st.page_link("pages/audit.py", label="Back to the audit trail", icon="📜")
@@ -22,7 +24,7 @@ if not views.is_trace_id(trace_id):
     st.stop()
 
 try:
-    trace = CollectorClient().trace(trace_id)
+    trace = session.client().trace(trace_id)
 except CollectorError as e:
     st.error(f"The trace is unavailable. {e}")
     st.stop()
