@@ -364,7 +364,9 @@ def test_the_pages_show_nothing_without_a_known_token(collector: Exported, monke
 
 def test_alerts_page_shows_rejected_policy_edits(collector_env: Exported) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": sc.SERVICE_NAME_PROXY}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_env.url}/v1/traces")))
+    proxy = {"authorization": f"Bearer {PROXY_TOKEN}"}
+    exporter = OTLPSpanExporter(endpoint=f"{collector_env.url}/v1/traces", headers=proxy)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     alert = {
         sc.BASTION_ALERT_TYPE: sc.ALERT_POLICY_REJECTED,
         sc.BASTION_ALERT_MESSAGE: "policy.csv: rule 3: effect must be allow, deny or review",
@@ -374,7 +376,7 @@ def test_alerts_page_shows_rejected_policy_edits(collector_env: Exported) -> Non
         pass
     provider.shutdown()
     deadline = time.monotonic() + 15
-    while not CollectorClient(collector_env.url).alerts() and time.monotonic() < deadline:
+    while not CollectorClient(collector_env.url, token=TOKENS["viewer"]).alerts() and time.monotonic() < deadline:
         time.sleep(0.2)
     at = app().run()
     at.switch_page("pages/alerts.py").run()
