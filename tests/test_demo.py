@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from support import AUTH, BASTION, free_ports, running
+from support import BASTION, free_ports, running
 
 
 def wait_for_text(log: Path, text: str, timeout: float) -> str:
@@ -41,10 +41,14 @@ def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
         assert "Tool agent finished with status 0" in output, output
         assert "denied as expected" in output and "no-large-models" in output
         assert f"http://127.0.0.1:{dashboard}" in output and "mitmproxy-ca-cert.pem" in output
-        audit = httpx.get(
-            auth=AUTH, url=f"http://127.0.0.1:{collector}/api/audit", params={"agent": "demo-agent"}, timeout=10
-        )
-        assert audit.status_code == 200
+        # The demo's admin token: written for the operator alone, printed where, used by the CLI as printed.
+        token_file = tmp_path / "demo" / "operator.token"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600" and str(token_file.resolve()) in output
+        admin = {"authorization": f"Bearer {token_file.read_text().strip()}"}
+        url = f"http://127.0.0.1:{collector}/api/audit"
+        assert httpx.get(url, params={"agent": "demo-agent"}, timeout=10).status_code == 401
+        audit = httpx.get(url, params={"agent": "demo-agent"}, headers=admin, timeout=10)
+        assert audit.status_code == 200 and audit.json()["items"]
         received = httpx.get(f"http://127.0.0.1:{tools}/_tool_server/calls", timeout=10).json()
         # Only what the policy allows reached the tool server: no mail to outsiders, no large payment.
         assert [(c["name"], c["arguments"]) for c in received] == [

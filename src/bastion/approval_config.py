@@ -17,6 +17,8 @@ Without the section, a review is refused at once with ``approval_required``, as 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,3 +117,13 @@ def load(policies_dir: Path) -> ApprovalConfig:
         webhook_url=webhook or section.get("webhook_url") or None,
         rules=rules,
     )
+
+
+def call_digest(agent_id: str, target: str, action: str, arguments: Any) -> str:
+    """What an approval is bound to: a SHA-256 of the exact call (agent, target, action, arguments,
+    in canonical JSON). The collector records it when a call is held; the proxy lets a call go on
+    only when the approved record's digest is its own call's."""
+    canonical = json.dumps(
+        [agent_id, target, action, arguments], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

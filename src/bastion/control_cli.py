@@ -85,7 +85,7 @@ def _approvals_list(args: argparse.Namespace) -> int:
         print(json.dumps(items, indent=2))
         return 0
     for a in items:
-        arguments = json.dumps(a.get("arguments"), default=str)[:80]
+        arguments = json.dumps(a.get("arguments_clear", a.get("arguments")), default=str)[:80]
         who = f"  by {a['approver']}: {a.get('decision_reason') or ''}" if a.get("approver") else ""
         print(
             f"{a['id']}  {a['status']:<9} {_when(a['created'])}  {a['agent_id']}  {a['action']} {a['target']} "

@@ -94,10 +94,16 @@ class CollectorSettings:
     proxy_token: Secret | None = None
     # Largest body of a JSON API request (OTLP has its own limit).
     max_json_bytes: int = 1024 * 1024
+    # The key sealing held calls' clear arguments (collector/sealing.py); None: in the data directory.
+    approvals_key_file: Path | None = None
 
     @property
     def operators_path(self) -> Path:
         return self.operators_file or self.policies_dir / "operators.yaml"
+
+    @property
+    def approvals_key_path(self) -> Path:
+        return self.approvals_key_file or self.data_dir / "approvals.key"
 
     @property
     def keys_path(self) -> Path:
@@ -233,6 +239,14 @@ def add_collector_options(parser: argparse.ArgumentParser) -> None:
         help="ClickHouse cluster name: replicated tables ON CLUSTER behind Distributed ones",
     )
     add_operators_file_option(parser)
+    add_option(
+        parser,
+        "--approvals-key-file",
+        env="BASTION_APPROVALS_KEY_FILE",
+        default=None,
+        cast=Path,
+        help="key sealing held calls' arguments for approvers (created 0600); default in the data directory",
+    )
 
 
 def collector_settings(args: argparse.Namespace) -> CollectorSettings:
@@ -249,6 +263,7 @@ def collector_settings(args: argparse.Namespace) -> CollectorSettings:
         cluster=args.clickhouse_cluster,
         policies_dir=getattr(args, "policies", None) or CollectorSettings.policies_dir,
         operators_file=getattr(args, "operators_file", None),
+        approvals_key_file=args.approvals_key_file,
         keys_file=getattr(args, "keys_file", None),
         proxy_token=proxy_token(args),
     )

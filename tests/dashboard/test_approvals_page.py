@@ -50,7 +50,8 @@ def hold(url: str, amount: int) -> dict[str, Any]:
         "kind": "mcp",
         "target": "tool:send_money",
         "action": "call",
-        "arguments": {"amount": amount, "recipient": "carol@example.com"},
+        "arguments": {"amount": amount, "recipient": "<EMAIL_ADDRESS>"},
+        "arguments_clear": {"amount": amount, "recipient": "carol@example.com"},
         "messages": [],
         "rule": "large-payments-need-approval",
         "reason": "rule 'large-payments-need-approval' requires a human's approval",
@@ -78,6 +79,7 @@ def test_approve_one_with_a_reason(collector: Collector, monkeypatch: pytest.Mon
     approval = hold(collector.url, 500)
     at = page(collector, monkeypatch, collector.token)
     assert any("agent-7" in m.value and "tool:send_money" in m.value for m in at.markdown)
+    assert any('"carol@example.com"' in c.value and '"amount": 500' in c.value for c in at.code)
     at.text_input(key=f"reason_{approval['id']}").input("invoice checked")
     at.button(key=f"approve_{approval['id']}").click().run()
     assert not at.exception
@@ -114,6 +116,7 @@ def test_without_a_token_nothing_shows_and_viewers_cannot_decide(
     at = page(collector, monkeypatch, TOKENS["viewer"])
     assert any("agent-7" in m.value for m in at.markdown)
     assert at.button(key=f"approve_{approval['id']}").disabled
+    assert not any("carol@example.com" in c.value for c in at.code)  # viewers see the redacted form
     assert "approver or admin token" in at.warning[0].value
     assert status(collector.url, approval["id"])["status"] == "pending"
 

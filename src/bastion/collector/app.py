@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import uvicorn
 import yaml
@@ -37,10 +37,13 @@ from bastion.collector.batcher import Batcher, Refused
 from bastion.collector.limits import BodyLimit
 from bastion.collector.otlp import OtlpError
 from bastion.collector.schema import SpanRow
+from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
 from bastion.collector.webhook import notifier
+from bastion.files import stamp
 from bastion.operators import Credentials
+from bastion.proxy.config import ConfigError
 from bastion.proxy.keys import KeyStore
 from bastion.settings import CollectorSettings, redact_url
 
@@ -151,7 +154,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         batcher.start()
         app.state.collector = Collector(store, batcher)
         webhook = approval_config.load(settings.policies_dir).webhook_url
-        app.state.board = board = Board(store, notifier(webhook) if webhook else None)
+        sealer = await asyncio.to_thread(Sealer.open, settings.approvals_key_path)
+        app.state.board = board = Board(
+            store, notifier(webhook) if webhook else None, scope_for=_scopes(settings.policies_dir), sealer=sealer
+        )
         await asyncio.to_thread(board.load)
         app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
         app.state.agent_keys = _agent_keys(settings.keys_path)
@@ -182,6 +188,25 @@ def serve(settings: CollectorSettings) -> None:
     """Run the collector until SIGINT or SIGTERM; buffered spans are written before exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
+
+
+def _scopes(policies_dir: Path) -> Callable[[str], Json | None]:
+    """A rule's approval scope from the collector's own bastion.yaml (re-read when it changes; a
+    broken edit keeps the last good settings). Never from the request that holds the call."""
+    current: dict[str, Any] = {"stamp": (-1, -1), "config": approval_config.ApprovalConfig()}
+
+    def scope_for(rule: str) -> Json | None:
+        found = stamp(policies_dir / "bastion.yaml")
+        if found != current["stamp"]:
+            current["stamp"] = found
+            try:
+                current["config"] = approval_config.load(policies_dir)
+            except ConfigError as e:
+                log.warning("approvals settings not reloaded: %s", e)
+        config: approval_config.ApprovalConfig = current["config"]
+        return config.for_rule(rule).scope.as_json()
+
+    return scope_for
 
 
 def _agent_keys(path: Path) -> KeyStore | None:

@@ -8,9 +8,11 @@ they are loaded again at start-up. A record is a JSON document; the newest versi
 Three kinds of record:
 
 - ``approval``: a held call with its context; pending until approved, denied, timed out or
-  abandoned by its proxy.
+  abandoned by its proxy. It is bound to the exact call (``call_digest``: agent, target, action and
+  arguments) and carries the arguments in clear only sealed (``collector/sealing.py``), until decided.
 - ``grant``: an approval's scope. Approving a call whose rule has a scope (``calls`` and/or
-  ``minutes``) lets the same agent's next calls under the same rule through without a human.
+  ``minutes``) lets the same agent's next calls under the same rule through without a human. The
+  scope comes from the collector's own ``bastion.yaml``, never from the request.
 - ``agent``: whether an agent is suspended, and guidance messages waiting for its next model call.
 """
 
@@ -25,6 +27,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+from bastion.approval_config import call_digest
+from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,9 +56,10 @@ _CONTEXT_FIELDS: Final = (
     "trace_id",
     "span_id",
     "proxy",
-    "scope",
     "timeout_seconds",
 )
+# Largest clear arguments sealed for approvers; larger ones are shown redacted only.
+MAX_SEALED_BYTES: Final = 64 * 1024
 
 DDL: Final = """\
 CREATE TABLE IF NOT EXISTS {db:Identifier}.{table:Identifier} (
@@ -75,9 +80,19 @@ class Conflict(Exception):
 class Board:
     """Every approval, grant and agent control, in memory, written through to the store."""
 
-    def __init__(self, store: Store | None, notify: Callable[[Json], Coroutine[Any, Any, None]] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None,
+        notify: Callable[[Json], Coroutine[Any, Any, None]] | None = None,
+        *,
+        scope_for: Callable[[str], Json | None] = lambda rule: None,
+        sealer: Sealer | None = None,
+    ) -> None:
         self.store = store
         self.notify = notify
+        # The scope of a rule's approvals, from the collector's configuration.
+        self.scope_for = scope_for
+        self.sealer = sealer
         self.approvals: dict[str, Json] = {}
         self.grants: dict[str, Json] = {}
         self.agents: dict[str, Json] = {}
@@ -102,6 +117,7 @@ class Board:
         for record in self.approvals.values():
             if record["status"] == PENDING and record["created"] + float(record.get("timeout_seconds") or 0) < now:
                 record.update(status=TIMEOUT, decided=now)
+                record.pop("arguments_sealed", None)
 
     async def _save(self, kind: str, record: Json) -> None:
         if self.store is None:
@@ -116,6 +132,15 @@ class Board:
         """A new approval request; approved at once when an earlier approval's grant covers it."""
         now = time.time()
         record: Json = {k: context.get(k) for k in _CONTEXT_FIELDS}
+        record["scope"] = self.scope_for(str(record["rule"]))
+        clear = context.get("arguments_clear", record["arguments"])
+        record["call_digest"] = call_digest(
+            str(record["agent_id"]), str(record["target"]), str(record.get("action") or ""), clear
+        )
+        if self.sealer is not None and "arguments_clear" in context:
+            sealed = self.sealer.seal(clear)
+            if len(sealed) <= MAX_SEALED_BYTES:
+                record["arguments_sealed"] = sealed
         record.update(id=secrets.token_hex(8), status=PENDING, created=now, decided=None)
         record.update(approver=None, approver_id=None, decision_reason=None, grant=None)
         async with self._lock:
@@ -124,6 +149,7 @@ class Board:
                 record.update(status=APPROVED, decided=now, approver=grant["approver"])
                 record.update(approver_id=grant["approver_id"], grant=grant["id"])
                 record["decision_reason"] = f"covered by approval {grant['approval']}: {grant['reason']}"
+                record.pop("arguments_sealed", None)
                 await self._save("grant", grant)
             self.approvals[record["id"]] = record
             self._events[record["id"]] = asyncio.Event()
@@ -155,12 +181,22 @@ class Board:
         found.sort(key=lambda a: (a["decided"] or a["created"]) if status != PENDING else a["created"], reverse=True)
         return found[:limit]
 
+    def view(self, record: Json, *, clear: bool) -> Json:
+        """A record as the API shows it: never the sealed form; with ``clear`` (approvers reading a
+        pending call), the arguments in clear as ``arguments_clear``."""
+        shown = {k: v for k, v in record.items() if k != "arguments_sealed"}
+        sealed = record.get("arguments_sealed")
+        if clear and sealed and self.sealer is not None:
+            shown["arguments_clear"] = self.sealer.unseal(str(sealed))
+        return shown
+
     async def decide(self, approval_id: str, approve: bool, reason: str, approver: Json) -> Json:
         async with self._lock:
             record = self._pending(approval_id)
             now = time.time()
             record.update(status=APPROVED if approve else DENIED, decided=now, decision_reason=reason)
             record.update(approver=approver["name"], approver_id=approver["id"])
+            record.pop("arguments_sealed", None)  # decided: the clear form is no longer needed
             scope = record.get("scope") or {}
             if approve and (scope.get("calls") or scope.get("minutes")):
                 grant: Json = {
@@ -196,6 +232,7 @@ class Board:
             if record["status"] != PENDING:
                 return record
             record.update(status=status, decided=time.time())
+            record.pop("arguments_sealed", None)
             await self._save("approval", record)
             self._wake(approval_id)
         return record

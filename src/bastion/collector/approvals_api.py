@@ -27,7 +27,7 @@ from bastion.collector.approvals import CLOSING, STATUSES, Board, Conflict
 from bastion.collector.auth import Approver, Proxy, ProxyOrViewer, Viewer
 from bastion.collector.batcher import Batcher
 from bastion.collector.schema import SpanRow
-from bastion.operators import Principal
+from bastion.operators import Principal, Role
 
 Json = dict[str, Any]
 SERVICE_NAME = "bastion-collector"
@@ -59,24 +59,25 @@ async def create_approval(board: BoardDep, _: Proxy, body: Annotated[Json, Body(
     for key in ("agent_id", "rule", "target"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise HTTPException(400, f"Body field {key!r} is required (a non-empty string).")
-    return await board.create(body)
+    return board.view(await board.create(body), clear=False)
 
 
 @router.get("/api/approvals")
 async def list_approvals(
-    board: BoardDep, _: Viewer, status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    board: BoardDep, who: Viewer, status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Json:
     if status and status not in STATUSES:
         raise HTTPException(400, f"Query parameter 'status' has value {status!r}. Use one of {list(STATUSES)}.")
-    return {"items": board.list(status or None, limit)}
+    clear = who.has(Role.APPROVER)
+    return {"items": [board.view(r, clear=clear) for r in board.list(status or None, limit)]}
 
 
 @router.get("/api/approvals/{approval_id}")
-async def get_approval(board: BoardDep, _: Viewer, approval_id: str) -> Json:
+async def get_approval(board: BoardDep, who: Viewer, approval_id: str) -> Json:
     record = board.get(approval_id)
     if record is None:
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.")
-    return record
+    return board.view(record, clear=who.has(Role.APPROVER))
 
 
 @router.get("/api/approvals/{approval_id}/wait")
@@ -84,7 +85,7 @@ async def wait_approval(
     board: BoardDep, _: Proxy, approval_id: str, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 20.0
 ) -> Json:
     try:
-        return await board.wait(approval_id, timeout)
+        return board.view(await board.wait(approval_id, timeout), clear=False)
     except KeyError:
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.") from None
 
@@ -95,7 +96,7 @@ async def close_approval(board: BoardDep, _: Proxy, approval_id: str, body: Anno
     if status not in CLOSING:
         raise HTTPException(400, f"Body field 'status' has value {status!r}. Use one of {list(CLOSING)}.")
     try:
-        return await board.close(approval_id, str(status))
+        return board.view(await board.close(approval_id, str(status)), clear=False)
     except KeyError:
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.") from None
 
@@ -106,7 +107,8 @@ async def decide_approval(board: BoardDep, who: Approver, approval_id: str, body
     if decision not in ("approve", "deny"):
         raise HTTPException(400, f"Body field 'decision' has value {decision!r}. Use 'approve' or 'deny'.")
     try:
-        return await board.decide(approval_id, decision == "approve", _text(body, "reason"), _who(who))
+        record = await board.decide(approval_id, decision == "approve", _text(body, "reason"), _who(who))
+        return board.view(record, clear=False)
     except KeyError:
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.") from None
     except Conflict as e:

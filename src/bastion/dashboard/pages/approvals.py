@@ -51,7 +51,10 @@ def _approval(item: dict[str, Any], can_decide: bool) -> None:
             f"`{item['target']}` · rule `{item['rule']}` · waiting since {_when(item['created'])} UTC"
         )
         st.caption(f"{item.get('reason') or ''} · approval {approval_id} · times out after {item['timeout_seconds']} s")
-        st.code(json.dumps(item.get("arguments"), indent=2, default=str), language="json")
+        clear = item.get("arguments_clear")
+        if clear is not None:  # approvers see the values they approve; the store keeps them sealed
+            st.caption("Arguments as the agent sent them (shown to approvers only, never stored in clear):")
+        st.code(json.dumps(item.get("arguments") if clear is None else clear, indent=2, default=str), language="json")
         if item.get("messages"):
             with st.expander("Conversation (last messages)"):
                 for message in item["messages"]:

@@ -19,6 +19,7 @@ from mitmproxy import http
 from mitmproxy.connection import ConnectionState
 
 from bastion import semconv
+from bastion.approval_config import call_digest
 from bastion.proxy.audit_payload import audit_payload
 from bastion.proxy.control import WAIT_SLICE_SECONDS, Control
 from bastion.proxy.conversation import last_messages
@@ -31,6 +32,7 @@ DENIED_CODE = "approval_denied"
 TIMEOUT_CODE = "approval_timeout"
 ABANDONED_CODE = "approval_abandoned"
 UNAVAILABLE_CODE = "approval_unavailable"
+MISMATCH_CODE = "approval_mismatch"
 
 
 def context(flow: http.HTTPFlow, st: CallState, hold: Hold, control: Control) -> dict[str, Any]:
@@ -53,6 +55,8 @@ def context(flow: http.HTTPFlow, st: CallState, hold: Hold, control: Control) ->
         "target": request.obj,
         "action": request.act,
         "arguments": audit_payload(arguments),
+        # In clear for the approver's eyes only: the collector seals it and drops it once decided.
+        "arguments_clear": arguments,
         "messages": audit_payload(messages),
         "rule": hold.decision.rule,
         "reason": hold.decision.reason,
@@ -60,7 +64,6 @@ def context(flow: http.HTTPFlow, st: CallState, hold: Hold, control: Control) ->
         "trace_id": f"{span_context.trace_id:032x}" if valid and span_context else None,
         "span_id": f"{span_context.span_id:016x}" if valid and span_context else None,
         "proxy": control.proxy_name,
-        "scope": rule.scope.as_json(),
         "timeout_seconds": rule.timeout_seconds,
     }
 
@@ -103,9 +106,11 @@ class HoldForApproval:
             log.warning("approval for %s could not be asked or awaited: %s", hold.request.obj, e)
             self._refuse(st, hold, "unavailable", UNAVAILABLE_CODE, f"the approvals service is unavailable ({e})")
             return
-        self._finish(flow, st, hold, record)
+        self._finish(flow, st, hold, record, details["arguments_clear"])
 
-    def _finish(self, flow: http.HTTPFlow, st: CallState, hold: Hold, record: dict[str, Any]) -> None:
+    def _finish(
+        self, flow: http.HTTPFlow, st: CallState, hold: Hold, record: dict[str, Any], clear_arguments: Any
+    ) -> None:
         status = str(record["status"])
         approver, reason = record.get("approver") or "", record.get("decision_reason") or ""
         st.attributes[semconv.BASTION_APPROVAL_STATUS] = status
@@ -115,6 +120,13 @@ class HoldForApproval:
         if record.get("grant"):
             st.attributes[semconv.BASTION_APPROVAL_GRANT] = record["grant"]
         decision = hold.decision
+        request = hold.request
+        if status == "approved" and record.get("call_digest") != call_digest(
+            request.agent_id, request.obj, request.act, clear_arguments
+        ):
+            # An approval lets through the call it was asked for, and no other.
+            self._refuse(st, hold, "mismatch", MISMATCH_CODE, "the approval was given for a different call")
+            return
         if status == "approved":
             text = f"approved by {approver} under rule '{decision.rule}': {reason}".rstrip(": ")
             st.decision = Decision(Effect.ALLOW, decision.rule, text, decision.policy_version)
