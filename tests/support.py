@@ -110,6 +110,11 @@ CREDENTIALS_ENV = {"BASTION_PROXY_TOKEN": PROXY_TOKEN, "BASTION_OPERATORS_FILE":
 _PROXY_ROUTES = re.compile(r"/v1/traces|/api/approvals(/[^/]+/(wait|close))?|/api/agents/[^/]+/guidance/[^/]+/claim")
 
 
+def proxy_route(method: str, path: str) -> bool:
+    """Whether only a proxy may call ``method path`` (sending spans, holding and awaiting calls)."""
+    return bool(_PROXY_ROUTES.fullmatch(path)) and (method == "POST" or path.endswith("/wait"))
+
+
 class TestCredentials:
     """Plays the proxy on the routes only proxies use (POSTing spans, holding calls) and the operator
     of ``role`` on every other route. A request that sets its own Authorization header keeps it
@@ -120,8 +125,7 @@ class TestCredentials:
 
     def __call__(self, request: Any) -> Any:  # an httpx (or Starlette TestClient's httpx2) request
         if "authorization" not in request.headers:
-            path = request.url.path
-            proxy = _PROXY_ROUTES.fullmatch(path) and (request.method == "POST" or path.endswith("/wait"))
+            proxy = proxy_route(request.method, request.url.path)
             request.headers["authorization"] = f"Bearer {TOKENS[Role.PROXY if proxy else self.role]}"
         elif not request.headers["authorization"]:
             del request.headers["authorization"]

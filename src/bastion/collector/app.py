@@ -36,6 +36,7 @@ from bastion.collector.auth import OtlpSender, Viewer
 from bastion.collector.batcher import Batcher, Refused
 from bastion.collector.limits import BodyLimit
 from bastion.collector.otlp import OtlpError
+from bastion.collector.responses import COMMON, errors
 from bastion.collector.schema import SpanRow
 from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
@@ -67,10 +68,10 @@ def _collector(request: Request) -> Collector:
 
 
 CollectorDep = Annotated[Collector, Depends(_collector)]
-router = APIRouter()
+router = APIRouter(responses=errors(*COMMON))
 
 
-@router.post("/v1/traces")
+@router.post("/v1/traces", responses=errors(415))
 async def export_traces(request: Request, collector: CollectorDep, sender: OtlpSender) -> Response:
     """OTLP/HTTP: acknowledged once the spans are in the store. Bastion's own spans come with the proxy
     credential; spans an agent exports with its key are stored as agent-supplied."""
@@ -114,7 +115,7 @@ async def alerts(collector: CollectorDep, _: Viewer, limit: Annotated[int, Query
     return {"items": await asyncio.to_thread(collector.store.alerts, limit)}
 
 
-@router.get("/api/traces/{trace_id}")
+@router.get("/api/traces/{trace_id}", responses=errors(404))
 async def trace(trace_id: str, collector: CollectorDep, _: Viewer) -> Json:
     """Every span of one trace, from any service, oldest first."""
     if not _TRACE_ID.fullmatch(trace_id):
@@ -125,7 +126,7 @@ async def trace(trace_id: str, collector: CollectorDep, _: Viewer) -> Json:
     return {"trace_id": trace_id.lower(), "spans": spans}
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=errors(503))
 async def healthz(collector: CollectorDep) -> JSONResponse:
     if await asyncio.to_thread(collector.store.ping):
         return JSONResponse({"status": "ok"})

@@ -26,13 +26,14 @@ from bastion import semconv
 from bastion.collector.approvals import CLOSING, STATUSES, Board, Conflict
 from bastion.collector.auth import Approver, Proxy, ProxyOrViewer, Viewer
 from bastion.collector.batcher import Batcher
+from bastion.collector.responses import COMMON, errors
 from bastion.collector.schema import SpanRow
 from bastion.operators import Principal, Role
 
 Json = dict[str, Any]
 SERVICE_NAME = "bastion-collector"
 MAX_WAIT = 30.0
-router = APIRouter()
+router = APIRouter(responses=errors(*COMMON))
 
 
 def _board(request: Request) -> Board:
@@ -72,7 +73,7 @@ async def list_approvals(
     return {"items": [board.view(r, clear=clear) for r in board.list(status or None, limit)]}
 
 
-@router.get("/api/approvals/{approval_id}")
+@router.get("/api/approvals/{approval_id}", responses=errors(404))
 async def get_approval(board: BoardDep, who: Viewer, approval_id: str) -> Json:
     record = board.get(approval_id)
     if record is None:
@@ -80,7 +81,7 @@ async def get_approval(board: BoardDep, who: Viewer, approval_id: str) -> Json:
     return board.view(record, clear=who.has(Role.APPROVER))
 
 
-@router.get("/api/approvals/{approval_id}/wait")
+@router.get("/api/approvals/{approval_id}/wait", responses=errors(404))
 async def wait_approval(
     board: BoardDep, _: Proxy, approval_id: str, timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 20.0
 ) -> Json:
@@ -90,7 +91,7 @@ async def wait_approval(
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.") from None
 
 
-@router.post("/api/approvals/{approval_id}/close")
+@router.post("/api/approvals/{approval_id}/close", responses=errors(404))
 async def close_approval(board: BoardDep, _: Proxy, approval_id: str, body: Annotated[Json, Body()]) -> Json:
     status = body.get("status")
     if status not in CLOSING:
@@ -101,7 +102,7 @@ async def close_approval(board: BoardDep, _: Proxy, approval_id: str, body: Anno
         raise HTTPException(404, f"No approval {approval_id[:32]!r}.") from None
 
 
-@router.post("/api/approvals/{approval_id}/decision")
+@router.post("/api/approvals/{approval_id}/decision", responses=errors(404, 409))
 async def decide_approval(board: BoardDep, who: Approver, approval_id: str, body: Annotated[Json, Body()]) -> Json:
     decision = body.get("decision")
     if decision not in ("approve", "deny"):
@@ -155,7 +156,7 @@ async def guide(request: Request, board: BoardDep, who: Approver, agent_id: str,
     return guidance
 
 
-@router.post("/api/agents/{agent_id}/guidance/{guidance_id}/claim")
+@router.post("/api/agents/{agent_id}/guidance/{guidance_id}/claim", responses=errors(404, 409))
 async def claim(board: BoardDep, _: Proxy, agent_id: str, guidance_id: str) -> Json:
     try:
         return await board.claim(agent_id, guidance_id)

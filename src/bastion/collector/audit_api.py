@@ -15,9 +15,10 @@ from starlette.exceptions import HTTPException
 
 from bastion.collector.audit_store import RECORD, AuditStore
 from bastion.collector.auth import Viewer
+from bastion.collector.responses import COMMON, errors
 from bastion.collector.views import unix_nanos
 
-router = APIRouter()
+router = APIRouter(responses=errors(*COMMON))
 MAX_PAGE: Final = 5000
 _INT64_MAX: Final = 2**63 - 1
 

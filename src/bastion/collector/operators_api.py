@@ -10,10 +10,11 @@ from fastapi import APIRouter, Body, Request
 from starlette.exceptions import HTTPException
 
 from bastion.collector.auth import Admin, Anyone
+from bastion.collector.responses import COMMON, errors
 from bastion.operators import add_operator, list_operators, parse_role, remove_operator
 
 Json = dict[str, Any]
-router = APIRouter()
+router = APIRouter(responses=errors(*COMMON))
 
 
 @router.get("/api/whoami")
@@ -41,7 +42,7 @@ async def add(request: Request, who: Admin, body: Annotated[Json, Body()]) -> Js
     return {"name": name.strip(), "role": str(parsed), "token": token, "added_by": who.name}
 
 
-@router.delete("/api/operators/{operator_id}")
+@router.delete("/api/operators/{operator_id}", responses=errors(404))
 async def remove(request: Request, _: Admin, operator_id: str) -> Json:
     removed = await asyncio.to_thread(remove_operator, request.app.state.credentials.path, operator_id)
     if not removed:
