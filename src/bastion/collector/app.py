@@ -161,6 +161,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         )
         await asyncio.to_thread(board.load)
         app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
+        if settings.proxy_token is None:
+            log.warning("No proxy credential (BASTION_PROXY_TOKEN): no proxy can send spans or hold calls")
         app.state.agent_keys = _agent_keys(settings.keys_path)
         try:
             yield
