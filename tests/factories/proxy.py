@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bastion.proxy.addons import default_addons
 from bastion.proxy.config import GatewayConfig, McpServer, Route, Upstream
+from bastion.proxy.egress import ip
 from bastion.proxy.keys import KeyStore, create_key
 from bastion.proxy.policy import PolicyEngine
 from bastion.settings import Secret
@@ -47,6 +48,7 @@ def flow(
     method: str = "POST",
     headers: dict[str, str] | None = None,
     host: str = "127.0.0.1",
+    port: int = 8080,
     mode: ProxyMode = REVERSE,
 ) -> http.HTTPFlow:
     """A request flow as the proxy sees it; ``body`` dicts become JSON."""
@@ -55,7 +57,7 @@ def flow(
     req = tutils.treq(
         method=method.encode(),
         host=host,
-        port=8080,
+        port=port,
         path=path.encode(),
         headers=http.Headers(**{k.replace("-", "_"): v for k, v in hdrs.items()}),
         content=content,
@@ -83,6 +85,14 @@ def policies_dir(tmp_path: Path, rules: str | None = None) -> Path:
     return target
 
 
+# The explicit proxy's DNS in unit tests: names resolve from this table, others to nothing.
+DNS = {"api.weather.example": ["93.184.215.14"], "evil.example": ["93.184.215.15"], "localhost": ["127.0.0.1"]}
+
+
+async def table_resolver(host: str, port: int) -> list[str]:
+    return [host] if ip(host) is not None else DNS.get(host, [])
+
+
 def gateway(
     tmp_path: Path, routes: tuple[Route, ...] | None = None, mcp_servers: tuple[McpServer, ...] = ()
 ) -> tuple[list[object], str, InMemorySpanExporter]:
@@ -96,7 +106,8 @@ def gateway(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    addons = default_addons(config, keys, PolicyEngine(policies_dir(tmp_path)), provider.get_tracer("t"), 1024)
+    engine = PolicyEngine(policies_dir(tmp_path))
+    addons = default_addons(config, keys, engine, provider.get_tracer("t"), 1024, resolver=table_resolver)
     return addons, key, exporter
 
 
