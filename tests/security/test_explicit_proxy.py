@@ -8,6 +8,7 @@ one agent per attack, so each rule below is what that attack tries to stretch.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import socket
@@ -42,7 +43,14 @@ SEND_MONEY = json.dumps(
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
-        "params": {"name": "send_money", "arguments": {"amount": 5000, "recipient": "mallory@evil.example"}},
+        "params": {
+            "name": "send_money",
+            "arguments": {"amount": 5000, "recipient": "mallory@evil.example"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
     }
 ).encode()
 MCP_HEADERS = {
@@ -140,13 +148,17 @@ def tunnel(stack: Stack, target: str, agent: str | None = None, key: str | None 
     return read_answer(sock), sock
 
 
+def first_reply(sock: socket.socket) -> bytes:
+    """The first bytes the other end sends on ``sock``; b"" when it closes (or resets) instead."""
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
 def closed_without_answer(sock: socket.socket) -> bool:
-    """Whether the other end closes ``sock`` without sending a byte."""
     with sock:
-        try:
-            return sock.recv(65536) == b""
-        except ConnectionResetError:
-            return True
+        return first_reply(sock) == b""
 
 
 def send(sock: socket.socket, method: str, target: str, path: str, body: bytes = b"", **headers: str) -> Answer:
@@ -231,6 +243,19 @@ def test_the_tool_server_cannot_be_called_around_mcp_governance(stack: Stack) ->
         assert answer.status == 200
         inside = send(sock, "POST", target, "/mcp", SEND_MONEY, **MCP_HEADERS)
     assert (inside.status, code(inside)) == (403, "internal_address")
+    # The probe's trick: first bytes that do not look like HTTP ("POST" alone) made mitmproxy relay
+    # the rest as raw TCP. Now that is raw TCP without a tcp: rule (or, if both writes arrive
+    # together, the HTTP call above): refused either way.
+    _, sock = tunnel(stack, target, "web-bot")
+    with sock:
+        sock.sendall(b"POST")
+        time.sleep(0.3)  # not an assertion: lets the proxy see the first write alone
+        headers = "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in MCP_HEADERS.items())
+        rest = f" /mcp HTTP/1.1\r\nHost: {target}\r\nContent-Length: {len(SEND_MONEY)}\r\n{headers}\r\n"
+        with contextlib.suppress(OSError):  # the proxy may have closed the tunnel already
+            sock.sendall(rest.encode() + SEND_MONEY)
+        reply = first_reply(sock)
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 403")
     headers = {name.replace("_", "-"): value for name, value in MCP_HEADERS.items()}
     for agent in ("agent-1", "web-bot"):  # and as plain HTTP through the proxy
         with httpx.Client(proxy=stack.proxy_url(agent)) as client:
