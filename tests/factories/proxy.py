@@ -86,7 +86,13 @@ def policies_dir(tmp_path: Path, rules: str | None = None) -> Path:
 
 
 # The explicit proxy's DNS in unit tests: names resolve from this table, others to nothing.
-DNS = {"api.weather.example": ["93.184.215.14"], "evil.example": ["93.184.215.15"], "localhost": ["127.0.0.1"]}
+DNS = {
+    "api.weather.example": ["93.184.215.14"],
+    "evil.example": ["93.184.215.15"],
+    "db.example": ["93.184.215.16", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+    "wiki.corp.example": ["10.0.0.7"],
+    "localhost": ["127.0.0.1", "::1"],
+}
 
 
 async def table_resolver(host: str, port: int) -> list[str]:
@@ -94,9 +100,13 @@ async def table_resolver(host: str, port: int) -> list[str]:
 
 
 def gateway(
-    tmp_path: Path, routes: tuple[Route, ...] | None = None, mcp_servers: tuple[McpServer, ...] = ()
+    tmp_path: Path,
+    routes: tuple[Route, ...] | None = None,
+    mcp_servers: tuple[McpServer, ...] = (),
+    rules: str | None = None,
 ) -> tuple[list[object], str, InMemorySpanExporter]:
-    """The default addons over a fresh key store and the bundled policy; returns (addons, key, spans)."""
+    """The default addons over a fresh key store and the bundled policy (or ``rules``); returns
+    (addons, key, spans). Explicit-proxy hosts resolve from ``DNS``."""
     keys, key = keystore(tmp_path)
     config = GatewayConfig(
         routes=routes or (route("openai"), route("anthropic")),
@@ -106,7 +116,7 @@ def gateway(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    engine = PolicyEngine(policies_dir(tmp_path))
+    engine = PolicyEngine(policies_dir(tmp_path, rules))
     addons = default_addons(config, keys, engine, provider.get_tracer("t"), 1024, resolver=table_resolver)
     return addons, key, exporter
 

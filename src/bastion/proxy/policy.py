@@ -119,7 +119,7 @@ def glob_witness(pattern: str, prefix: str) -> str | None:
         states = closure(following)
         if not states:
             return None
-    for start in sorted(states):
+    for start in sorted(states, reverse=True):  # the furthest along needs the least added
         rest = []
         for token in tokens[start:]:
             if token == "*":
