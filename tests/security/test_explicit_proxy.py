@@ -33,9 +33,10 @@ p, web-bot, http:*, *, allow, any-web-call,
 p, web-bot, http:127.0.0.1:{tools}/_tool_server/*, GET, allow, local-tool-server-reads,
 p, port-bot, http:127.0.0.1:{tools}/*, GET, allow, tool-server-port-only,
 p, tcp-bot, tcp:127.0.0.1:{echo}, connect, allow, echo-over-raw-tcp,
+p, name-bot, http:localhost:{tools}/_tool_server/*, GET, allow, tool-server-by-name,
 p, agent-1, http:127.0.0.1:{collector}/healthz, GET, allow, collector-health,
 """
-AGENTS = ("agent-1", "web-bot", "port-bot", "tcp-bot")
+AGENTS = ("agent-1", "web-bot", "port-bot", "tcp-bot", "name-bot")
 NOT_HTTP = b"\x00\x01\x02 binary, not a request line\n"
 # A payment of 5000 to a stranger, straight to the tool server: /mcp/tools refuses it (no rule allows it).
 SEND_MONEY = json.dumps(
@@ -179,9 +180,12 @@ def code(answer: Answer | httpx.Response) -> str:
     return str(json.loads(body)["error"]["code"])
 
 
-def eventually(check: Callable[[], list[dict[str, Any]]], timeout: float = 20.0) -> list[dict[str, Any]]:
+def eventually(
+    check: Callable[[], list[dict[str, Any]]], count: int = 1, timeout: float = 20.0
+) -> list[dict[str, Any]]:
+    """What ``check`` returns once it holds ``count`` items (or what it holds after ``timeout``)."""
     deadline = time.monotonic() + timeout
-    while not (found := check()) and time.monotonic() < deadline:
+    while len(found := check()) < count and time.monotonic() < deadline:
         time.sleep(0.3)
     return found
 
@@ -227,7 +231,7 @@ def test_raw_tcp_to_the_collector_is_refused_and_recorded(stack: Stack) -> None:
     _, sock = tunnel(stack, target, "agent-1")
     with sock:
         assert get(sock, target, "/healthz").status == 200  # what the rule allows still works
-    records = eventually(lambda: [r for r in audit(stack, agent="agent-1", kind="tcp") if r["decision"] == "deny"])
+    records = eventually(lambda: audit(stack, agent="agent-1", kind="tcp", decision="deny"), count=2)
     assert len(records) >= 2 and {r["rule"] for r in records} == {"default-deny"}
 
 
@@ -287,6 +291,21 @@ def test_internal_addresses_need_a_rule_that_names_them(stack: Stack) -> None:
     with sock:
         refused = get(sock, target, "/mcp")
     assert (refused.status, code(refused)) == (403, "internal_address")
+    # Bastion's own listening addresses are refused by name (http:* names none of them).
+    answer, sock = tunnel(stack, f"127.0.0.1:{stack.explicit}", "web-bot")
+    sock.close()
+    assert (answer.status, code(answer)) == (403, "bastion_address")
+    # A rule naming localhost lets localhost through: resolved once, every call inside the tunnel
+    # keeps the name (policy decides on it) while connecting to the checked address.
+    target = f"localhost:{stack.tools}"
+    answer, sock = tunnel(stack, target, "name-bot")
+    with sock:
+        assert answer.status == 200
+        for _ in range(2):  # two calls in one tunnel
+            assert send(sock, "GET", target, "/_tool_server/calls").status == 200
+        assert send(sock, "GET", target, "/mcp").status == 403  # what the rule does not name
+    records = eventually(lambda: audit(stack, agent="name-bot", kind="http"), count=3)
+    assert len(records) == 3 and {r["rule"] for r in records} == {"tool-server-by-name", "default-deny"}
 
 
 def test_an_http_rule_for_one_port_does_not_open_another(stack: Stack) -> None:
