@@ -33,16 +33,20 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 @dataclass(frozen=True)
 class Tunnel:
-    """An open CONNECT tunnel: who opened it, to where, and where its connections go."""
+    """An open CONNECT tunnel: who opened it, and to where."""
 
     identity: Identity
     host: str
     port: int
-    # The checked address connections go to; None while a route claims the host (its calls are
-    # forwarded to the route's upstream) and nothing inside has needed the host itself yet.
-    address: str | None
-    # The address is internal: each call inside needs a rule that names the host itself.
-    internal: bool = False
+
+
+@dataclass(frozen=True)
+class Pin:
+    """Where connections to a host and port go, once checked: ``address``. When it is ``internal``,
+    only calls that a rule naming the host allows may use it."""
+
+    address: str
+    internal: bool
 
 
 def http_prefix(host: str, port: int) -> str:

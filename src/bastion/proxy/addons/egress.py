@@ -38,6 +38,7 @@ from bastion.proxy.egress import (
     TCP_ACTION,
     UNRESOLVABLE_RULE,
     IPAddress,
+    Pin,
     Resolver,
     Tunnel,
     address_refusal,
@@ -83,7 +84,7 @@ class Egress:
         # Bastion's own listening addresses, learnt when the proxy runs.
         self.own: frozenset[tuple[IPAddress, int]] = frozenset()
         self._tunnels: dict[str, Tunnel] = {}  # client connection id -> its tunnel
-        self._pins: dict[str, dict[tuple[str, int], str]] = {}  # client id -> (host, port) -> checked address
+        self._pins: dict[str, dict[tuple[str, int], Pin]] = {}  # client id -> (host, port) -> checked address
         self._asked: dict[str, tuple[str, int]] = {}  # server connection id -> (host, port) while it connects
         routes = [*config.routes, *(s.route for s in config.mcp_servers)]
         self._configured = frozenset((r.upstream.host, r.upstream.port) for r in routes)
@@ -123,7 +124,7 @@ class Egress:
         if route is not None:
             reason = f"route {route.name!r} serves {host}; each call inside the tunnel is decided"
             st.decision = allow(f"route:{route.name}", reason)
-            self._tunnels[flow.client_conn.id] = Tunnel(identity, host, port, None)
+            self._tunnels[flow.client_conn.id] = Tunnel(identity, host, port)  # its calls go to the route
             return
         version = self.engine.version
         found = self.engine.reach(
@@ -137,15 +138,16 @@ class Egress:
             reason = f"no rule allows agent {identity.agent_id} any call to {host}:{port}, so '{NO_MATCH_RULE}' applies"
             self._refuse(flow, st, Decision(Effect.DENY, NO_MATCH_RULE, reason, version), f"CONNECT {host}:{port}")
             return
-        refusal, address, internal = await self._check(flow.client_conn.id, host, port, found.named is not None)
+        refusal, pin = await self._check(flow.client_conn.id, host, port, found.named is not None)
         if refusal is not None:
             self._refuse(flow, st, replace(refusal, policy_version=version), f"CONNECT {host}:{port}")
             return
+        assert pin is not None
         rule = found.named or found.rule
         reason = f"rule '{rule}' could allow calls to {host}:{port}; each call inside the tunnel is decided"
         st.decision = allow(rule, reason, version)
-        st.attributes[semconv.NETWORK_PEER_ADDRESS] = address
-        self._tunnels[flow.client_conn.id] = Tunnel(identity, host, port, address, internal)
+        st.attributes[semconv.NETWORK_PEER_ADDRESS] = pin.address
+        self._tunnels[flow.client_conn.id] = Tunnel(identity, host, port)
 
     # -- plain HTTP through the explicit proxy, to hosts no route claims -------------------------
 
@@ -155,22 +157,15 @@ class Egress:
             return
         if not isinstance(flow.client_conn.proxy_mode, RegularMode) or self.config.route_for_host(flow.request.host):
             return  # reverse-proxy routes and routes' hosts go to configured upstreams
-        host, port = flow.request.host, flow.request.port
+        host, port = flow.request.host, flow.request.port  # inside a tunnel: the tunnel's target
         call = st.call
         obj, act = (call.policy_object, call.policy_action) if call is not None else ("", "")
-        named = self._named(st, obj, act, host)
-        tunnel = self._tunnels.get(flow.client_conn.id)
-        address: str | None
-        if tunnel is not None and tunnel.address is not None and (tunnel.host, tunnel.port) == (host, port):
-            refusal = None if named or not tunnel.internal else self._not_named(host, port)
-            address = tunnel.address
-        else:
-            refusal, address, _ = await self._check(flow.client_conn.id, host, port, named)
+        refusal, pin = await self._check(flow.client_conn.id, host, port, self._named(st, obj, act, host))
         if refusal is not None:
             st.hold = None
             self._refuse(flow, st, replace(refusal, policy_version=st.decision.policy_version), "the call")
-        elif address is not None:
-            st.attributes[semconv.NETWORK_PEER_ADDRESS] = address
+        elif pin is not None:
+            st.attributes[semconv.NETWORK_PEER_ADDRESS] = pin.address
 
     # -- raw TCP inside a tunnel ---------------------------------------------------------------
 
@@ -184,18 +179,14 @@ class Egress:
             st.identity = identity = tunnel.identity
             obj = tcp_object(tunnel.host, tunnel.port)
             decision = self.engine.decide(PolicyRequest(identity.agent_id, identity.role, obj, TCP_ACTION))
-            named = self._named(st, obj, TCP_ACTION, tunnel.host)
-            if decision.allowed and tunnel.address is None:  # a route's host: checked only now
-                refusal, address, _ = await self._check(flow.client_conn.id, tunnel.host, tunnel.port, named)
-                decision = decision if refusal is None else replace(refusal, policy_version=decision.policy_version)
-            elif decision.allowed and tunnel.internal and not named:
-                decision = self._not_named(tunnel.host, tunnel.port)
-                address = tunnel.address
-            else:
-                address = tunnel.address
+            if decision.allowed:  # and the address: checked now if a route claimed the tunnel's host
+                named = self._named(st, obj, TCP_ACTION, tunnel.host)
+                refusal, pin = await self._check(flow.client_conn.id, tunnel.host, tunnel.port, named)
+                if refusal is not None:
+                    decision = replace(refusal, policy_version=decision.policy_version)
+                elif pin is not None:
+                    st.attributes[semconv.NETWORK_PEER_ADDRESS] = pin.address
             st.decision = decision
-            if address is not None:
-                st.attributes[semconv.NETWORK_PEER_ADDRESS] = address
         if not st.decision.allowed:
             if flow.killable:
                 flow.kill()  # type: ignore[no-untyped-call]
@@ -226,11 +217,11 @@ class Egress:
         if server.error or server.address is None:
             return
         host, port = str(server.address[0]), int(server.address[1])
-        pinned = self._pins.get(data.client.id, {}).get((host, port))
-        if pinned is not None:
-            if pinned != host:
+        pin = self._pins.get(data.client.id, {}).get((host, port))
+        if pin is not None:
+            if pin.address != host:
                 self._asked[server.id] = (host, port)
-                server.address = (pinned, port)
+                server.address = (pin.address, port)
             return
         if (host, port) not in self._configured:
             server.error = f"Bastion: no decision checked a connection to {host}:{port}"
@@ -249,17 +240,21 @@ class Egress:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def _check(
-        self, client_id: str, host: str, port: int, named: bool
-    ) -> tuple[Decision | None, str | None, bool]:
-        """Resolve ``host`` once and check every address; unless refused, pin the first one for this
-        client's connections to ``host:port``. Returns (refusal, address, whether it is internal)."""
-        addresses = await self.resolve(host, port)
-        refusal = address_refusal(host, port, addresses, self.own)
-        if refusal is not None and (refusal.rule == UNRESOLVABLE_RULE or not named):
-            return refusal, None, True
-        self._pins.setdefault(client_id, {})[(host, port)] = addresses[0]
-        return None, addresses[0], refusal is not None
+    async def _check(self, client_id: str, host: str, port: int, named: bool) -> tuple[Decision | None, Pin | None]:
+        """Where this client's connections to ``host:port`` go: the pin it already has, or ``host``
+        resolved once, every address checked and the first one pinned. Returns (refusal, pin): an
+        internal address is refused unless ``named`` (a rule naming the host allows the call)."""
+        pins = self._pins.setdefault(client_id, {})
+        pin = pins.get((host, port))
+        if pin is None:
+            addresses = await self.resolve(host, port)
+            refusal = address_refusal(host, port, addresses, self.own)
+            if refusal is not None and (refusal.rule == UNRESOLVABLE_RULE or not named):
+                return refusal, None
+            pin = pins[(host, port)] = Pin(addresses[0], internal=refusal is not None)
+        if pin.internal and not named:
+            return self._not_named(host, port), None
+        return None, pin
 
     def _named(self, st: CallState, obj: str, act: str, host: str) -> bool:
         """Does an allow or review rule that names ``host`` itself match this call (conditions set
