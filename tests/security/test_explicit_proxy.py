@@ -239,14 +239,14 @@ def test_the_tool_server_cannot_be_called_around_mcp_governance(stack: Stack) ->
     target = f"127.0.0.1:{stack.tools}"
     answer, sock = tunnel(stack, target, "agent-1")  # no rule of agent-1 reaches the tool server
     sock.close()
-    assert (answer.status, code(answer)) == (403, "policy_denied")
+    assert answer.status == 403 and code(answer) == "policy_denied"
     # web-bot may call any web API (http:*) and read the tool server's call list, which opens a
     # tunnel; http:* does not name the tool server's loopback address, so the call is refused.
     answer, sock = tunnel(stack, target, "web-bot")
     with sock:
         assert answer.status == 200
         inside = send(sock, "POST", target, "/mcp", SEND_MONEY, **MCP_HEADERS)
-    assert (inside.status, code(inside)) == (403, "internal_address")
+    assert inside.status == 403 and code(inside) == "internal_address"
     # The probe's trick: first bytes that do not look like HTTP ("POST" alone) made mitmproxy relay
     # the rest as raw TCP. Now that is raw TCP without a tcp: rule (or, if both writes arrive
     # together, the HTTP call above): refused either way.
@@ -274,13 +274,13 @@ def test_internal_addresses_need_a_rule_that_names_them(stack: Stack) -> None:
         by_ip = client.get(f"http://127.0.0.1:{stack.collector}/healthz")
         by_name = client.get(f"http://localhost:{stack.tools}/_tool_server/calls")
         named = client.get(f"http://127.0.0.1:{stack.tools}/_tool_server/calls")
-    assert (by_ip.status_code, code(by_ip)) == (403, "internal_address")
-    assert (by_name.status_code, code(by_name)) == (403, "internal_address")
+    assert by_ip.status_code == 403 and code(by_ip) == "internal_address"
+    assert by_name.status_code == 403 and code(by_name) == "internal_address"
     assert named.status_code == 200
     for target in (f"127.0.0.1:{stack.collector}", f"localhost:{stack.tools}"):
         answer, sock = tunnel(stack, target, "web-bot")
         sock.close()
-        assert (answer.status, code(answer)) == (403, "internal_address")
+        assert answer.status == 403 and code(answer) == "internal_address"
     target = f"127.0.0.1:{stack.tools}"
     answer, sock = tunnel(stack, target, "web-bot")
     with sock:
@@ -290,11 +290,11 @@ def test_internal_addresses_need_a_rule_that_names_them(stack: Stack) -> None:
     _, sock = tunnel(stack, target, "web-bot")
     with sock:
         refused = get(sock, target, "/mcp")
-    assert (refused.status, code(refused)) == (403, "internal_address")
+    assert refused.status == 403 and code(refused) == "internal_address"
     # Bastion's own listening addresses are refused by name (http:* names none of them).
     answer, sock = tunnel(stack, f"127.0.0.1:{stack.explicit}", "web-bot")
     sock.close()
-    assert (answer.status, code(answer)) == (403, "bastion_address")
+    assert answer.status == 403 and code(answer) == "bastion_address"
     # A rule naming localhost lets localhost through: resolved once, every call inside the tunnel
     # keeps the name (policy decides on it) while connecting to the checked address.
     target = f"localhost:{stack.tools}"
