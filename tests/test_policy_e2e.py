@@ -16,7 +16,8 @@ import pytest
 from factories import processes
 from support import AUTH, BASTION, ROOT, create_key, free_ports
 
-LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1/v1/models, GET, allow, local-model-list,\n"
+# The scripted model on its loopback port: the rule names both (http:127.0.0.1/... would mean port 80 or 443).
+LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1:{port}/v1/models, GET, allow, local-model-list,\n"
 
 
 @dataclass
@@ -37,10 +38,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     tmp = tmp_path_factory.mktemp("policy")
     policies = tmp / "policies"
     shutil.copytree(ROOT / "policies", policies)
-    with (policies / "policy.csv").open("a") as f:
-        f.write(LOCAL_TOOL_RULE)
-    key = create_key(policies / "keys.yaml")
     model_port, proxy_port, explicit_port, collector_port = free_ports(4)
+    with (policies / "policy.csv").open("a") as f:
+        f.write(LOCAL_TOOL_RULE.format(port=model_port))
+    key = create_key(policies / "keys.yaml")
     env = {"BASTION_OPENAI_UPSTREAM": processes.url(model_port) + "/", "OPENAI_API_KEY": "provider-key"}
     flags = ["--collector-url", processes.url(collector_port)]
     with (

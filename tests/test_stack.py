@@ -169,7 +169,9 @@ def test_bad_input_gets_a_json_4xx_and_the_proxy_keeps_serving(stack: Stack) -> 
 
 def test_explicit_proxy_mode_with_bastions_ca(stack: Stack) -> None:
     context = ssl.create_default_context(cafile=str(stack.ca_cert))
-    with httpx.Client(proxy=stack.explicit, verify=context) as http_client:
+    # The agent's Bastion key is its proxy credentials (a CONNECT without them gets 407) and its API key.
+    proxy = stack.explicit.replace("http://", f"http://agent-1:{stack.key}@")
+    with httpx.Client(proxy=proxy, verify=context) as http_client:
         client = openai.OpenAI(
             base_url="https://api.openai.com/v1", api_key=stack.key, http_client=http_client, max_retries=0
         )

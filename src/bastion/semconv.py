@@ -12,6 +12,7 @@ from opentelemetry.semconv._incubating.attributes import mcp_attributes as mcp
 from opentelemetry.semconv.attributes import (
     error_attributes,
     http_attributes,
+    network_attributes,
     server_attributes,
     url_attributes,
 )
@@ -53,6 +54,8 @@ HTTP_RESPONSE_STATUS_CODE: Final = http_attributes.HTTP_RESPONSE_STATUS_CODE
 URL_PATH: Final = url_attributes.URL_PATH
 SERVER_ADDRESS: Final = server_attributes.SERVER_ADDRESS
 SERVER_PORT: Final = server_attributes.SERVER_PORT
+# The address Bastion checked and connected to for a tunnel (a DNS name is resolved once and pinned).
+NETWORK_PEER_ADDRESS: Final = network_attributes.NETWORK_PEER_ADDRESS
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE
 
 # Bastion's governance attributes.
@@ -93,6 +96,12 @@ KIND_MODEL: Final = "model"
 KIND_HTTP: Final = "http"
 KIND_MCP: Final = "mcp"
 KIND_TOOL: Final = "tool"  # a tool call the model emitted, decided before the agent sees it
+KIND_CONNECT: Final = "connect"  # a CONNECT on the explicit proxy: whether a tunnel opens
+KIND_TCP: Final = "tcp"  # what is not HTTP inside a tunnel: raw TCP, allowed only by a tcp: rule
+
+# Raw TCP through a tunnel: bytes relayed in each direction (ints).
+BASTION_TCP_BYTES_FROM_CLIENT: Final = "bastion.tcp.bytes.from_client"
+BASTION_TCP_BYTES_FROM_SERVER: Final = "bastion.tcp.bytes.from_server"
 
 # Values of gen_ai.security.target.type.
 TARGET_LLM_INPUT: Final = "llm_input"

@@ -246,7 +246,7 @@ def up(args: argparse.Namespace) -> int:
             "\nBastion is up.\n"
             f"  proxy (agents' base URL)    {proxy_url}/openai/v1  and  {proxy_url}/anthropic\n"
             f"  MCP servers                 {proxy_url}/mcp/<name>\n"
-            f"  explicit proxy (HTTPS_PROXY) http://{args.proxy_host}:{args.explicit_port}\n"
+            f"  explicit proxy (HTTPS_PROXY) http://AGENT:KEY@{args.proxy_host}:{args.explicit_port}\n"
             f"  CA certificate              {(Path(args.confdir) / 'mitmproxy-ca-cert.pem').resolve()}\n"
             f"  collector API               {collector_url}/api/audit\n"
             f"  dashboard                   {dashboard_url}\n",

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bastion.proxy.addons import default_addons
 from bastion.proxy.config import GatewayConfig, McpServer, Route, Upstream
+from bastion.proxy.egress import ip
 from bastion.proxy.keys import KeyStore, create_key
 from bastion.proxy.policy import PolicyEngine
 from bastion.settings import Secret
@@ -47,6 +48,7 @@ def flow(
     method: str = "POST",
     headers: dict[str, str] | None = None,
     host: str = "127.0.0.1",
+    port: int = 8080,
     mode: ProxyMode = REVERSE,
 ) -> http.HTTPFlow:
     """A request flow as the proxy sees it; ``body`` dicts become JSON."""
@@ -55,7 +57,7 @@ def flow(
     req = tutils.treq(
         method=method.encode(),
         host=host,
-        port=8080,
+        port=port,
         path=path.encode(),
         headers=http.Headers(**{k.replace("-", "_"): v for k, v in hdrs.items()}),
         content=content,
@@ -83,10 +85,28 @@ def policies_dir(tmp_path: Path, rules: str | None = None) -> Path:
     return target
 
 
+# The explicit proxy's DNS in unit tests: names resolve from this table, others to nothing.
+DNS = {
+    "api.weather.example": ["93.184.215.14"],
+    "evil.example": ["93.184.215.15"],
+    "db.example": ["93.184.215.16", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+    "wiki.corp.example": ["10.0.0.7"],
+    "localhost": ["127.0.0.1", "::1"],
+}
+
+
+async def table_resolver(host: str, port: int) -> list[str]:
+    return [host] if ip(host) is not None else DNS.get(host, [])
+
+
 def gateway(
-    tmp_path: Path, routes: tuple[Route, ...] | None = None, mcp_servers: tuple[McpServer, ...] = ()
+    tmp_path: Path,
+    routes: tuple[Route, ...] | None = None,
+    mcp_servers: tuple[McpServer, ...] = (),
+    rules: str | None = None,
 ) -> tuple[list[object], str, InMemorySpanExporter]:
-    """The default addons over a fresh key store and the bundled policy; returns (addons, key, spans)."""
+    """The default addons over a fresh key store and the bundled policy (or ``rules``); returns
+    (addons, key, spans). Explicit-proxy hosts resolve from ``DNS``."""
     keys, key = keystore(tmp_path)
     config = GatewayConfig(
         routes=routes or (route("openai"), route("anthropic")),
@@ -96,7 +116,8 @@ def gateway(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    addons = default_addons(config, keys, PolicyEngine(policies_dir(tmp_path)), provider.get_tracer("t"), 1024)
+    engine = PolicyEngine(policies_dir(tmp_path, rules))
+    addons = default_addons(config, keys, engine, provider.get_tracer("t"), 1024, resolver=table_resolver)
     return addons, key, exporter
 
 

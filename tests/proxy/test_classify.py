@@ -23,3 +23,17 @@ def test_classify(provider: str, method: str, path: str, kind: str, operation: s
 def test_model_calls_are_named_after_operation_and_model() -> None:
     call = classify("openai", "POST", "h", "/v1/chat/completions", {"model": "m", "stream": True})
     assert call.span_name == "chat m" and call.stream and call.model == "m"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "obj"),
+    [
+        ("api.example.com", 443, "http:api.example.com/items/1"),
+        ("api.example.com", 80, "http:api.example.com/items/1"),
+        ("127.0.0.1", 9200, "http:127.0.0.1:9200/items/1"),
+        ("api.example.com", 8443, "http:api.example.com:8443/items/1"),
+        ("::1", 8080, "http:[::1]:8080/items/1"),
+    ],
+)
+def test_http_objects_carry_the_port_unless_it_is_80_or_443(host: str, port: int, obj: str) -> None:
+    assert classify("http", "GET", host, "/items/1?x=1", None, port).policy_object == obj

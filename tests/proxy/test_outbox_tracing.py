@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from bastion import audit_chain, semconv
 from bastion.proxy.outbox import Outbox
-from bastion.proxy.outbox_tracing import OutboxSpanProcessor, Shipper
+from bastion.proxy.outbox_tracing import OutboxSpanProcessor, Shipper, chain_fields
 
 
 def filled(tmp_path: Path, names: list[str], **attributes: str) -> Outbox:
@@ -78,3 +78,15 @@ def test_a_record_the_collector_refuses_for_good_does_not_hold_back_the_rest(tmp
     assert stored == ["good", "fine"] and outbox.read() == []
     shipper.stop()
     outbox.close()
+
+
+def test_a_tunnel_record_targets_host_and_port() -> None:
+    provider = TracerProvider()
+    tunnel = {semconv.SERVER_ADDRESS: "127.0.0.1", semconv.SERVER_PORT: 4318, semconv.BASTION_DECISION: "deny"}
+    call = {semconv.SERVER_ADDRESS: "api.example.com", semconv.URL_PATH: "/v1/x", semconv.BASTION_DECISION: "deny"}
+    spans = []
+    for attributes in (tunnel, call):
+        span = provider.get_tracer("t").start_span("s", attributes=attributes)
+        span.end()
+        spans.append(span)
+    assert [chain_fields(s)["target"] for s in spans] == ["127.0.0.1:4318", "api.example.com/v1/x"]  # type: ignore[arg-type]

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from bastion.proxy.decision import Effect, PolicyRequest
-from bastion.proxy.policy import PolicyEngine, PolicyError
+from bastion.proxy.policy import PolicyEngine, PolicyError, glob_witness, wildcard_match
 from factories.proxy import policies_dir
 
 
@@ -185,3 +185,76 @@ def test_rules_for_the_agent_and_its_policy_roles_apply_in_every_key_role(tmp_pa
     assert engine.decide(PolicyRequest("agent-7", "assistant", "tool:special", "call")).rule == "agent-7-special"
     assert engine.decide(PolicyRequest("agent-7", "assistant", "model:gpt-4o", "chat")).rule == "admin-all-models"
     assert engine.decide(PolicyRequest("agent-8", "assistant", "tool:special", "call")).rule == "default-deny"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix", "witness"),
+    [
+        ("http:*", "http:127.0.0.1:9200/", "http:127.0.0.1:9200/"),
+        ("http:127.0.0.1:9200/*", "http:127.0.0.1:9200/", "http:127.0.0.1:9200/"),
+        ("http:127.0.0.1:9200/v1/*", "http:127.0.0.1:9200/", "http:127.0.0.1:9200/v1/"),
+        ("http:127.0.0.1:92??/x", "http:127.0.0.1:9200/", "http:127.0.0.1:9200/x"),
+        ("http:127.0.0.1:9200/*", "http:127.0.0.1:9300/", None),
+        ("http:127.0.0.1/*", "http:127.0.0.1:9200/", None),  # no port: 80 and 443 only
+        ("http:127.0.0.1*", "http:127.0.0.1:9200/", "http:127.0.0.1:9200/"),
+        ("http:api.*.example/[vV]1/*", "http:api.weather.example/", "http:api.weather.example/v1/"),
+        ("http:[!a]pi.example/*", "http:api.example/", None),
+        ("http:[abc/x", "http:[abc/", "http:[abc/x"),  # an unclosed [ is itself
+        ("tool:*", "http:x/", None),
+    ],
+)
+def test_glob_witness_finds_an_object_with_the_prefix(pattern: str, prefix: str, witness: str | None) -> None:
+    found = glob_witness(pattern, prefix)
+    assert found == witness
+    if found is not None:
+        assert found.startswith(prefix) and wildcard_match(found, pattern)
+
+
+REACH_RULES = """\
+p, role:web, http:*, GET, allow, any-web-read,
+p, role:web, http:127.0.0.1:9200/public/*, GET, allow, local-public,
+p, role:web, http:10.0.0.5/*, POST, review, intranet-posts,
+p, role:web, http:evil.example/*, *, deny, never-evil,
+p, role:db, tcp:db.internal:5432, connect, allow, database,
+p, role:db, http:db.internal:8080/*, GET, allow, db-console, r.args.never == 1
+p, role:other, http:127.0.0.1:*, *, allow, others-local,
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "host", "port", "act", "rule", "named"),
+    [
+        ("web", "api.example.com", 443, None, "any-web-read", None),
+        ("web", "127.0.0.1", 9200, None, "any-web-read", "local-public"),
+        ("web", "127.0.0.1", 9300, None, "any-web-read", None),
+        ("web", "10.0.0.5", 443, None, "any-web-read", "intranet-posts"),  # a review rule reaches too
+        ("web", "10.0.0.5", 443, "GET", "any-web-read", None),  # but not for GETs
+        ("web", "evil.example", 443, None, "any-web-read", None),  # denies are decided per call
+        ("db", "db.internal", 5432, None, "database", "database"),
+        ("db", "db.internal", 5433, None, None, None),
+        ("db", "db.internal", 8080, None, "db-console", "db-console"),  # conditions set aside
+        ("db", "api.example.com", 443, None, None, None),
+        ("other", "127.0.0.1", 22, None, "others-local", "others-local"),
+        ("nobody", "127.0.0.1", 9200, None, None, None),
+    ],
+)
+def test_reach_finds_the_rules_that_could_allow_calls_to_a_destination(
+    tmp_path: Path, role: str, host: str, port: int, act: str | None, rule: str | None, named: str | None
+) -> None:
+    engine = PolicyEngine(policies_dir(tmp_path, REACH_RULES))
+    authority = host if port in (80, 443) else f"{host}:{port}"
+    found = engine.reach(
+        "agent-1",
+        role,
+        [f"http:{authority}/"],
+        [f"tcp:{host}:{port}"],
+        names=lambda pattern: pattern.startswith((f"http:{host}", f"tcp:{host}")),
+        act=act,
+    )
+    assert (found.rule if found else None, found.named if found else None) == (rule, named)
+
+
+def test_reach_ignores_shadow_rules(tmp_path: Path) -> None:
+    policies = policies_dir(tmp_path, "p, role:web, http:*, GET, allow, trial-web,\n")
+    (policies / "bastion.yaml").write_text("shadow_rules: [trial-web]\n")
+    assert PolicyEngine(policies).reach("agent-1", "web", ["http:api.example.com/"]) is None

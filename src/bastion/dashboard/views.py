@@ -12,7 +12,7 @@ Json = dict[str, Any]
 
 ANY: Final = "any"
 DECISIONS: Final = (ANY, "allow", "deny", "review", "error")
-KINDS: Final = (ANY, "model", "http", "mcp", "tool")
+KINDS: Final = (ANY, "model", "http", "mcp", "tool", semconv.KIND_CONNECT, semconv.KIND_TCP)
 CUSTOM: Final = "Custom"
 TIME_RANGES: Final = {
     "Last hour": timedelta(hours=1),

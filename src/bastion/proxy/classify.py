@@ -14,6 +14,15 @@ _MODEL_ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("openai", "embeddings"): ("embeddings", semconv.OPERATION_EMBEDDINGS),
     ("anthropic", "messages"): ("messages", semconv.OPERATION_CHAT),
 }
+# Ports an HTTP object leaves out (``http:<host><path>``), whichever the scheme; any other port is
+# written (``http:<host>:<port><path>``), so a rule for one port never covers another.
+WEB_PORTS = (80, 443)
+
+
+def authority(host: str, port: int | None) -> str:
+    """``host`` or ``host:port`` as policy objects write it: IPv6 addresses in brackets, 80 and 443 left out."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port is None or port in WEB_PORTS else f"{name}:{port}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,8 @@ class Call:
     method: str
     # What an MCP message names: the tool of a tools/call.
     target: str | None = None
+    # The upstream's port, written into HTTP objects unless it is 80 or 443.
+    port: int | None = None
 
     @property
     def policy_object(self) -> str:
@@ -36,7 +47,7 @@ class Call:
             return f"model:{self.model}"
         if self.kind == semconv.KIND_MCP:
             return f"tool:{self.target}"
-        return f"http:{self.host}{self.path}"
+        return f"http:{authority(self.host, self.port)}{self.path}"
 
     @property
     def policy_action(self) -> str:
@@ -70,12 +81,13 @@ def model_endpoint(provider: str, method: str, path: str) -> tuple[str, str] | N
     return None
 
 
-def classify(provider: str, method: str, host: str, path: str, body: Any) -> Call:
-    """``body`` is the parsed JSON body for model endpoints (validated earlier)."""
+def classify(provider: str, method: str, host: str, path: str, body: Any, port: int | None = None) -> Call:
+    """``body`` is the parsed JSON body for model endpoints (validated earlier); ``port`` the upstream's."""
     path_only = path.split("?", 1)[0]
     endpoint = model_endpoint(provider, method, path_only)
     if endpoint is None or not isinstance(body, dict):
-        return Call(semconv.KIND_HTTP, provider, semconv.OPERATION_HTTP, "http", None, False, host, path_only, method)
+        kind, operation = semconv.KIND_HTTP, semconv.OPERATION_HTTP
+        return Call(kind, provider, operation, "http", None, False, host, path_only, method, port=port)
     model = body.get("model")
     return Call(
         kind=semconv.KIND_MODEL,
@@ -87,4 +99,5 @@ def classify(provider: str, method: str, host: str, path: str, body: Any) -> Cal
         host=host,
         path=path_only,
         method=method,
+        port=port,
     )

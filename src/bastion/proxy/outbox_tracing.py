@@ -45,7 +45,8 @@ def chain_fields(span: ReadableSpan) -> dict[str, Any]:
 
     target = text(semconv.GEN_AI_TOOL_NAME) or text(semconv.GEN_AI_REQUEST_MODEL)
     if not target:
-        target = text(semconv.SERVER_ADDRESS) + text(semconv.URL_PATH)
+        port = text(semconv.SERVER_PORT)  # set on CONNECT and raw TCP records, whose target is host:port
+        target = text(semconv.SERVER_ADDRESS) + (f":{port}" if port else "") + text(semconv.URL_PATH)
     return {
         "timestamp": span.start_time or 0,
         "trace_id": f"{context.trace_id:032x}" if context else "",

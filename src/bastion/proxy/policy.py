@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from pathlib import Path
 
 import casbin
@@ -54,6 +56,79 @@ INDEX_TERMS = ("wildcardMatch(r_obj, p_obj)", "wildcardMatch(r_act, p_act)")
 def wildcard_match(value: str, pattern: str) -> bool:
     """``wildcardMatch`` in matchers: shell-style wildcards where ``*`` also matches ``/``."""
     return fnmatchcase(value, pattern)
+
+
+# A glob pattern as tokens: "*" and "?" are wildcards, a compiled "[...]" set matches one character,
+# any other one-character string is itself (fnmatch has no escapes: a literal * is written [*]).
+_Token = str | re.Pattern[str]
+_WITNESS_CHARS = "a0/-_.:xA"
+
+
+def _glob_tokens(pattern: str) -> list[_Token]:
+    """``pattern`` split as fnmatch reads it (an unclosed "[" is a literal)."""
+    tokens: list[_Token] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] == "[":
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j < n:
+                tokens.append(re.compile(translate(pattern[i : j + 1])))
+                i = j + 1
+                continue
+        tokens.append(pattern[i])
+        i += 1
+    return tokens
+
+
+def _token_matches(token: _Token, c: str) -> bool:
+    if isinstance(token, re.Pattern):
+        return token.match(c) is not None
+    return token == "?" or c == token
+
+
+def glob_witness(pattern: str, prefix: str) -> str | None:
+    """A string that starts with ``prefix`` and that ``pattern`` matches (as ``wildcardMatch`` does),
+    or None when every string ``pattern`` matches leaves ``prefix``. Lets Bastion ask whether a rule
+    could match some call to a host and port before any path is known."""
+    tokens = _glob_tokens(pattern)
+
+    def closure(states: set[int]) -> set[int]:
+        todo, seen = list(states), set(states)
+        while todo:
+            i = todo.pop()
+            if i < len(tokens) and tokens[i] == "*" and i + 1 not in seen:
+                seen.add(i + 1)
+                todo.append(i + 1)
+        return seen
+
+    states = closure({0})
+    for c in prefix:
+        following = set()
+        for i in states:
+            if i < len(tokens):
+                if tokens[i] == "*":
+                    following.add(i)
+                elif _token_matches(tokens[i], c):
+                    following.add(i + 1)
+        states = closure(following)
+        if not states:
+            return None
+    for start in sorted(states, reverse=True):  # the furthest along needs the least added
+        rest = []
+        for token in tokens[start:]:
+            if token == "*":
+                continue
+            rest.append(next((c for c in _WITNESS_CHARS + pattern if _token_matches(token, c)), ""))
+        witness = prefix + "".join(rest)
+        if fnmatchcase(witness, pattern):
+            return witness
+    return None
 
 
 def _register_functions(enforcer: casbin.Enforcer) -> casbin.Enforcer:
@@ -120,6 +195,10 @@ class CompiledPolicy:
         self.could_allow = self._enforcer(
             [replace(r, cond="") for r in enforced if r.effect in (Effect.ALLOW, Effect.REVIEW)]
         )
+        # Reaching a host before any call exists (a CONNECT): each allow or review rule is asked on
+        # its own (condition set aside) with an object it matches; its enforcer is built when first asked.
+        self.reaching = [replace(r, cond="") for r in enforced if r.effect in (Effect.ALLOW, Effect.REVIEW)]
+        self._single: dict[str, casbin.Enforcer] = {}
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, ...], Decision] = OrderedDict()
         matcher = [term.strip() for term in str(base.get_model()["m"]["m"].value).split("&&")]
@@ -176,11 +255,22 @@ class CompiledPolicy:
                 if (agent_id, role) in self._subjects:
                     return _subject(agent_id, role)
                 indexed = [e for bucket in self._index.values() for e in bucket.values()]
-                for enforcer in [*self.enforcers.values(), self.unconditional_deny, self.could_allow, *indexed]:
+                listing = [self.unconditional_deny, self.could_allow]
+                for enforcer in [*self.enforcers.values(), *listing, *indexed, *self._single.values()]:
                     if enforcer is not None:
                         enforcer.add_grouping_policies(_subject_groupings(agent_id, role))
                 self._subjects.add((agent_id, role))
         return _subject(agent_id, role)
+
+    def single(self, rule: Rule) -> casbin.Enforcer:
+        """An enforcer holding only ``rule`` (call ``subject`` first, as for every enforcer)."""
+        with self._lock:
+            found = self._single.get(rule.name)
+            if found is None:
+                found = self._enforcer([rule])
+                assert found is not None
+                self._single[rule.name] = found
+            return found
 
     def first_match(self, request: PolicyRequest, *, shadow: bool) -> tuple[Effect, str] | None:
         values = (self.subject(request.agent_id, request.role), request.obj, request.act, request.args)
@@ -302,6 +392,19 @@ class PolicyEngine:
                 decision = replace(decision, shadow_effect=shadow[0], shadow_rule=shadow[1])
         return decision
 
+    def reach(
+        self,
+        agent_id: str,
+        role: str,
+        prefixes: Sequence[str],
+        exact: Sequence[str] = (),
+        names: Callable[[str], bool] = lambda pattern: False,
+        act: str | None = None,
+    ) -> Reach | None:
+        """See :func:`reach`: which rules could allow calls to a destination, before or apart from
+        the decision on one call (which names only the first matching rule)."""
+        return reach(self._policy, agent_id, role, prefixes, exact, names, act)
+
     def visible(self, agent_id: str, role: str, obj: str, act: str) -> bool:
         """Could some call of ``act`` on ``obj`` be allowed (or reviewed)? For filtering tool lists."""
         policy = self._policy
@@ -313,6 +416,52 @@ class PolicyEngine:
             return could_allow is not None and bool(could_allow.enforce_ex(subject, obj, act, {})[0])
         except Exception:
             return False
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Rules through which an agent could reach a destination: ``rule`` could allow (or hold) some
+    call to it; ``named`` is such a rule that names the destination itself, when there is one."""
+
+    rule: str
+    named: str | None = None
+
+
+def reach(
+    policy: CompiledPolicy,
+    agent_id: str,
+    role: str,
+    prefixes: Sequence[str],
+    exact: Sequence[str] = (),
+    names: Callable[[str], bool] = lambda pattern: False,
+    act: str | None = None,
+) -> Reach | None:
+    """Could an allow or review rule of the agent (conditions set aside) match an object that starts
+    with one of ``prefixes`` or is one of ``exact``, with action ``act`` (any action when None)?
+    ``names`` says whether a rule's object pattern names the destination itself. With the bundled
+    matcher this is exact: each candidate rule is asked, on its own, about an object it matches
+    (found by :func:`glob_witness`)."""
+    subject = policy.subject(agent_id, role)
+    first: str | None = None
+    for rule in policy.reaching:
+        naming = names(rule.obj)
+        if first is not None and not naming:
+            continue  # only a rule that names the destination can add anything now
+        objects = [w for p in prefixes if (w := glob_witness(rule.obj, p)) is not None]
+        objects += [o for o in exact if fnmatchcase(o, rule.obj)]
+        action = glob_witness(rule.act, "") if act is None else act if fnmatchcase(act, rule.act) else None
+        if not objects or action is None:
+            continue
+        enforcer = policy.single(rule)
+        try:
+            if not any(enforcer.enforce_ex(subject, obj, action, {})[0] for obj in objects):
+                continue
+        except Exception:  # a matcher that cannot evaluate this reaches nothing: fail closed
+            continue
+        first = first or rule.name
+        if naming:
+            return Reach(first, rule.name)
+    return None if first is None else Reach(first)
 
 
 def _subject(agent_id: str, role: str) -> str:

@@ -101,7 +101,7 @@ async def run(settings: ProxySettings) -> None:
     )
     print(
         f"Bastion proxy: reverse http://{settings.host}:{settings.reverse_port}  "
-        f"explicit (HTTPS_PROXY) http://{settings.host}:{settings.explicit_port}\n"
+        f"explicit (HTTPS_PROXY) http://AGENT:KEY@{settings.host}:{settings.explicit_port}\n"
         f"  routes: {routes}\n"
         f"  CA certificate: {(settings.confdir / CA_CERT_NAME).resolve()}\n"
         f"  policy version {engine.version}; keys from {config.keys_file}",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.flow import Flow
 from opentelemetry.trace import Span
 
 from bastion.proxy.classify import Call
@@ -35,7 +36,8 @@ class CallState:
     hold: Hold | None = None
 
 
-def state(flow: http.HTTPFlow) -> CallState:
+def state(flow: Flow) -> CallState:
+    """The call's state: of an HTTP request, a CONNECT, or a TCP flow inside a tunnel."""
     found = flow.metadata.get(_KEY)
     if not isinstance(found, CallState):
         found = flow.metadata[_KEY] = CallState()

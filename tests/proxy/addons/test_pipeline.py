@@ -92,6 +92,7 @@ def test_explicit_mode_routes_by_host(tmp_path: Path) -> None:
         "/v1/chat/completions",
         chat_body(),
         host="api.openai.com",
+        port=443,
         mode=REGULAR,
         headers={"authorization": f"Bearer {key}"},
     )
@@ -176,7 +177,7 @@ def test_http_tool_calls_through_https_proxy_are_decided_on_method_host_and_path
 ) -> None:
     addons, key, _ = gw
     headers = {"proxy-authorization": basic("agent-1", key), "authorization": "Bearer tool-own-token"}
-    f = flow(path, b"", method=method, host="api.weather.example", mode=REGULAR, headers=headers)
+    f = flow(path, b"", method=method, host="api.weather.example", port=443, mode=REGULAR, headers=headers)
     run_request(addons, f)
     assert (f.response.status_code if f.response else None) == status
     if status is None:
@@ -191,6 +192,7 @@ def test_http_tool_calls_need_proxy_credentials(gw: tuple[list[object], str, obj
         b"",
         method="GET",
         host="api.weather.example",
+        port=443,
         mode=REGULAR,
         headers={"authorization": f"Bearer {key}"},
     )
@@ -204,11 +206,12 @@ def test_tunnel_credentials_identify_the_requests_inside_it(gw: tuple[list[objec
         b"",
         method="CONNECT",
         host="api.weather.example",
+        port=443,
         mode=REGULAR,
         headers={"proxy-authorization": f"Bearer {key}"},
     )
     identify = next(a for a in addons if type(a).__name__ == "Identify")
     identify.http_connect(connect)  # type: ignore[attr-defined]
-    inner = flow("/v1/forecast", b"", method="GET", host="api.weather.example", mode=REGULAR)
+    inner = flow("/v1/forecast", b"", method="GET", host="api.weather.example", port=443, mode=REGULAR)
     inner.client_conn = connect.client_conn
     assert run_request(addons, inner).response is None

@@ -7,6 +7,7 @@ from opentelemetry.trace import Tracer
 from bastion.proxy.addons.approval import HoldForApproval
 from bastion.proxy.addons.authorization import Authorize
 from bastion.proxy.addons.classification import Classify
+from bastion.proxy.addons.egress import Egress
 from bastion.proxy.addons.forwarding import Forward
 from bastion.proxy.addons.health import Health
 from bastion.proxy.addons.identity import Identify
@@ -22,6 +23,7 @@ from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
 from bastion.proxy.config import GatewayConfig
 from bastion.proxy.control import Control
+from bastion.proxy.egress import Resolver
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
@@ -35,8 +37,10 @@ def default_addons(
     max_body_bytes: int,
     control: Control | None = None,
     pii: PiiConfig | None = None,
+    resolver: Resolver | None = None,
 ) -> list[object]:
-    """The addons; with ``control``, reviews are held for a human and humans can step in."""
+    """The addons; with ``control``, reviews are held for a human and humans can step in.
+    ``resolver`` replaces DNS for the explicit proxy's address checks (tests)."""
     hold = None if control is None else control.holds_reviews
     human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
     addons: list[object | None] = [
@@ -53,6 +57,9 @@ def default_addons(
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
         McpGovernance(engine, tracer, hold_reviews=hold),
         Authorize(engine, hold_reviews=hold),
+        # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
+        # calls to hosts no route claims (before a human is asked to approve them); pins connections.
+        Egress(config, keys, engine, resolver),
         # Waits for a human on held calls (async: other calls flow on), then adds guidance.
         *human,
         Forward(),

@@ -15,5 +15,5 @@ class Classify:
         st = state(flow)
         if st.route is None:
             return
-        host = st.route.upstream.host
-        st.call = classify(st.route.provider, flow.request.method, host, st.upstream_path, st.body)
+        up = st.route.upstream
+        st.call = classify(st.route.provider, flow.request.method, up.host, st.upstream_path, st.body, up.port)

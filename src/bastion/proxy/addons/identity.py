@@ -8,41 +8,15 @@ removes it and the forwarder puts the provider's key in its place. Plain HTTP to
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from mitmproxy import connection, http
 
+from bastion.proxy.credentials import presented_key, proxy_key
 from bastion.proxy.decision import deny
 from bastion.proxy.errors import error_response
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.state import answered, state
 
 API_KEY_HEADERS = ("authorization", "x-api-key")
-
-
-def presented_key(headers: http.Headers) -> str | None:
-    auth: str = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    api_key: str | None = headers.get("x-api-key")
-    return api_key or None
-
-
-def proxy_key(headers: http.Headers) -> str | None:
-    """The key in ``Proxy-Authorization``: Bearer, or Basic with the key as password (or user)."""
-    value: str = headers.get("proxy-authorization", "")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() == "bearer":
-        return token.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(token.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return password or user or None
-    return None
 
 
 class Identify:

@@ -1,4 +1,5 @@
-"""One OpenTelemetry span per call, continuing the agent's W3C trace context.
+"""One OpenTelemetry span per call, continuing the agent's W3C trace context; one per CONNECT
+decision and one per TCP flow inside a tunnel.
 
 Telemetry never breaks traffic: every step here is guarded, and failures are only logged.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import http, tcp
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
@@ -40,6 +41,70 @@ class Tracing:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT is decided at once: its span starts and ends here."""
+        st = state(flow)
+        if st.decision is None:
+            return
+        try:
+            host, port = flow.request.host, flow.request.port
+            start = int(flow.request.timestamp_start * 1e9)
+            span = self.tracer.start_span(
+                f"CONNECT {host}:{port}", context=Context(), kind=SpanKind.CLIENT, start_time=start
+            )
+        except Exception:
+            log.exception("could not start a span")
+            return
+        try:
+            if span.is_recording():
+                attrs = tunnel_attributes(host, port, semconv.KIND_CONNECT, st)
+                attrs[semconv.HTTP_REQUEST_METHOD] = "CONNECT"
+                if (response := flow.response) is not None:
+                    attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = response.status_code
+                    attrs[semconv.ERROR_TYPE] = response.headers.get("x-bastion-error") or str(response.status_code)
+                span.set_attributes(attrs)
+        except Exception:
+            log.exception("could not record span attributes")
+        finally:
+            span.end()
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        try:
+            host, port = _address(flow)
+            start = int(flow.timestamp_created * 1e9)
+            span = self.tracer.start_span(
+                f"tcp {host}:{port}", context=Context(), kind=SpanKind.CLIENT, start_time=start
+            )
+            state(flow).span = span
+        except Exception:
+            log.exception("could not start a span")
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        self._finish_tcp(flow)
+
+    def tcp_error(self, flow: tcp.TCPFlow) -> None:
+        self._finish_tcp(flow)
+
+    def _finish_tcp(self, flow: tcp.TCPFlow) -> None:
+        st = state(flow)
+        span, st.span = st.span, None
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                allowed = st.decision is not None and st.decision.allowed
+                attrs = tunnel_attributes(*_address(flow), semconv.KIND_TCP, st)
+                if not allowed:
+                    attrs[semconv.ERROR_TYPE] = "tcp_refused"
+                elif flow.error is not None:
+                    attrs[semconv.ERROR_TYPE] = "connection_error"
+                    span.set_status(Status(StatusCode.ERROR, flow.error.msg))
+                span.set_attributes(attrs)
+        except Exception:
+            log.exception("could not record span attributes")
+        finally:
+            span.end()
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
@@ -119,6 +184,27 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
             attrs[semconv.ERROR_TYPE] = flow.response.headers.get("x-bastion-error") or str(status)
     if flow.error is not None:
         attrs[semconv.ERROR_TYPE] = "connection_error"
+    attrs.update(st.attributes)
+    return attrs
+
+
+def _address(flow: tcp.TCPFlow) -> tuple[str, int]:
+    address = flow.server_conn.address
+    return (str(address[0]), int(address[1])) if address else ("", 0)
+
+
+def tunnel_attributes(host: str, port: int, kind: str, st: CallState) -> dict[str, Any]:
+    """The span attributes of a CONNECT or of raw TCP in a tunnel: where to, who, and the decision."""
+    attrs: dict[str, Any] = {
+        semconv.SERVER_ADDRESS: host,
+        semconv.SERVER_PORT: port,
+        semconv.BASTION_CALL_KIND: kind,
+    }
+    if st.identity is not None:
+        attrs[semconv.BASTION_AGENT_ID] = st.identity.agent_id
+        attrs[semconv.BASTION_AGENT_ROLE] = st.identity.role
+    if st.decision is not None:
+        attrs.update(decision_attributes(st.decision))
     attrs.update(st.attributes)
     return attrs
 

@@ -1,0 +1,38 @@
+"""The Bastion key a request presents: as its API key, or as proxy credentials.
+
+Model calls present the key as their API key (``Authorization: Bearer`` or ``x-api-key``). Traffic
+through ``HTTPS_PROXY`` presents it as proxy credentials (``http://agent:KEY@bastion:8081``, which
+clients send as ``Proxy-Authorization: Basic``, or ``Proxy-Authorization: Bearer KEY``), on a
+``CONNECT`` and on plain HTTP requests alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from mitmproxy import http
+
+
+def presented_key(headers: http.Headers) -> str | None:
+    auth: str = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key: str | None = headers.get("x-api-key")
+    return api_key or None
+
+
+def proxy_key(headers: http.Headers) -> str | None:
+    """The key in ``Proxy-Authorization``: Bearer, or Basic with the key as password (or user)."""
+    value: str = headers.get("proxy-authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(token.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or user or None
+    return None
