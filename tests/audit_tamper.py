@@ -2,12 +2,13 @@
 
 Run as ``python audit_tamper.py DATA_DIR KIND SEQ`` (one chDB data path per process, so a child
 process). KIND is one of :data:`KINDS`; SEQ is the first record touched. The attacker knows the
-hash algorithm (it is public) but not a proxy's private key.
+hash algorithm (it is public) but not a proxy's private key; it can make its own key (resign).
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import clickhouse_connect
@@ -16,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from bastion.audit_chain import record_hash
 
 TABLE = "bastion.audit_chain"
+KEYS = "bastion.audit_keys"
 SPANS = "bastion.otel_traces"
 RECORDS = f"{TABLE} WHERE Type = 'record'"
 SYNC = "SETTINGS mutations_sync = 2"
@@ -47,12 +49,13 @@ def as_record(row: dict[str, Any]) -> dict[str, Any]:
     return {**{f: row[c] for c, f in FIELDS.items() if c in row}, "timestamp": row["Ns"]}
 
 
-def replace(client: Client, kind: str, seq: int, old_hash: str, changes: dict[str, str]) -> None:
-    """Rewrite the one stored row at a position (every other column, the nanosecond time too, kept)."""
-    where = f"WHERE Type = '{kind}' AND Seq = {seq}"  # not on Hash: REPLACE's alias would shadow the column
+def replace(client: Client, kind: str, seq: int, changes: dict[str, str], old: tuple[str, str]) -> None:
+    """Rewrite the one stored row at a position (every other column, the nanosecond time too, kept);
+    ``old`` is a (column, value) that tells the old row from the new one."""
+    where = f"WHERE Type = '{kind}' AND Seq = {seq}"  # not on a replaced column: REPLACE's alias would shadow it
     values = ", ".join(f"'{v}' AS {c}" for c, v in changes.items())
     client.command(f"INSERT INTO {TABLE} SELECT * REPLACE ({values}) FROM {TABLE} {where}")
-    client.command(f"ALTER TABLE {TABLE} DELETE {where} AND Hash = '{old_hash}' {SYNC}")
+    client.command(f"ALTER TABLE {TABLE} DELETE {where} AND {old[0]} = '{old[1]}' {SYNC}")
 
 
 def show_decision(client: Client, span_id: str, decision: str) -> None:
@@ -63,8 +66,9 @@ def show_decision(client: Client, span_id: str, decision: str) -> None:
     )
 
 
-def rehash(client: Client, seq: int) -> None:
-    """Record ``seq`` and its span say deny; every later hash, link and head is recomputed to match."""
+def rehash(client: Client, seq: int, view: bool = False) -> None:
+    """Record ``seq`` and its span say deny; every later hash, link and head is recomputed to match
+    (with ``view``, the record's view hash too)."""
     rows = records(client, seq - 1, 2**62)
     prev, new = rows[0]["Hash"], {}
     for row in rows[1:]:
@@ -73,19 +77,52 @@ def rehash(client: Client, seq: int) -> None:
         if row["Seq"] == seq:
             record["decision"] = changes["Decision"] = "deny"
             show_decision(client, row["SpanId"], "deny")
+            if view:
+                record["view_hash"] = changes["ViewHash"] = view_hash_of(client, row["SpanId"])
         prev = changes["Hash"] = record_hash(record)
         new[row["Seq"]] = prev
-        replace(client, "record", row["Seq"], row["Hash"], changes)
+        replace(client, "record", row["Seq"], changes, ("Hash", row["Hash"]))
     marks = client.query(f"SELECT Type, Seq, Hash FROM {TABLE} WHERE Type IN ('head', 'anchor') AND Seq >= {seq}")
     for kind, mark_seq, old in marks.result_rows:
-        replace(client, kind, mark_seq, old, {"Hash": new[mark_seq]})
+        replace(client, kind, mark_seq, {"Hash": new[mark_seq]}, ("Hash", old))
+
+
+def view_hash_of(client: Client, span_id: str) -> str:
+    from bastion.audit_chain import SpanView, view_hash
+
+    ((row),) = client.query(
+        "SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, SpanName, ServiceName, Duration, StatusCode, "
+        f"SpanAttributes FROM {SPANS} WHERE SpanId = '{span_id}'"
+    ).result_rows
+    return view_hash(SpanView(*row))
 
 
 def forge(client: Client, seq: int) -> None:
     """The genuine record ``seq`` replaced by a forgery that links to the record before it."""
     (row,) = records(client, seq, seq)
     record = {**as_record(row), "rule": "forged-rule"}
-    replace(client, "record", seq, row["Hash"], {"Rule": "forged-rule", "Hash": record_hash(record)})
+    replace(client, "record", seq, {"Rule": "forged-rule", "Hash": record_hash(record)}, ("Hash", row["Hash"]))
+
+
+def resign(client: Client, seq: int) -> None:
+    """:func:`rehash`, then the attacker's own key replaces the proxy's and signs every row again."""
+    from bastion.audit_keys import KEY, Signer
+
+    rehash(client, seq, view=True)
+    signer = Signer.generate()
+    rows = client.query(f"SELECT Type, Instance, Seq, Hash, Signature FROM {TABLE}").result_rows
+    for kind, instance, row_seq, hash_hex, signature in rows:
+        changes = {"Signature": signer.sign(kind, instance, row_seq, hash_hex)}
+        replace(client, kind, row_seq, changes, ("Signature", signature))
+    (instance,) = {row[1] for row in rows}
+    client.command(f"TRUNCATE TABLE {KEYS}")
+    public = signer.public_key
+    client.insert(
+        "audit_keys",
+        [[instance, public, signer.sign(KEY, instance, 0, public), datetime.now(UTC)]],
+        column_names=["Instance", "PublicKey", "Signature", "FirstSeen"],
+        database="bastion",
+    )
 
 
 def main(data_dir: str, kind: str, seq: int) -> None:
@@ -115,13 +152,15 @@ def main(data_dir: str, kind: str, seq: int) -> None:
             show_decision(client, records(client, seq, seq)[0]["SpanId"], "deny")
         elif kind == "forge":
             forge(client, seq)
+        elif kind == "resign":
+            resign(client, seq)
         else:
             raise SystemExit(f"unknown kind {kind!r}")
     finally:
         client.close()
 
 
-KINDS = ("edit", "delete", "truncate", "insert", "reorder", "rehash", "view", "forge")
+KINDS = ("edit", "delete", "truncate", "insert", "reorder", "rehash", "view", "forge", "resign")
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -102,7 +102,8 @@ def verify(args: argparse.Namespace) -> int:
             print(f"bastion audit verify: cannot read {args.file}: {e}", file=sys.stderr)
             return 2
         report, _ = check(trail, trusted)
-        return _report(report, [], f"offline, from {args.file}; decision spans are not part of an export")
+        note = f"offline, from {args.file}; decision spans are not part of an export"
+        return _report(report, [], note, pinned=trusted is not None)
     try:
         trail = fetch(args.collector_url, since=args.since, until=args.until)
         report, keys = check(trail, trusted)
@@ -119,10 +120,11 @@ def verify(args: argparse.Namespace) -> int:
     except httpx.HTTPError as e:
         print(f"bastion audit verify: cannot read the audit chain from {args.collector_url}: {e}", file=sys.stderr)
         return 2
-    return _report(report, unverified, f"{spans} decision spans in the audit view match their signed records")
+    note = f"{spans} decision spans in the audit view match their signed records"
+    return _report(report, unverified, note, pinned=trusted is not None)
 
 
-def _report(report: audit_verify.Report, unverified: list[str], note: str) -> int:
+def _report(report: audit_verify.Report, unverified: list[str], note: str, *, pinned: bool) -> int:
     for broken in report.breaks:
         print(f"BROKEN: {broken}")
     for line in unverified:
@@ -132,6 +134,11 @@ def _report(report: audit_verify.Report, unverified: list[str], note: str) -> in
     print(f"OK: {report.records} records in {report.instances} chains, every link signed and intact; {note}")
     for instance, seq in sorted(report.anchored.items()):
         print(f"  instance {instance} begins in this store after its signed anchor at seq {seq}")
+    if not pinned:
+        print(
+            "  public keys: the first each instance registered, trusted on first use; "
+            "pin them with --keys EARLIER_EXPORT to catch a key replaced with the store"
+        )
     return 0
 
 

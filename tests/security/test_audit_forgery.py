@@ -192,3 +192,19 @@ def test_a_new_store_begins_at_the_anchor_and_a_record_deleted_in_it_is_reported
         processes.ready(collector)
         done = verify("--collector-url", collector.url)
     assert f"record seq {CALLS + 2}: missing" in first_broken(done)
+
+
+def test_a_key_replaced_in_the_store_to_re_sign_the_trail_is_caught_by_pinned_keys(
+    trail: Trail, tmp_path: Path
+) -> None:
+    pinned = tmp_path / "earlier.jsonl"  # an export an auditor took before the attack
+    with tampered(trail, tmp_path / "clean", None) as collector:
+        subprocess.run(
+            [*BASTION, "audit", "export", "--out", str(pinned), "--collector-url", collector.url], check=True, cwd=ROOT
+        )
+    with tampered(trail, tmp_path, "resign") as collector:
+        unpinned = verify("--collector-url", collector.url)
+        done = verify("--collector-url", collector.url, "--keys", str(pinned))
+    assert unpinned.returncode == 0 and "trusted on first use" in unpinned.stdout  # it says what its OK rests on
+    assert "the collector's public key for it is not the trusted one" in first_broken(done)
+    assert "record seq 1: its signature is not valid" in done.stdout
