@@ -62,13 +62,15 @@ def pages(api: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[dict
 
 
 def fetch(collector_url: str, *, since: str | None = None, until: str | None = None) -> Trail:
-    """The chain in a time window, with every head and anchor (none with ``until``) and every key."""
+    """The chain in a time window, with every key, every anchor up to ``until`` and every head
+    (none with ``until``: a head recorded after the window's end would read as a lost tail; an
+    anchor is recorded before the records that follow it)."""
     window = {k: v for k, v in (("since", since), ("until", until)) if v}
     with client(collector_url) as api:
         trail = Trail(list(pages(api, "/api/audit/chain", {"type": "record", **window})), since=since, until=until)
-        if not until:  # heads after the window's end would read as a lost tail
+        trail.anchors = list(pages(api, "/api/audit/chain", {"type": "anchor", **({"until": until} if until else {})}))
+        if not until:
             trail.heads = list(pages(api, "/api/audit/chain", {"type": "head"}))
-            trail.anchors = list(pages(api, "/api/audit/chain", {"type": "anchor"}))
         response = api.get("/api/audit/keys")
         response.raise_for_status()
         trail.keys = list(response.json()["items"])
