@@ -90,8 +90,15 @@ def test_a_truncated_tail_is_caught_by_the_newest_signed_head() -> None:
 
 def test_a_forged_head_is_reported_not_trusted() -> None:
     records = chain(6)
-    seq, problem = first_break(records, heads=[head(records[3], ATTACKER)])
-    assert seq == 4 and "chain head" in problem and "signature is not valid" in problem
+    (broken,) = verify(records, [head(records[3], ATTACKER)], keys=KEYS).breaks
+    assert str(broken) == "instance i1: head seq 4: its signature is not valid (forged, or re-hashed after an edit?)"
+
+
+def test_at_the_same_seq_the_records_own_break_comes_before_its_heads() -> None:
+    records = rehashed(chain(6))  # an attacker re-hashing the chain leaves every later head unsigned too
+    heads = [head(r, ATTACKER) for r in records[2:]]
+    (broken,) = verify(records, heads, keys=KEYS).breaks
+    assert str(broken).startswith("instance i1: record seq 3: its signature is not valid")
 
 
 def test_a_window_anchors_on_its_first_record() -> None:

@@ -27,14 +27,16 @@ Keys = Mapping[str, Sequence[str]]
 
 @dataclass(frozen=True)
 class Break:
-    """A broken link of one instance's chain (``seq`` None: the instance as a whole)."""
+    """A broken link of one instance's chain (``seq`` None: the instance as a whole); ``kind`` says
+    whether the record at ``seq`` or a chain head or anchor there is broken."""
 
     instance: str
     seq: int | None
     problem: str
+    kind: str = audit_keys.RECORD
 
     def __str__(self) -> str:
-        where = "" if self.seq is None else f"record seq {self.seq}: "
+        where = "" if self.seq is None else f"{self.kind} seq {self.seq}: "
         return f"instance {self.instance}: {where}{self.problem}"
 
 
@@ -182,16 +184,17 @@ class _Chain:
         for kind, mark in marks:
             problem = link_problem(mark, key, kind)
             if problem is not None:
-                self.forged.append(Break(instance, int(mark["seq"]), f"a chain {kind} at this seq: {problem}"))
+                self.forged.append(Break(instance, int(mark["seq"]), problem, kind))
             else:
                 (self.heads if kind == audit_keys.HEAD else self.anchors).append(mark)
         self.anchor: Mapping[str, Any] | None = None
 
     def first_break(self, from_start: bool) -> Break | None:
-        """The lowest-seq problem: a broken link, a forged head or anchor, or a lost tail."""
-        problems = list(self.forged)
+        """The lowest-seq problem: a broken link, a lost tail, or a forged head or anchor (the
+        record's own problem first at the same seq)."""
         walked = self._walk(from_start)
-        problems += [walked] if isinstance(walked, Break) else self._tail(walked)
+        problems = [walked] if isinstance(walked, Break) else self._tail(walked)
+        problems += self.forged
         return min(problems, key=lambda b: b.seq or 0) if problems else None
 
     def _start(self, from_start: bool) -> tuple[int, str | None]:
