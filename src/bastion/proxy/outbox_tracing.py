@@ -10,6 +10,7 @@
   backoff while the collector is down or busy, and advances the committed position on each 2xx.
   Serialized requests concatenate into one valid request, so a batch is one POST.
 * :class:`HeadTicker` records the chain head every few seconds, so a truncated tail shows.
+* :func:`start_records`: the public key and, after a restart, the anchor a proxy records at start.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class OutboxSpanProcessor(SpanProcessor):
                     for kv in proto.attributes:
                         if kv.key == semconv.BASTION_AUDIT_HEAD:
                             kv.value.string_value = _compact(head)
+                    log.info("audit chain head: %s", _compact({k: v for k, v in head.items() if k != "signature"}))
                 self.outbox.append(request.SerializeToString(), seq, hash_hex)
         except Exception:
             log.exception("outbox: could not record a span")
@@ -230,7 +232,6 @@ class HeadTicker:
         try:
             self.tracer.start_span("bastion audit head", attributes={semconv.BASTION_AUDIT_HEAD: ""}).end()
             self._last = seq
-            log.info("audit chain head: instance %s, seq %d", self.outbox.instance_id, seq)
         except Exception:
             log.exception("could not record the audit chain head")
 
