@@ -148,7 +148,8 @@ def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -
         assert f"OK: {CALLS} records in 1 chains" in offline.stdout, offline.stdout + offline.stderr
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [line["type"] for line in lines].count("record") == CALLS
-    assert {line["type"] for line in lines} == {"export", "key", "anchor", "head", "record"}  # the restart anchored
+    # an anchor too if the collector had acknowledged a record before the proxy's SIGKILL (verify checks it)
+    assert {"export", "key", "head", "record"} <= {line["type"] for line in lines}
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     table = pq.read_table(tmp_path / "audit.parquet")
