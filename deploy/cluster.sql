@@ -79,11 +79,21 @@ CREATE TABLE IF NOT EXISTS `bastion`.`audit_chain_local` ON CLUSTER `bastion_clu
     Kind LowCardinality(String) CODEC(ZSTD(1)),
     Target String CODEC(ZSTD(1)),
     PrevHash String CODEC(ZSTD(1)),
-    Hash String CODEC(ZSTD(1))
+    Hash String CODEC(ZSTD(1)),
+    ViewHash String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1))
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (Instance, Type, Seq, Hash)
 SETTINGS ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS `bastion`.`audit_keys_local` ON CLUSTER `bastion_cluster` (
+    Instance LowCardinality(String) CODEC(ZSTD(1)),
+    PublicKey String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1)),
+    FirstSeen DateTime64(9) CODEC(Delta(8), ZSTD(1))
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ORDER BY (Instance, PublicKey);
 
 CREATE TABLE IF NOT EXISTS `bastion`.`otel_traces` ON CLUSTER `bastion_cluster` AS `bastion`.`otel_traces_local`
 ENGINE = Distributed(`bastion_cluster`, `bastion`, `otel_traces_local`, cityHash64(TraceId));
@@ -93,4 +103,7 @@ ENGINE = Distributed(`bastion_cluster`, `bastion`, `otel_traces_local_trace_id_t
 
 CREATE TABLE IF NOT EXISTS `bastion`.`audit_chain` ON CLUSTER `bastion_cluster` AS `bastion`.`audit_chain_local`
 ENGINE = Distributed(`bastion_cluster`, `bastion`, `audit_chain_local`, cityHash64(Instance));
+
+CREATE TABLE IF NOT EXISTS `bastion`.`audit_keys` ON CLUSTER `bastion_cluster` AS `bastion`.`audit_keys_local`
+ENGINE = Distributed(`bastion_cluster`, `bastion`, `audit_keys_local`, cityHash64(Instance));
 

@@ -79,9 +79,19 @@ CREATE TABLE IF NOT EXISTS `bastion`.`audit_chain` (
     Kind LowCardinality(String) CODEC(ZSTD(1)),
     Target String CODEC(ZSTD(1)),
     PrevHash String CODEC(ZSTD(1)),
-    Hash String CODEC(ZSTD(1))
+    Hash String CODEC(ZSTD(1)),
+    ViewHash String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1))
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (Instance, Type, Seq, Hash)
 SETTINGS ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS `bastion`.`audit_keys` (
+    Instance LowCardinality(String) CODEC(ZSTD(1)),
+    PublicKey String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1)),
+    FirstSeen DateTime64(9) CODEC(Delta(8), ZSTD(1))
+) ENGINE = ReplacingMergeTree()
+ORDER BY (Instance, PublicKey);
 

@@ -1,85 +1,50 @@
 from typing import Any
 
-import pytest
-
-from bastion import audit_chain
-from bastion.audit_chain import GENESIS, canonical, seal, verify
-
-
-def chain(n: int, instance: str = "i1") -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    prev = GENESIS
-    for seq in range(1, n + 1):
-        fields = {"timestamp": 1_000 + seq, "agent": "a", "decision": "allow", "rule": "r", "target": "m"}
-        record = seal(fields, instance=instance, seq=seq, prev_hash=prev)
-        out.append(record)
-        prev = record["hash"]
-    return out
+from bastion import semconv
+from bastion.audit_chain import SpanView, canonical, record_hash, seal, span_fields, view_hash
+from factories.audit import chain
 
 
-def test_canonical_form_is_sorted_compact_json_without_the_hash() -> None:
+def test_canonical_form_is_sorted_compact_json_without_the_hash_or_signature() -> None:
     record = chain(1)[0]
     text = canonical(record)
     assert text.startswith('{"agent":"a","decision":"allow","instance":"i1"')
-    assert '"hash"' not in text and " " not in text
-    assert canonical({**record, "seq": "1", "extra": "ignored"}) == text
+    assert '"hash"' not in text and '"signature"' not in text and " " not in text
+    assert canonical({**record, "seq": "1", "extra": "ignored", "signature": "x"}) == text
 
 
-def test_an_untouched_chain_verifies() -> None:
-    records = chain(5) + chain(3, "i2")
-    report = verify(reversed(records), [{"instance": "i1", "seq": 5, "hash": records[4]["hash"]}])
-    assert report.intact and report.records == 8 and report.instances == 2
+def test_a_record_written_before_view_hash_existed_keeps_its_hash() -> None:
+    old: dict[str, Any] = {**chain(1)[0], "view_hash": ""}
+    assert '"view_hash"' not in canonical(old)
+    assert record_hash(old) != record_hash({**old, "view_hash": "ab"})
 
 
-def edited(r: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    r[2] = {**r[2], "decision": "deny"}
-    return r
+def span(**attributes: str) -> SpanView:
+    attrs = {semconv.BASTION_AGENT_ID: "bot", semconv.BASTION_DECISION: "deny", **attributes}
+    return SpanView(5, "t" * 32, "s" * 16, "chat m", "bastion-proxy", 7, "Error", attrs)
 
 
-def deleted(r: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return r[:2] + r[3:]
+def test_the_view_hash_covers_what_the_view_shows_but_not_the_chain_attributes() -> None:
+    base = view_hash(span())
+    assert view_hash(span(**{semconv.BASTION_AUDIT_SEQ: "3"})) == base
+    assert view_hash(span(**{semconv.GEN_AI_USAGE_INPUT_TOKENS: "12"})) != base
+    assert view_hash(SpanView(5, "t" * 32, "s" * 16, "chat m", "bastion-proxy", 8, "Error", span().attributes)) != base
 
 
-def inserted(r: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    forged = seal({"decision": "allow"}, instance="i1", seq=3, prev_hash=r[1]["hash"])
-    return [*r, forged]
+def test_span_fields_name_the_target_by_tool_then_model_then_address() -> None:
+    assert span_fields(span(**{semconv.GEN_AI_TOOL_NAME: "pay", semconv.GEN_AI_REQUEST_MODEL: "m"}))["target"] == "pay"
+    assert span_fields(span(**{semconv.SERVER_ADDRESS: "h", semconv.URL_PATH: "/p"}))["target"] == "h/p"
+    fields = span_fields(span())
+    assert (fields["agent"], fields["decision"], fields["timestamp"]) == ("bot", "deny", 5)
 
 
-def reordered(r: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    r[2], r[3] = {**r[3], "seq": 3}, {**r[2], "seq": 4}
-    return r
+def test_seal_signs_the_hash_and_without_a_signer_leaves_it_unsigned() -> None:
+    assert len(chain(1)[0]["signature"]) == 128
+    assert seal({}, instance="i", seq=1, prev_hash="0" * 64)["signature"] == ""
 
 
-@pytest.mark.parametrize(
-    ("tamper", "seq", "words"),
-    [
-        (edited, 3, "does not match its hash"),
-        (deleted, 3, "missing"),
-        (inserted, 3, "claim this position"),
-        (reordered, 3, "does not match its hash"),
-    ],
-)
-def test_each_kind_of_tampering_names_the_first_broken_link(tamper: Any, seq: int, words: str) -> None:
-    report = verify(tamper(chain(6)))
-    (broken,) = report.breaks
-    assert broken.seq == seq and words in broken.problem and not report.intact
-
-
-def test_a_truncated_tail_is_caught_by_the_newest_head() -> None:
-    records = chain(6)
-    heads = [{"instance": "i1", "seq": 3, "hash": records[2]["hash"]}, {"instance": "i1", "seq": 6, "hash": "x"}]
-    (broken,) = verify(records[:4], heads).breaks
-    assert broken.seq == 5 and "truncated" in broken.problem
-
-
-def test_a_window_anchors_on_its_first_record() -> None:
-    records = chain(6)[2:]
-    assert verify(records, from_start=False).intact
-    assert verify(records).breaks[0].seq == 1
-
-
-def test_relinking_a_record_to_a_different_predecessor_breaks_the_chain() -> None:
-    records = chain(4)
-    records[2] = seal({**records[2]}, instance="i1", seq=3, prev_hash=audit_chain.GENESIS)
-    (broken,) = verify(records).breaks
-    assert broken.seq == 3 and "does not follow" in broken.problem
+def test_a_tunnel_record_targets_host_and_port() -> None:
+    tunnel = {semconv.SERVER_ADDRESS: "127.0.0.1", semconv.SERVER_PORT: "4318", semconv.BASTION_DECISION: "deny"}
+    call = {semconv.SERVER_ADDRESS: "api.example.com", semconv.URL_PATH: "/v1/x", semconv.BASTION_DECISION: "deny"}
+    views = [SpanView(1, "t" * 32, "s" * 16, "s", "bastion-proxy", 1, "Unset", attrs) for attrs in (tunnel, call)]
+    assert [span_fields(v)["target"] for v in views] == ["127.0.0.1:4318", "api.example.com/v1/x"]

@@ -3,6 +3,7 @@ proxy is SIGKILLed right after answering, and `bastion audit verify` catches eac
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from factories import processes
-from support import AUTH, BASTION, ROOT, create_key, free_port, free_ports, stop, wait_for_http
+from support import BASTION, ROOT, collector_api, create_key, free_port, free_ports, stop, wait_for_http
 
 CALLS = 200
 
@@ -95,9 +96,8 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
                     assert response.status_code == 200, response.text
 
             def audited() -> bool:
-                items = httpx.get(
-                    auth=AUTH, url=f"{collector}/api/audit", params={"agent": "auditee", "limit": 500}
-                ).json()["items"]
+                with collector_api(collector) as api:
+                    items = api.get("/api/audit", params={"agent": "auditee", "limit": 500}).json()["items"]
                 return len(items) >= CALLS
 
             eventually(audited, 60)
@@ -110,13 +110,15 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
 
 
 def test_every_call_is_stored_exactly_once_across_kills(trail: Trail) -> None:
-    items = httpx.get(
-        auth=AUTH, url=f"{trail.collector_url}/api/audit", params={"agent": "auditee", "limit": 500}
-    ).json()["items"]
+    with collector_api(trail.collector_url) as api:
+        items = api.get("/api/audit", params={"agent": "auditee", "limit": 500}).json()["items"]
+        stats = api.get("/api/spans/stats").json()
+        chain = api.get("/api/audit/chain", params={"limit": 5000}).json()["items"]
+        keys = api.get("/api/audit/keys").json()["items"]
     assert sorted(i["trace_id"] for i in items) == sorted(trail.trace_ids)
-    stats = httpx.get(auth=AUTH, url=f"{trail.collector_url}/api/spans/stats").json()
+    assert all(i["verified"] for i in items)  # every row matches its signed record, across both kills
     assert stats["duplicates"] == [] and stats["spans"] == stats["distinct"]
-    chain = httpx.get(auth=AUTH, url=f"{trail.collector_url}/api/audit/chain", params={"limit": 5000}).json()["items"]
+    assert len(keys) == 1  # the restarted proxy kept its key
     assert len({r["instance"] for r in chain}) == 1  # the restarted proxy continued its chain
     assert [r["seq"] for r in chain] == list(range(1, CALLS + 1))
     assert not list(trail.outbox.glob("*.seg"))[1:]  # acknowledged segments were pruned
@@ -132,6 +134,7 @@ def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -
     done = verify(trail.collector_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"OK: {CALLS} records in 1 chains" in done.stdout
+    assert f"{CALLS} decision spans in the audit view match their signed records" in done.stdout
     for fmt in ("jsonl", "parquet"):
         out = tmp_path / f"audit.{fmt}"
         subprocess.run(
@@ -139,11 +142,18 @@ def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -
             check=True,
             cwd=ROOT,
         )
-    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == CALLS
+        offline = subprocess.run(
+            [*BASTION, "audit", "verify", "--file", str(out)], capture_output=True, text=True, cwd=ROOT
+        )
+        assert f"OK: {CALLS} records in 1 chains" in offline.stdout, offline.stdout + offline.stderr
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [line["type"] for line in lines].count("record") == CALLS
+    # an anchor too if the collector had acknowledged a record before the proxy's SIGKILL (verify checks it)
+    assert {"export", "key", "head", "record"} <= {line["type"] for line in lines}
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     table = pq.read_table(tmp_path / "audit.parquet")
-    assert table.num_rows == CALLS and "hash" in table.column_names
+    assert table.num_rows == CALLS and {"hash", "signature", "view_hash"} <= set(table.column_names)
 
 
 @pytest.mark.parametrize(
@@ -153,7 +163,7 @@ def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -
         ("delete", 77, "record seq 77: missing"),
         ("insert", 77, "record seq 77: 2 different records claim this position"),
         ("reorder", 77, "record seq 77: its content does not match its hash"),
-        ("truncate", 191, "record seq 191: missing: a chain head says the chain reaches seq 200"),
+        ("truncate", 191, "record seq 191: missing: a signed chain head says the chain reaches seq 200"),
     ],
 )
 def test_verify_names_the_first_broken_link(trail: Trail, tmp_path: Path, kind: str, seq: int, expected: str) -> None:

@@ -1,10 +1,12 @@
-"""The audit trail's hash chain: canonical records, their hashes, and verification.
+"""The audit trail's hash chain: canonical records, their hashes, and what they say of a span.
 
 Each proxy instance chains its decision records: record ``n`` carries ``prev_hash``, the hash of
 record ``n - 1`` (:data:`GENESIS` for the first), and its own ``hash``, the SHA-256 of its
-canonical serialization (sorted-key compact JSON of every field but ``hash``). Editing, deleting,
-inserting or reordering a stored record breaks a link; periodic chain heads (instance, last seq,
-last hash) make a truncated tail visible too.
+canonical serialization (sorted-key compact JSON of every field but ``hash`` and ``signature``).
+The instance signs each record's hash (:mod:`bastion.audit_keys`), so nobody without its private
+key can edit, insert or re-hash a record. ``view_hash`` covers what the audit view shows of the
+decision span (its name, service, status, duration and attributes), so a span edited in the
+store no longer matches its signed record. :mod:`bastion.audit_verify` checks all of it.
 
 Pure functions over plain dicts: the proxy builds records with them, the collector stores them
 as columns, and ``bastion audit verify`` recomputes them from what the collector returns.
@@ -14,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from bastion import semconv
+from bastion.audit_keys import RECORD, Signer
 
 GENESIS: Final = "0" * 64
 
@@ -36,12 +41,17 @@ FIELDS: Final = (
     "target",
     "prev_hash",
 )
+# Hashed when not empty, so records written before a field existed keep their hash.
+OPTIONAL_FIELDS: Final = ("view_hash",)
 INT_FIELDS: Final = frozenset({"seq", "timestamp"})
+AUDIT_ATTRIBUTES: Final = "bastion.audit."
+"""Attributes with this prefix carry the chain itself and are not part of a span's view."""
 
 
 def canonical(record: Mapping[str, Any]) -> str:
     """The record's fields (not its hash) as sorted-key compact JSON: the bytes that are hashed."""
     values = {f: int(record[f]) if f in INT_FIELDS else str(record[f]) for f in FIELDS}
+    values.update({f: str(record[f]) for f in OPTIONAL_FIELDS if record.get(f)})
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -49,94 +59,72 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(record).encode()).hexdigest()
 
 
-def seal(fields: Mapping[str, Any], *, instance: str, seq: int, prev_hash: str) -> dict[str, Any]:
-    """A complete chained record: ``fields`` plus chain position and ``hash``."""
-    record: dict[str, Any] = {f: fields.get(f, 0 if f in INT_FIELDS else "") for f in FIELDS}
+def seal(
+    fields: Mapping[str, Any], *, instance: str, seq: int, prev_hash: str, signer: Signer | None = None
+) -> dict[str, Any]:
+    """A complete chained record: ``fields`` plus chain position, ``hash`` and ``signature``."""
+    record: dict[str, Any] = {f: fields.get(f, 0 if f in INT_FIELDS else "") for f in (*FIELDS, *OPTIONAL_FIELDS)}
     record.update(instance=instance, seq=seq, prev_hash=prev_hash)
     record["hash"] = record_hash(record)
+    record["signature"] = signer.sign(RECORD, instance, seq, record["hash"]) if signer else ""
     return record
 
 
 @dataclass(frozen=True)
-class Break:
-    """The first broken link of one instance's chain."""
+class SpanView:
+    """A stored decision span as the audit view reads it (the collector's row, attributes as strings)."""
 
-    instance: str
-    seq: int
-    problem: str
+    timestamp: int
+    trace_id: str
+    span_id: str
+    span_name: str
+    service_name: str
+    duration: int
+    status_code: str
+    attributes: Mapping[str, str]
 
-    def __str__(self) -> str:
-        return f"instance {self.instance}: record seq {self.seq}: {self.problem}"
-
-
-@dataclass(frozen=True)
-class Report:
-    instances: int
-    records: int
-    breaks: list[Break]
-
-    @property
-    def intact(self) -> bool:
-        return not self.breaks
-
-
-def verify(
-    records: Iterable[Mapping[str, Any]],
-    heads: Iterable[Mapping[str, Any]] = (),
-    *,
-    from_start: bool = True,
-) -> Report:
-    """Check every instance's chain; report the first broken link of each.
-
-    ``records`` may come in any order. With ``from_start`` the chain must begin at seq 1 after
-    :data:`GENESIS`; without it (a ``--since`` window) its first record is taken as the anchor.
-    ``heads`` are chain heads (``instance``, ``seq``, ``hash``): a chain that ends before its
-    newest head, or disagrees with it, has lost its tail.
-    """
-    by_instance: dict[str, dict[int, list[Mapping[str, Any]]]] = {}
-    count = 0
-    for r in records:
-        by_instance.setdefault(str(r["instance"]), {}).setdefault(int(r["seq"]), []).append(r)
-        count += 1
-    newest: dict[str, Mapping[str, Any]] = {}
-    for h in heads:
-        key = str(h["instance"])
-        if key not in newest or int(h["seq"]) > int(newest[key]["seq"]):
-            newest[key] = h
-    breaks = []
-    for instance in sorted(set(by_instance) | set(newest)):
-        problem = _first_break(instance, by_instance.get(instance, {}), newest.get(instance), from_start)
-        if problem is not None:
-            breaks.append(problem)
-    return Report(instances=len(by_instance), records=count, breaks=breaks)
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SpanView:
+        return cls(
+            timestamp=int(doc["timestamp"]),
+            trace_id=str(doc["trace_id"]),
+            span_id=str(doc["span_id"]),
+            span_name=str(doc["span_name"]),
+            service_name=str(doc["service_name"]),
+            duration=int(doc["duration"]),
+            status_code=str(doc["status_code"]),
+            attributes={str(k): str(v) for k, v in dict(doc["attributes"]).items()},
+        )
 
 
-def _first_break(
-    instance: str, chain: dict[int, list[Mapping[str, Any]]], head: Mapping[str, Any] | None, from_start: bool
-) -> Break | None:
-    seqs = sorted(chain)
-    expected_seq = 1 if from_start or not seqs else seqs[0]
-    prev_hash: str | None = GENESIS if from_start else None
-    for seq in seqs:
-        if seq != expected_seq:
-            return Break(instance, expected_seq, f"missing (deleted?): the next stored record is seq {seq}")
-        distinct = {record_hash(r) + str(r["hash"]) for r in chain[seq]}
-        if len(distinct) > 1:
-            return Break(instance, seq, f"{len(chain[seq])} different records claim this position (inserted?)")
-        record = chain[seq][0]
-        if record_hash(record) != record["hash"]:
-            return Break(instance, seq, "its content does not match its hash (edited?)")
-        if prev_hash is not None and record["prev_hash"] != prev_hash:
-            return Break(instance, seq, "it does not follow the record before it (inserted, deleted or reordered?)")
-        prev_hash = str(record["hash"])
-        expected_seq = seq + 1
-    if head is not None:
-        last = expected_seq - 1
-        head_seq = int(head["seq"])
-        if head_seq > last:
-            return Break(
-                instance, last + 1, f"missing: a chain head says the chain reaches seq {head_seq} (truncated?)"
-            )
-        if head_seq >= 1 and head_seq in chain and chain[head_seq][0]["hash"] != head["hash"]:
-            return Break(instance, head_seq, "it differs from the chain head recorded for it")
-    return None
+def view_hash(span: SpanView) -> str:
+    """SHA-256 over what the audit view shows of ``span`` (every attribute but the chain's own)."""
+    shown = {
+        "name": span.span_name,
+        "service": span.service_name,
+        "status": span.status_code,
+        "duration": span.duration,
+        "attributes": {k: v for k, v in span.attributes.items() if not k.startswith(AUDIT_ATTRIBUTES)},
+    }
+    return hashlib.sha256(json.dumps(shown, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def span_fields(span: SpanView) -> dict[str, Any]:
+    """The decision record's fields that come from the span (the chain adds its position)."""
+    attrs = span.attributes
+    target = attrs.get(semconv.GEN_AI_TOOL_NAME) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)
+    if not target:
+        port = attrs.get(semconv.SERVER_PORT, "")  # set on CONNECT and raw TCP records: host:port
+        target = attrs.get(semconv.SERVER_ADDRESS, "") + (f":{port}" if port else "") + attrs.get(semconv.URL_PATH, "")
+    return {
+        "timestamp": span.timestamp,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "agent": attrs.get(semconv.BASTION_AGENT_ID, ""),
+        "decision": attrs.get(semconv.BASTION_DECISION, ""),
+        "rule": attrs.get(semconv.BASTION_POLICY_RULE, ""),
+        "policy_version": attrs.get(semconv.BASTION_POLICY_VERSION, ""),
+        "kind": attrs.get(semconv.BASTION_CALL_KIND, ""),
+        "target": target,
+        "view_hash": view_hash(span),
+    }

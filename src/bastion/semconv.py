@@ -121,11 +121,15 @@ BASTION_GUIDANCE_ID: Final = "bastion.guidance.id"
 BASTION_GUIDANCE_TEXT: Final = "bastion.guidance.text"
 
 # The audit hash chain (bastion.audit_chain): a decision record's canonical JSON with its chain
-# position and hash, and the periodic chain head ({"instance", "seq", "hash"}) of a proxy.
+# position, hash and signature; the periodic chain head and the anchor a restarted proxy records
+# ({"instance", "seq", "hash", "signature"}); and the proxy's public key ({"instance",
+# "public_key", "signature"}), recorded at start (bastion.audit_keys).
 BASTION_AUDIT_RECORD: Final = "bastion.audit.record"
 BASTION_AUDIT_SEQ: Final = "bastion.audit.seq"
 BASTION_AUDIT_HASH: Final = "bastion.audit.hash"
 BASTION_AUDIT_HEAD: Final = "bastion.audit.head"
+BASTION_AUDIT_ANCHOR: Final = "bastion.audit.anchor"
+BASTION_AUDIT_KEY: Final = "bastion.audit.key"
 
 # PII redaction: counts by entity type per direction, as "bastion.pii.<direction>.<TYPE>" (ints),
 # never values; whether a failed analysis let the call pass (a route configured to fail open).

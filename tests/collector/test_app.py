@@ -146,9 +146,9 @@ def test_health_and_unknown_routes(client: TestClient, monkeypatch: pytest.Monke
 def test_query_failures_answer_json(settings: CollectorSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     with app_client(settings, raise_server_exceptions=False) as client:
         store = collector(client).store
-        monkeypatch.setattr(store, "audit", lambda filters: (_ for _ in ()).throw(DatabaseError("gone")))
+        monkeypatch.setattr(store, "audit", lambda filters, check: (_ for _ in ()).throw(DatabaseError("gone")))
         assert client.get("/api/audit").status_code == 503
-        monkeypatch.setattr(store, "audit", lambda filters: 1 / 0)
+        monkeypatch.setattr(store, "audit", lambda filters, check: 1 / 0)
         failed = client.get("/api/audit")
         assert (failed.status_code, failed.json()) == (500, {"error": {"message": "Internal error."}})
 

@@ -112,6 +112,8 @@ def test_an_audit_item_has_every_field_and_null_for_what_is_missing(store: Store
         "mcp_method": None,
         "shadow_decision": None,
         "shadow_rule": None,
+        "verified": False,
+        "unverified_reason": "not checked against the audit chain",
     }
 
 

@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from streamlit.testing.v1 import AppTest
 
 from bastion import semconv as sc
+from bastion.dashboard import views
 from bastion.dashboard.client import CollectorClient, CollectorError
 from support import AUTH, BASTION, PROXY_TOKEN, ROOT, TOKENS, free_port, running, wait_for_http
 
@@ -217,6 +218,14 @@ def test_audit_page_lists_decisions_newest_first(collector_env: Exported) -> Non
     assert (http_call["Agent"], http_call["Kind"], http_call["Operation"]) == ("crawler", "http", "http")
     assert (allowed["Decision"], allowed["Tokens in"], allowed["Tokens out"]) == ("✅ allow", 12, 7)
     assert "connected" in at.sidebar.caption[0].value
+
+
+def test_audit_page_marks_records_without_a_signed_link(collector_env: Exported) -> None:
+    at = app().run()  # these spans came straight from an SDK exporter, not through a proxy's signed chain
+    assert {r["Audit"] for r in audit_table(at)} == {views.UNVERIFIED}
+    warning = at.warning[0].value
+    assert warning.startswith("3 of these records do not match a signed audit link")
+    assert f"trace {collector_env.denied_trace}: no signed audit record links this decision" in warning
 
 
 @pytest.mark.parametrize(

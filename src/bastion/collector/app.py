@@ -86,6 +86,7 @@ async def export_traces(request: Request, collector: CollectorDep, sender: OtlpS
 
 @router.get("/api/audit")
 async def audit(
+    request: Request,
     collector: CollectorDep,
     _: Viewer,
     agent: str | None = None,
@@ -96,7 +97,8 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
 ) -> Json:
-    """Spans that carry a governance decision, newest first."""
+    """Spans that carry a governance decision, newest first; ``verified`` says whether each matches
+    its signed audit record."""
     filters = AuditFilters(
         agent=agent or None,
         decision=decision or None,
@@ -106,7 +108,7 @@ async def audit(
         limit=limit,
         offset=offset,
     )
-    return await asyncio.to_thread(collector.store.audit, filters)
+    return await asyncio.to_thread(collector.store.audit, filters, request.app.state.audit.span_problems)
 
 
 @router.get("/api/alerts")

@@ -10,8 +10,15 @@ Senders re-ship after a crash (the proxy's outbox is at-least-once), so the stor
   collectors on one ClickHouse server could race; the audit table below is the authoritative,
   deduplicated record.
 * ``audit_chain`` (ReplacingMergeTree on instance, type, seq) holds every decision record of the
-  hash chain and every chain head, copied from the spans' ``bastion.audit.*`` attributes. It is
-  also filtered before insert, and merges fold any duplicate that slips through.
+  hash chain, every chain head and every anchor, with their signatures, copied from the spans'
+  ``bastion.audit.*`` attributes. It is also filtered before insert, and merges fold any
+  duplicate that slips through.
+* ``audit_keys`` holds each proxy instance's public key, when the collector first saw it (no
+  TTL: old records stay checkable). A key whose self-signature fails is refused; a second key
+  for an instance is stored beside the first, and only the first is trusted.
+
+:meth:`AuditStore.span_problems` matches decision spans to their signed records: the audit view
+flags each row with it.
 
 Retention: :meth:`AuditStore.apply_ttl` sets each table's TTL at start-up, only when it differs.
 """
@@ -20,10 +27,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from bastion import semconv
+from bastion import audit_keys, audit_verify, semconv
+from bastion.audit_chain import SpanView
 from bastion.collector import schema
 from bastion.collector.schema import SpanRow
 from bastion.collector.store import Store
@@ -31,10 +40,12 @@ from bastion.collector.store import Store
 log = logging.getLogger(__name__)
 
 AUDIT_TABLE: Final = "audit_chain"
+KEYS_TABLE: Final = "audit_keys"
 WINDOW_GAP_NS: Final = 5 * 10**9
 WINDOW_SPAN_NS: Final = 60 * 10**9
-RECORD: Final = "record"
-HEAD: Final = "head"
+RECORD: Final = audit_keys.RECORD
+HEAD: Final = audit_keys.HEAD
+ANCHOR: Final = audit_keys.ANCHOR
 
 _AUDIT = """\
 CREATE TABLE IF NOT EXISTS {db}.{audit}{on_cluster} (
@@ -51,11 +62,28 @@ CREATE TABLE IF NOT EXISTS {db}.{audit}{on_cluster} (
     Kind LowCardinality(String) CODEC(ZSTD(1)),
     Target String CODEC(ZSTD(1)),
     PrevHash String CODEC(ZSTD(1)),
-    Hash String CODEC(ZSTD(1))
+    Hash String CODEC(ZSTD(1)),
+    ViewHash String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1))
 ) ENGINE = {engine}
 PARTITION BY toYYYYMM(Timestamp)
 ORDER BY (Instance, Type, Seq, Hash)
 SETTINGS ttl_only_drop_parts = 1"""
+
+# Tables made before records were signed get the new columns (empty in old rows).
+_UPGRADE = """\
+ALTER TABLE {db}.{audit}{on_cluster}
+    ADD COLUMN IF NOT EXISTS ViewHash String CODEC(ZSTD(1)) AFTER Hash,
+    ADD COLUMN IF NOT EXISTS Signature String CODEC(ZSTD(1)) AFTER ViewHash"""
+
+_KEYS = """\
+CREATE TABLE IF NOT EXISTS {db}.{keys}{on_cluster} (
+    Instance LowCardinality(String) CODEC(ZSTD(1)),
+    PublicKey String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1)),
+    FirstSeen DateTime64(9) CODEC(Delta(8), ZSTD(1))
+) ENGINE = {engine}
+ORDER BY (Instance, PublicKey)"""
 
 # Table column <-> canonical record field.
 COLUMNS: Final = (
@@ -73,7 +101,10 @@ COLUMNS: Final = (
     ("Target", "target"),
     ("PrevHash", "prev_hash"),
     ("Hash", "hash"),
+    ("ViewHash", "view_hash"),
+    ("Signature", "signature"),
 )
+KEY_COLUMNS: Final = ("Instance", "PublicKey", "Signature", "FirstSeen")
 _SELECT: Final = ", ".join(f"toUnixTimestamp64Nano({c})" if c == "Timestamp" else c for c, _ in COLUMNS)
 
 _EXISTING_SPANS: Final = """\
@@ -92,6 +123,26 @@ WHERE (Instance, Type, Seq, Hash) > ({{ai:String}}, {{at:String}}, {{aseq:UInt64
 ORDER BY Instance, Type, Seq, Hash
 LIMIT {{limit:UInt32}}"""
 
+_LINKS: Final = f"""\
+SELECT {_SELECT} FROM {{db:Identifier}}.{{audit:Identifier}}
+WHERE Type = 'record' AND SpanId IN {{span_ids:Array(String)}}
+    AND Timestamp >= fromUnixTimestamp64Nano({{lo:Int64}}) AND Timestamp <= fromUnixTimestamp64Nano({{hi:Int64}})"""
+
+_KEYS_SELECT: Final = """\
+SELECT Instance, PublicKey, any(Signature), toUnixTimestamp64Nano(min(FirstSeen)) AS first
+FROM {db:Identifier}.{keys:Identifier}
+GROUP BY Instance, PublicKey
+ORDER BY Instance, first, PublicKey"""
+
+_DECISION_SPANS: Final = """\
+SELECT toUnixTimestamp64Nano(Timestamp), TraceId, SpanId, SpanName, ServiceName, Duration, StatusCode, SpanAttributes
+FROM {db:Identifier}.{table:Identifier}
+WHERE mapContains(SpanAttributes, {decision_key:String})
+    AND (Timestamp, TraceId, SpanId) > (fromUnixTimestamp64Nano({at:Int64}), {atrace:String}, {aspan:String})
+    AND Timestamp >= fromUnixTimestamp64Nano({since:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({until:Int64})
+ORDER BY Timestamp, TraceId, SpanId
+LIMIT {limit:UInt32}"""
+
 _SPAN_STATS: Final = """\
 SELECT sum(n), count(), arraySlice(groupArrayIf(id, n > 1), 1, 100)
 FROM (
@@ -103,12 +154,24 @@ FROM (
 
 
 def ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
-    return _AUDIT.format(
-        db=schema.identifier(database),
-        audit=schema.identifier(AUDIT_TABLE),
-        on_cluster=f" ON CLUSTER {schema.identifier(cluster)}" if cluster else "",
-        engine=engine,
-    )
+    return _AUDIT.format(**_names(database, cluster), engine=engine)
+
+
+def keys_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
+    return _KEYS.format(**_names(database, cluster), engine=engine)
+
+
+def upgrade(database: str, table: str = AUDIT_TABLE, cluster: str | None = None) -> str:
+    return _UPGRADE.format(**{**_names(database, cluster), "audit": schema.identifier(table)})
+
+
+def _names(database: str, cluster: str | None) -> dict[str, str]:
+    return {
+        "db": schema.identifier(database),
+        "audit": schema.identifier(AUDIT_TABLE),
+        "keys": schema.identifier(KEYS_TABLE),
+        "on_cluster": f" ON CLUSTER {schema.identifier(cluster)}" if cluster else "",
+    }
 
 
 def windows(timestamps: Sequence[int], gap: int = WINDOW_GAP_NS, span: int = WINDOW_SPAN_NS) -> list[tuple[int, int]]:
@@ -126,23 +189,46 @@ def windows(timestamps: Sequence[int], gap: int = WINDOW_GAP_NS, span: int = WIN
 
 
 def audit_rows(rows: Sequence[SpanRow]) -> list[dict[str, Any]]:
-    """The chain records and chain heads that ``rows`` carry."""
+    """The chain records, chain heads and anchors that ``rows`` carry."""
     out: list[dict[str, Any]] = []
+    marks = ((semconv.BASTION_AUDIT_HEAD, HEAD), (semconv.BASTION_AUDIT_ANCHOR, ANCHOR))
     for row in rows:
         attrs = row.span_attributes
         try:
             if semconv.BASTION_AUDIT_RECORD in attrs:
                 record = json.loads(attrs[semconv.BASTION_AUDIT_RECORD])
                 out.append({**{f: record.get(f, "") for _, f in COLUMNS}, "type": RECORD})
-            elif semconv.BASTION_AUDIT_HEAD in attrs:
-                head = json.loads(attrs[semconv.BASTION_AUDIT_HEAD])
-                blank = {f: "" for _, f in COLUMNS}
-                out.append({**blank, **head, "type": HEAD, "timestamp": row.timestamp, "prev_hash": ""})
+            for attribute, kind in marks:
+                if attribute in attrs:
+                    mark = json.loads(attrs[attribute])
+                    blank = {f: "" for _, f in COLUMNS}
+                    fields = {f: mark[f] for f in ("instance", "seq", "hash", "signature") if f in mark}
+                    out.append({**blank, **fields, "type": kind, "timestamp": row.timestamp})
         except (ValueError, TypeError, AttributeError) as e:
             log.warning("Span %s carries an unreadable audit record: %s", row.span_id, e)
     for r in out:
         r["seq"] = int(r["seq"] or 0)
         r["timestamp"] = int(r["timestamp"] or 0)
+    return out
+
+
+def key_rows(rows: Sequence[SpanRow]) -> list[dict[str, str]]:
+    """The public keys ``rows`` register, each signed by itself (others are refused)."""
+    out = []
+    for row in rows:
+        text = row.span_attributes.get(semconv.BASTION_AUDIT_KEY)
+        if text is None:
+            continue
+        try:
+            key = json.loads(text)
+            instance, public_key, signature = str(key["instance"]), str(key["public_key"]), str(key["signature"])
+        except (ValueError, TypeError, KeyError) as e:
+            log.warning("Span %s carries an unreadable audit key: %s", row.span_id, e)
+            continue
+        if not audit_keys.valid(public_key, signature, audit_keys.KEY, instance, 0, public_key):
+            log.warning("Refused the audit key of instance %s: its self-signature is not valid", instance)
+            continue
+        out.append({"instance": instance, "public_key": public_key, "signature": signature})
     return out
 
 
@@ -153,7 +239,7 @@ class AuditStore:
         self.store = store
         self.dropped = 0
         """Rows not written because they were already stored (re-shipped)."""
-        self._names = {"db": store.database, "table": store.table, "audit": AUDIT_TABLE}
+        self._names = {"db": store.database, "table": store.table, "audit": AUDIT_TABLE, "keys": KEYS_TABLE}
 
     def migrate(self, cluster: str | None = None) -> None:
         """Create the audit table (embedded or server), or every table of a cluster."""
@@ -162,14 +248,19 @@ class AuditStore:
         if cluster:
             for statement in deploy.statements(self.store.database, cluster):
                 self.store.command(statement, {})
+            for table in (deploy.local_table(AUDIT_TABLE, cluster), AUDIT_TABLE):
+                self.store.command(upgrade(self.store.database, table, cluster), {})
         else:
             self.store.command(ddl(self.store.database), {})
+            self.store.command(upgrade(self.store.database), {})
+            self.store.command(keys_ddl(self.store.database), {})
 
     def insert_spans(self, rows: Sequence[SpanRow]) -> None:
-        """Write ``rows`` and their audit records, skipping what is already stored."""
+        """Write ``rows``, their audit records and keys, skipping what is already stored."""
         records = self._fresh_audit(audit_rows(rows))
         if records:
             self.store.insert_rows(AUDIT_TABLE, [[r[f] for _, f in COLUMNS] for r in records], [c for c, _ in COLUMNS])
+        self._insert_keys(key_rows(rows))
         fresh = self._fresh_spans(rows)
         self.dropped += len(rows) - len(fresh)
         self.store.insert_spans(fresh)
@@ -207,6 +298,58 @@ class AuditStore:
                 stored.add(key)
                 out.append(r)
         return out
+
+    def _insert_keys(self, keys: list[dict[str, str]]) -> None:
+        stored = {(k["instance"], k["public_key"]) for k in self.keys()} if keys else set()
+        fresh = []
+        for k in keys:
+            if (k["instance"], k["public_key"]) not in stored:
+                stored.add((k["instance"], k["public_key"]))
+                fresh.append([k["instance"], k["public_key"], k["signature"], time.time_ns()])
+                if any(i == k["instance"] and p != k["public_key"] for i, p in stored):
+                    log.warning("Instance %s registered a second audit key; only its first is trusted", k["instance"])
+        if fresh:
+            self.store.insert_rows(KEYS_TABLE, fresh, list(KEY_COLUMNS))
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every registered public key, by instance, the first seen first."""
+        rows = self.store.rows(_KEYS_SELECT, self._names)
+        return [
+            {"instance": str(i), "public_key": str(k), "signature": str(s), "first_seen": int(t)} for i, k, s, t in rows
+        ]
+
+    def span_problems(self, spans: Sequence[SpanView]) -> list[str | None]:
+        """For each decision span, None if it matches its signed record, else why not."""
+        if not spans:
+            return []
+        params = {
+            **self._names,
+            "span_ids": sorted({s.span_id for s in spans}),
+            "lo": min(s.timestamp for s in spans),
+            "hi": max(s.timestamp for s in spans),
+        }
+        links: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in self.store.rows(_LINKS, params):
+            record = {f: value for (_, f), value in zip(COLUMNS, row, strict=True)}
+            links.setdefault((record["trace_id"], record["span_id"]), []).append(record)
+        keys: dict[str, list[str]] = {}
+        for k in self.keys():
+            keys.setdefault(k["instance"], []).append(k["public_key"])
+        return [audit_verify.span_problem(s, links.get((s.trace_id, s.span_id), []), keys) for s in spans]
+
+    def decision_spans(self, *, since: int, until: int, after: tuple[int, str, str], limit: int) -> list[SpanView]:
+        """Spans that carry a decision (the rows of the audit view), oldest first, after the key ``after``."""
+        params = {
+            **self._names,
+            "decision_key": semconv.BASTION_DECISION,
+            "since": since,
+            "until": until,
+            "at": after[0],
+            "atrace": after[1],
+            "aspan": after[2],
+            "limit": limit,
+        }
+        return [SpanView(*row) for row in self.store.rows(_DECISION_SPANS, params)]
 
     def page(
         self, *, type: str, since: int, until: int, after: tuple[str, str, int, str], limit: int

@@ -1,10 +1,10 @@
 """DDL for a ClickHouse server or cluster, rendered from :mod:`bastion.collector.schema`.
 
 * Server: the embedded layout as is (``otel_traces`` MergeTree, its lookup table and view, and
-  ``audit_chain`` ReplacingMergeTree).
+  ``audit_chain`` and ``audit_keys`` ReplacingMergeTree).
 * Cluster ``NAME``: each table becomes ``<table>_local`` (Replicated*MergeTree, ``ON CLUSTER``)
   behind a ``Distributed`` table with the original name, so the collector's queries and inserts
-  are unchanged. Spans shard by TraceId, audit records by Instance (a chain stays on one shard).
+  are unchanged. Spans shard by TraceId, audit records and keys by Instance (a chain stays on one shard).
 
 ``bastion schema [--cluster NAME]`` prints it; ``deploy/*.sql`` are that output, checked by a test.
 """
@@ -26,22 +26,24 @@ def _replicated(engine: str) -> str:
 def statements(database: str = "bastion", cluster: str | None = None) -> list[str]:
     """Every statement, in order, for a server (no ``cluster``) or a cluster."""
     if not cluster:
-        return [*schema.statements(database), audit_store.ddl(database)]
+        return [*schema.statements(database), audit_store.ddl(database), audit_store.keys_ddl(database)]
     db = schema.identifier(database)
     on = f" ON CLUSTER {schema.identifier(cluster)}"
     traces = schema.TRACES_TABLE
     out = schema.statements(database, table=traces + LOCAL, engine=_replicated("MergeTree"), cluster=cluster)
-    out.append(audit_store.ddl(database, engine=_replicated("ReplacingMergeTree"), cluster=cluster))
-    # the audit DDL names audit_chain: rename it to the local table
-    out[-1] = out[-1].replace(
-        f"{db}.{schema.identifier(audit_store.AUDIT_TABLE)}",
-        f"{db}.{schema.identifier(audit_store.AUDIT_TABLE + LOCAL)}",
-        1,
-    )
+    engine = _replicated("ReplacingMergeTree")
+    for table, render in ((audit_store.AUDIT_TABLE, audit_store.ddl), (audit_store.KEYS_TABLE, audit_store.keys_ddl)):
+        # the audit DDL names the table itself: rename it to the local table
+        out.append(
+            render(database, engine=engine, cluster=cluster).replace(
+                f"{db}.{schema.identifier(table)}", f"{db}.{schema.identifier(table + LOCAL)}", 1
+            )
+        )
     for table, key in (
         (traces, "cityHash64(TraceId)"),
         (f"{traces}_trace_id_ts", "cityHash64(TraceId)"),
         (audit_store.AUDIT_TABLE, "cityHash64(Instance)"),
+        (audit_store.KEYS_TABLE, "cityHash64(Instance)"),
     ):
         local = f"{table}{LOCAL}" if table != f"{traces}_trace_id_ts" else f"{traces}{LOCAL}_trace_id_ts"
         out.append(

@@ -8,18 +8,20 @@ a query parameter (``{name:Type}``), never inside the SQL text.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from bastion import semconv
+from bastion.audit_chain import SpanView
 from bastion.collector import schema, views
 from bastion.collector.schema import SpanRow
 from bastion.collector.views import AuditFilters, Json
 from bastion.settings import CollectorSettings
 
+SpanCheck = Callable[[Sequence[SpanView]], list[str | None]]
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _TABLE: Final = "{db:Identifier}.{table:Identifier}"
@@ -101,8 +103,12 @@ class Store:
                 database=self.database,
             )
 
-    def audit(self, filters: AuditFilters) -> Json:
-        """A page of spans that carry a governance decision, newest first."""
+    def audit(self, filters: AuditFilters, check: SpanCheck | None = None) -> Json:
+        """A page of spans that carry a governance decision, newest first.
+
+        ``check`` says of each span whether it matches its signed audit record (None) or why not;
+        each item carries the answer as ``verified`` and ``unverified_reason``.
+        """
         limit = max(1, min(filters.limit, views.MAX_LIMIT))
         offset = max(0, filters.offset)
         params: dict[str, Any] = {**self._names, "limit": limit + 1, "offset": offset}
@@ -124,8 +130,10 @@ class Store:
                 params[name] = max(_INT64_MIN, min(_INT64_MAX, views.unix_nanos(moment)))
         sql = _AUDIT_SELECT + "\n    AND ".join(conditions) + _AUDIT_ORDER
         rows = self._query(sql, params)
-        items = [views.audit_item(*row) for row in rows[:limit]]
         more = len(rows) > limit
+        rows = rows[:limit]
+        problems = check([SpanView(*row) for row in rows]) if check else [views.NOT_CHECKED] * len(rows)
+        items = [views.audit_item(*row, problem=problem) for row, problem in zip(rows, problems, strict=True)]
         return {"items": items, "limit": limit, "offset": offset, "next_offset": offset + limit if more else None}
 
     def alerts(self, limit: int) -> list[Json]:

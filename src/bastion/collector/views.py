@@ -16,6 +16,7 @@ from bastion.collector.schema import SpanRow
 Json = dict[str, Any]
 
 MAX_LIMIT: Final = 500
+NOT_CHECKED: Final = "not checked against the audit chain"
 
 # Audit item field -> span attribute, for string fields and for integer fields.
 AUDIT_STRINGS: Final = {
@@ -79,7 +80,10 @@ def audit_item(
     duration: int,
     status_code: str,
     attributes: dict[str, str],
+    *,
+    problem: str | None = NOT_CHECKED,
 ) -> Json:
+    """One audit row; ``problem`` is why it does not match a signed audit record (None: it does)."""
     item: Json = {
         "timestamp": iso_time(timestamp),
         "trace_id": trace_id,
@@ -93,6 +97,8 @@ def audit_item(
         item[field] = attributes.get(key)
     for field, key in AUDIT_INTS.items():
         item[field] = _int(attributes.get(key))
+    item["verified"] = problem is None
+    item["unverified_reason"] = problem
     return item
 
 

@@ -20,6 +20,8 @@ TIME_RANGES: Final = {
     "Last week": timedelta(weeks=1),
 }
 DECISION_ICONS: Final = {"allow": "✅", "deny": "⛔", "review": "⏸️", "error": "⚠️"}
+SIGNED: Final = "🔏 signed"
+UNVERIFIED: Final = "❗ unverified"
 _TRACE_ID: Final = re.compile(r"[0-9a-fA-F]{32}")
 
 
@@ -65,8 +67,18 @@ def audit_rows(items: list[Json]) -> list[Json]:
             "HTTP": item.get("http_status"),
             "Duration (ms)": _round(item.get("duration_ms")),
             "Trace": item.get("trace_id"),
+            "Audit": SIGNED if item.get("verified") is True else UNVERIFIED,
         }
         for item in items
+    ]
+
+
+def unverified(items: list[Json]) -> list[str]:
+    """A line for each record the collector could not match to a signed audit link."""
+    return [
+        f"{show_time(item.get('timestamp'))} trace {item.get('trace_id')}: {item.get('unverified_reason') or 'unknown'}"
+        for item in items
+        if item.get("verified") is not True
     ]
 
 

@@ -6,6 +6,7 @@ Layout of the outbox directory (one per proxy replica)::
     000000000001.seg   segments of framed records, written in order, rolled at segment_bytes
     committed          "<segment> <offset>": everything before it is acknowledged by the collector
     chain.json         the hash chain's head when the last segment was rolled
+    audit_signing_key.pem  the instance's Ed25519 key that signs the chain (mode 0600; audit_keys.py)
 
 A frame is ``magic(2) length(4) crc32(4) seq(8) hash(32) payload``; ``seq``/``hash`` are the
 audit chain position of the record (0 and zeros for spans that are not decision records), so
@@ -356,6 +357,22 @@ class Outbox:
                 else:
                     self._committed = position
         return out
+
+    def backlog(self) -> Iterator[Record]:
+        """Every durable record the collector has not acknowledged, oldest first."""
+        with self._cond:
+            end = self._durable_end
+        position = self._committed
+        while position < end:
+            limit = end.offset if position.segment == end.segment else None
+            try:
+                f = open(self._path(position.segment), "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                position = Position(position.segment + 1, 0)
+                continue
+            with f:
+                yield from read_frames(f, position.segment, position.offset, limit)
+            position = Position(position.segment + 1, 0)
 
     def acknowledge(self, position: Position) -> None:
         """Everything before ``position`` is stored by the collector: remember it, prune segments."""

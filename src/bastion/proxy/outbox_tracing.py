@@ -2,12 +2,15 @@
 
 * :class:`OutboxSpanProcessor` encodes each ended span as an OTLP ``ExportTraceServiceRequest``
   (the SDK's own encoder) and appends it to the :class:`~bastion.proxy.outbox.Outbox`. A span that
-  carries a decision becomes the next link of this instance's hash chain: its canonical record,
-  sequence number and hash are added as ``bastion.audit.*`` attributes.
+  carries a decision becomes the next link of this instance's hash chain: its canonical record
+  (with ``view_hash`` over the span as the collector will store it), signed by the instance's
+  key, its sequence number and hash are added as ``bastion.audit.*`` attributes. A chain head
+  span gets the chain position it follows in the log, signed.
 * :class:`Shipper` sends what is durable and not yet acknowledged, oldest first, with exponential
   backoff while the collector is down or busy, and advances the committed position on each 2xx.
   Serialized requests concatenate into one valid request, so a batch is one POST.
 * :class:`HeadTicker` records the chain head every few seconds, so a truncated tail shows.
+* :func:`start_records`: the public key and, after a restart, the anchor a proxy records at start.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from typing import Any, Final
 import httpx
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Tracer
 
-from bastion import audit_chain, semconv
+from bastion import audit_chain, audit_keys, semconv
+from bastion.audit_keys import Signer
+from bastion.collector import otlp
 from bastion.proxy.outbox import Outbox, Record
 
 log = logging.getLogger(__name__)
@@ -34,35 +40,42 @@ log = logging.getLogger(__name__)
 PROTOBUF: Final = {"content-type": "application/x-protobuf"}
 
 
-def chain_fields(span: ReadableSpan) -> dict[str, Any]:
-    """The decision record's fields that come from the span (the chain adds its position)."""
-    attrs: Mapping[str, Any] = span.attributes or {}
-    context = span.get_span_context()
+def stored_view(request: ExportTraceServiceRequest) -> audit_chain.SpanView:
+    """The request's one span as the collector will store it and the audit view will read it."""
+    (row,) = otlp.rows(request)
+    return audit_chain.SpanView(
+        row.timestamp,
+        row.trace_id,
+        row.span_id,
+        row.span_name,
+        row.service_name,
+        row.duration,
+        row.status_code,
+        row.span_attributes,
+    )
 
-    def text(key: str) -> str:
-        value = attrs.get(key)
-        return "" if value is None else str(value)
 
-    target = text(semconv.GEN_AI_TOOL_NAME) or text(semconv.GEN_AI_REQUEST_MODEL)
-    if not target:
-        port = text(semconv.SERVER_PORT)  # set on CONNECT and raw TCP records, whose target is host:port
-        target = text(semconv.SERVER_ADDRESS) + (f":{port}" if port else "") + text(semconv.URL_PATH)
-    return {
-        "timestamp": span.start_time or 0,
-        "trace_id": f"{context.trace_id:032x}" if context else "",
-        "span_id": f"{context.span_id:016x}" if context else "",
-        "agent": text(semconv.BASTION_AGENT_ID),
-        "decision": text(semconv.BASTION_DECISION),
-        "rule": text(semconv.BASTION_POLICY_RULE),
-        "policy_version": text(semconv.BASTION_POLICY_VERSION),
-        "kind": text(semconv.BASTION_CALL_KIND),
-        "target": target,
-    }
+def audit_record(payload: bytes) -> dict[str, Any] | None:
+    """The chain record an outbox payload carries, if any."""
+    request = ExportTraceServiceRequest.FromString(payload)
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                for kv in span.attributes:
+                    if kv.key == semconv.BASTION_AUDIT_RECORD:
+                        record: dict[str, Any] = json.loads(kv.value.string_value)
+                        return record
+    return None
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 class OutboxSpanProcessor(SpanProcessor):
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, signer: Signer) -> None:
         self.outbox = outbox
+        self.signer = signer
         self._lock = threading.Lock()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -71,25 +84,36 @@ class OutboxSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         try:
             request = encode_spans([span])
-            decided = semconv.BASTION_DECISION in (span.attributes or {})
-            fields = chain_fields(span) if decided else {}
+            attributes = span.attributes or {}
+            decided = semconv.BASTION_DECISION in attributes
+            fields = audit_chain.span_fields(stored_view(request)) if decided else {}
+            proto = request.resource_spans[0].scope_spans[0].spans[0]
+            instance = self.outbox.instance_id
             with self._lock:  # chain position and log order must agree
                 seq, hash_hex = 0, ""
                 if decided:
                     record = audit_chain.seal(
                         fields,
-                        instance=self.outbox.instance_id,
+                        instance=instance,
                         seq=self.outbox.chain_seq + 1,
                         prev_hash=self.outbox.chain_hash or audit_chain.GENESIS,
+                        signer=self.signer,
                     )
                     seq, hash_hex = record["seq"], record["hash"]
-                    proto = request.resource_spans[0].scope_spans[0].spans[0]
                     for key, value in (
-                        (semconv.BASTION_AUDIT_RECORD, json.dumps(record, sort_keys=True, separators=(",", ":"))),
+                        (semconv.BASTION_AUDIT_RECORD, _compact(record)),
                         (semconv.BASTION_AUDIT_SEQ, str(seq)),
                         (semconv.BASTION_AUDIT_HASH, hash_hex),
                     ):
                         proto.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+                elif semconv.BASTION_AUDIT_HEAD in attributes:
+                    head_seq, head_hash = self.outbox.chain_seq, self.outbox.chain_hash
+                    signature = self.signer.sign(audit_keys.HEAD, instance, head_seq, head_hash)
+                    head = {"instance": instance, "seq": head_seq, "hash": head_hash, "signature": signature}
+                    for kv in proto.attributes:
+                        if kv.key == semconv.BASTION_AUDIT_HEAD:
+                            kv.value.string_value = _compact(head)
+                    log.info("audit chain head: %s", _compact({k: v for k, v in head.items() if k != "signature"}))
                 self.outbox.append(request.SerializeToString(), seq, hash_hex)
         except Exception:
             log.exception("outbox: could not record a span")
@@ -203,13 +227,35 @@ class HeadTicker:
             self.record()
 
     def record(self) -> None:
-        seq, hash_hex = self.outbox.chain_seq, self.outbox.chain_hash
+        """Record the head; the span processor fills in the position it follows in the log, signed."""
+        seq = self.outbox.chain_seq
         if seq == self._last:
             return
-        head = json.dumps({"instance": self.outbox.instance_id, "seq": seq, "hash": hash_hex}, sort_keys=True)
         try:
-            self.tracer.start_span("bastion audit head", attributes={semconv.BASTION_AUDIT_HEAD: head}).end()
+            self.tracer.start_span("bastion audit head", attributes={semconv.BASTION_AUDIT_HEAD: ""}).end()
             self._last = seq
-            log.info("audit chain head: %s", head)
         except Exception:
             log.exception("could not record the audit chain head")
+
+
+def start_records(outbox: Outbox, signer: Signer) -> list[tuple[str, dict[str, str]]]:
+    """The spans a proxy records at start: its public key, and an anchor if its chain had advanced.
+
+    The anchor is the chain position the collector had acknowledged (the record before the first
+    one still in the outbox), so a chain can begin in a new store right after it.
+    """
+    instance = outbox.instance_id
+    key = {"instance": instance, "public_key": signer.public_key}
+    key["signature"] = signer.sign(audit_keys.KEY, instance, 0, signer.public_key)
+    out = [("bastion audit key", {semconv.BASTION_AUDIT_KEY: _compact(key)})]
+    seq, hash_hex = outbox.chain_seq, outbox.chain_hash
+    for waiting in outbox.backlog():
+        if waiting.seq:
+            record = audit_record(waiting.payload)
+            seq, hash_hex = waiting.seq - 1, str(record["prev_hash"]) if record else ""
+            break
+    if seq > 0 and hash_hex:
+        anchor = {"instance": instance, "seq": seq, "hash": hash_hex}
+        anchor["signature"] = signer.sign(audit_keys.ANCHOR, instance, seq, hash_hex)
+        out.append(("bastion audit anchor", {semconv.BASTION_AUDIT_ANCHOR: _compact(anchor)}))
+    return out

@@ -1,4 +1,7 @@
-"""The audit trail: governance decisions, newest first, filtered and paged; a row opens its trace."""
+"""The audit trail: governance decisions, newest first, filtered and paged; a row opens its trace.
+
+Each row says whether the collector matched it to its signed audit link; those it could not are
+marked unverified and listed with the reason."""
 
 from __future__ import annotations
 
@@ -58,6 +61,14 @@ except CollectorError as e:
     st.stop()
 
 items = page["items"]
+doubtful = views.unverified(items)
+if doubtful:
+    st.warning(
+        f"{len(doubtful)} of these records do not match a signed audit link: what they show may have been "
+        "altered or forged in the store. Run `bastion audit verify`.\n\n"
+        + "\n".join(f"- {line}" for line in doubtful[:10])
+        + (f"\n- … and {len(doubtful) - 10} more" if len(doubtful) > 10 else "")
+    )
 if items:
     st.caption(f"Records {offset + 1}–{offset + len(items)}, newest first. Select a row to open its trace.")
     table = st.dataframe(
