@@ -140,3 +140,8 @@ def collector_api(url: str, role: str = Role.ADMIN) -> httpx.Client:
 
 # For one-off requests: httpx.get(auth=AUTH, url=...) reads as the test admin.
 AUTH = TestCredentials()
+
+
+def cli_env(role: str = Role.VIEWER) -> dict[str, str]:
+    """The environment of a `bastion` command run as the test operator of ``role`` (BASTION_TOKEN)."""
+    return {**os.environ, **CREDENTIALS_ENV, "BASTION_TOKEN": TOKENS[Role(role)]}

@@ -17,7 +17,18 @@ import httpx
 import pytest
 
 from factories import processes
-from support import BASTION, ROOT, collector_api, create_key, free_port, free_ports, stop, wait_for_http
+from support import (
+    BASTION,
+    CREDENTIALS_ENV,
+    ROOT,
+    cli_env,
+    collector_api,
+    create_key,
+    free_port,
+    free_ports,
+    stop,
+    wait_for_http,
+)
 
 CALLS = 200
 
@@ -33,7 +44,7 @@ class Trail:
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(args, env={**env, **CREDENTIALS_ENV}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
 def eventually(check: Any, timeout: float) -> Any:
@@ -126,7 +137,11 @@ def test_every_call_is_stored_exactly_once_across_kills(trail: Trail) -> None:
 
 def verify(collector_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*BASTION, "audit", "verify", "--collector-url", collector_url], capture_output=True, text=True, cwd=ROOT
+        [*BASTION, "audit", "verify", "--collector-url", collector_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=cli_env(),
     )
 
 
@@ -141,9 +156,10 @@ def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -
             [*BASTION, "audit", "export", "--format", fmt, "--out", str(out), "--collector-url", trail.collector_url],
             check=True,
             cwd=ROOT,
+            env=cli_env(),
         )
         offline = subprocess.run(
-            [*BASTION, "audit", "verify", "--file", str(out)], capture_output=True, text=True, cwd=ROOT
+            [*BASTION, "audit", "verify", "--file", str(out)], capture_output=True, text=True, cwd=ROOT, env=cli_env()
         )
         assert f"OK: {CALLS} records in 1 chains" in offline.stdout, offline.stdout + offline.stderr
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]

@@ -24,7 +24,7 @@ import pytest
 
 from factories import processes
 from factories.proxy import policies_dir
-from support import BASTION, ROOT, collector_api, create_key, free_port, free_ports, stop
+from support import BASTION, ROOT, cli_env, collector_api, create_key, free_port, free_ports, stop
 
 CALLS = 12
 SEQ = 5  # the record each attack goes for
@@ -117,7 +117,7 @@ def attack(data_dir: Path, kind: str, seq: int) -> None:
 
 
 def verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BASTION, "audit", "verify", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([*BASTION, "audit", "verify", *args], capture_output=True, text=True, cwd=ROOT, env=cli_env())
 
 
 def first_broken(done: subprocess.CompletedProcess[str]) -> str:
@@ -153,7 +153,10 @@ def test_an_export_verifies_offline_and_tampering_with_it_is_reported(trail: Tra
     export = tmp_path / "trail.jsonl"
     with tampered(trail, tmp_path, None) as collector:
         subprocess.run(
-            [*BASTION, "audit", "export", "--out", str(export), "--collector-url", collector.url], check=True, cwd=ROOT
+            [*BASTION, "audit", "export", "--out", str(export), "--collector-url", collector.url],
+            check=True,
+            cwd=ROOT,
+            env=cli_env(),
         )
     offline = verify("--file", str(export))  # no collector runs now
     assert offline.returncode == 0, offline.stdout + offline.stderr
@@ -203,7 +206,10 @@ def test_a_key_replaced_in_the_store_to_re_sign_the_trail_is_caught_by_pinned_ke
     pinned = tmp_path / "earlier.jsonl"  # an export an auditor took before the attack
     with tampered(trail, tmp_path / "clean", None) as collector:
         subprocess.run(
-            [*BASTION, "audit", "export", "--out", str(pinned), "--collector-url", collector.url], check=True, cwd=ROOT
+            [*BASTION, "audit", "export", "--out", str(pinned), "--collector-url", collector.url],
+            check=True,
+            cwd=ROOT,
+            env=cli_env(),
         )
     with tampered(trail, tmp_path, "resign") as collector:
         unpinned = verify("--collector-url", collector.url)
