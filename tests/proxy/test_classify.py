@@ -23,3 +23,9 @@ def test_classify(provider: str, method: str, path: str, kind: str, operation: s
 def test_model_calls_are_named_after_operation_and_model() -> None:
     call = classify("openai", "POST", "h", "/v1/chat/completions", {"model": "m", "stream": True})
     assert call.span_name == "chat m" and call.stream and call.model == "m"
+
+
+@pytest.mark.parametrize("body", [None, [1, 2], "text", 3])
+def test_a_model_endpoint_without_its_body_is_no_plain_http_call(body: object) -> None:
+    with pytest.raises(ValueError, match="was not read as a JSON object"):
+        classify("openai", "POST", "h", "/v1/chat/completions", body)

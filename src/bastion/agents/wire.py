@@ -31,7 +31,7 @@ class Recorder:
     def add(self, request: Request, raw: bytes) -> None:
         try:
             body = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # recorded all the same: tests check what arrived
             body = None
         self._records.append(
             {
