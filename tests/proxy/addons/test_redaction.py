@@ -303,3 +303,28 @@ async def test_a_resent_conversation_gets_the_same_placeholders_on_any_replica(t
         "to <EMAIL_ADDRESS_1>",
         "and <EMAIL_ADDRESS_2>",
     ]
+
+
+async def test_a_lone_surrogate_is_analyzed_and_sent_on_as_its_escape(tmp_path: Path) -> None:
+    addons, key = gateway(tmp_path, {"entities": {"EMAIL_ADDRESS": "redact"}})
+    f = flow(
+        "/openai/v1/chat/completions",
+        b'{"model": "scripted-small", "messages": [{"role": "user", "content": "\\ud800 ' + EMAIL.encode() + b'"}]}',
+        headers={"authorization": f"Bearer {key}"},
+    )
+    await run(addons, f, ("requestheaders", "request"))
+    assert f.response is None
+    assert json.loads(f.request.get_content() or b"")["messages"][0]["content"] == "\ud800 <EMAIL_ADDRESS>"
+
+
+async def test_an_error_while_redacting_a_request_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    addons, key = gateway(tmp_path, {"entities": {"EMAIL_ADDRESS": "redact"}})
+    redaction = next(a for a in addons if isinstance(a, Redaction))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("anonymizer broke")
+
+    monkeypatch.setattr(redaction.redactor, "apply", broken)
+    f = await request(addons, key, chat(f"mail {EMAIL}"))
+    assert f.response is not None and f.response.status_code == 503
+    assert state(f).decision is not None and state(f).decision.rule == "pii_check_failed"

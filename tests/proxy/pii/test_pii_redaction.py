@@ -263,3 +263,15 @@ def test_stream_redactor_anthropic_flushes_before_block_stop() -> None:
         if b"content_block_delta" in b
     ]
     assert "".join(texts) == "to " + placeholder[:6]
+
+
+def test_a_lone_surrogate_does_not_stop_the_analysis(pattern_detector: Detector) -> None:
+    text = "broken \ud800 emoji from alice@example.com"  # valid JSON ("\\ud800"), but not encodable text
+    (finding,) = pattern_detector.analyze(text)
+    assert text[finding.start : finding.end] == "alice@example.com"
+
+
+def test_arguments_too_deep_to_parse_are_one_text() -> None:
+    deep = '{"to": "alice@example.com", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    message = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": deep}}]}
+    assert bodies.texts({"messages": [message]}) == [deep]

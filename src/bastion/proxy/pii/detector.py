@@ -13,6 +13,7 @@ import os
 # Presidio's email recognizer would fetch the public suffix list on first use: nothing downloads.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -55,6 +56,13 @@ PATTERN_RECOGNIZERS: dict[str, Callable[[], EntityRecognizer]] = {
     "US_PASSPORT": UsPassportRecognizer,
 }
 assert set(SECRET_PATTERNS) == set(SECRET_ENTITIES) and set(PATTERN_RECOGNIZERS) == set(PATTERN_ENTITIES)
+# A lone UTF-16 surrogate (valid in JSON as "\ud800") is not text: spaCy's tokenizer cannot encode it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def analyzable(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD: one character for one, so offsets stay valid."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class NoContext(ContextAwareEnhancer):
@@ -127,7 +135,9 @@ class Detector:
                 self.hits += 1
                 return found
             self.misses += 1
-        results = self.engine.analyze(text, language="en", entities=self.entities, score_threshold=self.min_score)
+        results = self.engine.analyze(
+            analyzable(text), language="en", entities=self.entities, score_threshold=self.min_score
+        )
         found = tuple(sorted((Finding(r.entity_type, r.start, r.end, r.score) for r in results), key=lambda f: f.start))
         if self.cache_size and remember:
             with self._lock:
