@@ -11,6 +11,7 @@ from mitmproxy.tools.dump import DumpMaster
 
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
+from bastion.proxy import suspensions
 from bastion.proxy.addons import default_addons
 from bastion.proxy.addons.redaction import Redaction
 from bastion.proxy.control import Control
@@ -61,6 +62,7 @@ async def run(settings: ProxySettings) -> None:
         approval_config.load(settings.policies_dir),
         proxy_name=f"{settings.host}:{settings.reverse_port}",
         policies_dir=settings.policies_dir,
+        suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
     addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii)
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
