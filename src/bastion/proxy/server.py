@@ -70,22 +70,24 @@ async def run(settings: ProxySettings) -> None:
         master.addons.add(durable.addon)  # type: ignore[no-untyped-call]  # after Tracing
         durable.start(tracer)
 
-    def record_rejection(message: str) -> None:
+    def record_rejection(message: str, alert: str = semconv.ALERT_POLICY_REJECTED) -> None:
         try:
-            with tracer.start_as_current_span("policy rejected") as span:
+            with tracer.start_as_current_span(alert.replace("_", " ")) as span:
                 span.set_attributes(
                     {
-                        semconv.BASTION_ALERT_TYPE: semconv.ALERT_POLICY_REJECTED,
+                        semconv.BASTION_ALERT_TYPE: alert,
                         semconv.BASTION_ALERT_MESSAGE: message[:4000],
                         semconv.BASTION_POLICY_VERSION: engine.version,
                     }
                 )
         except Exception:
-            log.exception("could not record the rejected policy edit")
+            log.exception("could not record the rejected edit")
+
+    keys.on_rejected = lambda message: record_rejection(message, semconv.ALERT_KEYS_REJECTED)
 
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
-    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check])
+    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check, keys.check])
     watcher.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
