@@ -108,6 +108,8 @@ class ProxySettings:
     # .bastion/outbox by default); "off" sends spans straight to the collector instead.
     outbox_dir: str | None = None
     audit_head_interval: float = 10.0
+    # Shared by a deployment's proxy replicas: the key that binds MCP sessions to their agents.
+    token: Secret | None = None
 
     @property
     def outbox_path(self) -> Path | None:
@@ -134,6 +136,13 @@ def _optional_secret(raw: str) -> Secret | None:
 
 
 _optional_secret.__name__ = "URL"
+
+
+def _optional_token(raw: str) -> Secret | None:
+    return Secret(raw) if raw else None
+
+
+_optional_token.__name__ = "token"
 
 
 def add_collector_options(parser: argparse.ArgumentParser) -> None:
@@ -294,6 +303,14 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         cast=float,
         help="seconds between audit chain head records",
     )
+    add_option(
+        parser,
+        "--proxy-token",
+        env="BASTION_PROXY_TOKEN",
+        default=None,
+        cast=_optional_token,
+        help="secret shared by the proxy replicas (binds MCP sessions to agents); default: one per process",
+    )
     add_keys_file_option(parser)
 
 
@@ -330,6 +347,7 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         keys_file=args.keys_file,
         outbox_dir=args.outbox_dir,
         audit_head_interval=args.audit_head_interval,
+        token=args.proxy_token,
     )
 
 

@@ -17,6 +17,7 @@ from bastion.proxy.addons.redaction import Redaction
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
@@ -64,7 +65,8 @@ async def run(settings: ProxySettings) -> None:
         policies_dir=settings.policies_dir,
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
-    addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii)
+    sessions = SessionBinder.from_token(settings.token.get() if settings.token else None)
+    addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii, sessions)
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
     if durable is not None:
         master.addons.add(durable.addon)  # type: ignore[no-untyped-call]  # after Tracing

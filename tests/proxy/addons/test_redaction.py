@@ -21,11 +21,15 @@ from bastion.proxy.pii.config import parse
 from bastion.proxy.pii.streams import Blocked
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import state
-from factories.proxy import flow, keystore, policies_dir, route
+from factories.proxy import SESSIONS, flow, keystore, mcp_session, policies_dir, route
 
 EMAIL = "maria.gonzalez@example.org"
 ALICE = "alice@example.com"  # one the policy lets send_email write to
-LEGACY = {"accept": "application/json, text/event-stream", "mcp-session-id": "s1", "mcp-protocol-version": "2025-06-18"}
+LEGACY = {
+    "accept": "application/json, text/event-stream",
+    "mcp-session-id": mcp_session("s1"),
+    "mcp-protocol-version": "2025-06-18",
+}
 
 
 def gateway(tmp_path: Path, pii: dict[str, Any]) -> tuple[list[object], str]:
@@ -37,7 +41,8 @@ def gateway(tmp_path: Path, pii: dict[str, Any]) -> tuple[list[object], str]:
     )
     tracer = TracerProvider().get_tracer("t")
     pii_config = parse(pii, tmp_path / "pii.yaml")
-    addons = default_addons(config, keys, PolicyEngine(policies_dir(tmp_path)), tracer, 1 << 20, pii=pii_config)
+    engine = PolicyEngine(policies_dir(tmp_path))
+    addons = default_addons(config, keys, engine, tracer, 1 << 20, pii=pii_config, sessions=SESSIONS)
     return addons, key
 
 

@@ -13,6 +13,7 @@ from bastion.proxy.addons.identity import Identify
 from bastion.proxy.addons.intervention import Guidance, Suspension
 from bastion.proxy.addons.mcp import McpGovernance
 from bastion.proxy.addons.mcp_routing import McpRouting
+from bastion.proxy.addons.mcp_sessions import McpSessions
 from bastion.proxy.addons.mcp_tools import McpToolList
 from bastion.proxy.addons.redaction import ConversationHeader, Redaction
 from bastion.proxy.addons.routing import Routing
@@ -23,6 +24,7 @@ from bastion.proxy.addons.validation import Validate
 from bastion.proxy.config import GatewayConfig
 from bastion.proxy.control import Control
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
 
@@ -35,8 +37,10 @@ def default_addons(
     max_body_bytes: int,
     control: Control | None = None,
     pii: PiiConfig | None = None,
+    sessions: SessionBinder | None = None,
 ) -> list[object]:
-    """The addons; with ``control``, reviews are held for a human and humans can step in."""
+    """The addons; with ``control``, reviews are held for a human and humans can step in. MCP sessions
+    are bound with ``sessions`` (replicas share its secret), or with a secret of this process."""
     hold = None if control is None else control.holds_reviews
     human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
     addons: list[object | None] = [
@@ -52,6 +56,9 @@ def default_addons(
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
         McpGovernance(engine, tracer, hold_reviews=hold),
+        # Checks session ids in requestheaders (before every request hook); binds the server's id in
+        # responseheaders, after McpGovernance noted it unbound.
+        McpSessions(sessions or SessionBinder.from_token(None)),
         Authorize(engine, hold_reviews=hold),
         # Waits for a human on held calls (async: other calls flow on), then adds guidance.
         *human,
