@@ -4,6 +4,7 @@ Client errors are 4xx. A 5xx is only right when Bastion itself cannot serve, and
 so bad input answered 5xx makes agents hammer Bastion with it. The upstreams (the scripted model and
 the demo tool server) are up for the whole run, so no answer may be a 5xx; afterwards the proxy
 still serves an ordinary call. Bounded and reproducible: derandomized, a few hundred examples.
+On the code before this test, 11 of its 300 requests got 503 (PII analysis of lone surrogates).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MCP_PATH = "/mcp/tools"
 class Stack:
     proxy: str
     key: str
+    session: str  # an MCP session (handshake-era revision) the fuzzed requests may continue
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +53,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         processes.proxy(tmp, "proxy", proxy_ports, env, policies, flags) as proxy,
     ):
         processes.ready(model, tools, proxy)
-        yield Stack(proxy.url, key)
+        yield Stack(proxy.url, key, open_session(proxy.url, key))
 
 
+def open_session(proxy: str, key: str) -> str:
+    headers = {"authorization": f"Bearer {key}", "accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize"}
+    init["params"] = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "f", "version": "1"}}
+    session = httpx.post(proxy + MCP_PATH, json=init, headers=headers).headers["mcp-session-id"]
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    httpx.post(proxy + MCP_PATH, json=note, headers={**headers, "mcp-session-id": session}).raise_for_status()
+    return str(session)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as c:
+        yield c
+
+
+# Text with what is rare in st.text(): lone surrogates (valid in JSON as "\ud800"), controls, bidi
+# marks, a byte-order mark, astral characters, and personal data for the redaction to find.
+ODD_PIECES = ["\ud800", "\udfff", "\x00", "\u202e", "\ufeff", "\U0010ffff", "😀", "é", "alice@example.com", " "]
+odd_text = st.lists(st.sampled_from(ODD_PIECES) | st.text(max_size=6), max_size=8).map("".join)
 # JSON of every shape: unicode, huge and tiny numbers, nesting.
 leaves = (
     st.none()
@@ -61,7 +83,8 @@ leaves = (
     | st.integers(min_value=-(10**40), max_value=10**40)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
-    | st.sampled_from(["", "scripted-small", "user", "alice@example.com", "\x00", "\U0010ffff", "\ud800", "a\udfffb"])
+    | odd_text
+    | st.sampled_from(["", "scripted-small", "user"])
 )
 json_values = st.recursive(
     leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
@@ -78,6 +101,7 @@ def _deep(depth: int) -> Any:
 
 odd_values = (
     json_values
+    | odd_text
     | st.integers(min_value=10**18, max_value=10**300)
     | st.text(min_size=1, max_size=2000)  # unicode of every plane
     | st.integers(min_value=10, max_value=120).map(_deep)
@@ -109,11 +133,11 @@ PLACES = st.sampled_from(["top", "message", "params", "arguments"])
 def bodies(draw: st.DrawFn, path: str) -> bytes:
     body = json.loads(json.dumps(BASES[path]))
     for _ in range(draw(st.integers(0, 3))):
-        place, value = draw(PLACES), draw(odd_values)
+        place, value, messages = draw(PLACES), draw(odd_values), body.get("messages")
         if place == "top":
             body[draw(st.sampled_from(FIELDS) | st.text(max_size=8))] = value
-        elif place == "message" and isinstance(body.get("messages"), list) and body["messages"]:
-            body["messages"][0][draw(st.sampled_from(["content", "role", "tool_calls", "name"]))] = value
+        elif place == "message" and isinstance(messages, list) and messages and isinstance(messages[0], dict):
+            messages[0][draw(st.sampled_from(["content", "role", "tool_calls", "name"]))] = value
         elif place in ("params", "arguments") and isinstance(body.get("params"), dict):
             target = body["params"] if place == "params" else body["params"].setdefault("arguments", {})
             if isinstance(target, dict):
@@ -167,15 +191,18 @@ class Request:
     body: bytes
     content_type: str
     headers: dict[str, str]
+    in_session: bool  # an MCP request in the open session
 
 
 @st.composite
 def requests(draw: st.DrawFn) -> Request:
     path = draw(st.sampled_from([*BASES, MCP_PATH]))
     body = draw(bodies(path)) if draw(st.integers(0, 4)) else draw(raw_bodies)
-    headers = {**(MODERN_MCP if path == MCP_PATH and draw(st.booleans()) else {}), **draw(odd_headers)}
+    mcp_revision = draw(st.sampled_from(["modern", "session", "none"])) if path == MCP_PATH else "none"
+    headers = {**(MODERN_MCP if mcp_revision == "modern" else {}), **draw(odd_headers)}
     method = draw(st.sampled_from(["POST"] * 8 + ["GET", "PUT", "DELETE"]))
-    return Request(method, path, body, draw(content_types), headers)
+    # Only POSTs in the session: a GET opens its stream, which stays open; a DELETE would end it.
+    return Request(method, path, body, draw(content_types), headers, mcp_revision == "session" and method == "POST")
 
 
 def send(client: httpx.Client, stack: Stack, request: Request) -> httpx.Response:
@@ -185,6 +212,8 @@ def send(client: httpx.Client, stack: Stack, request: Request) -> httpx.Response
         headers["content-type"] = request.content_type.encode()
     if request.path == MCP_PATH and "accept" not in request.headers:
         headers["accept"] = b"application/json, text/event-stream"
+    if request.in_session:
+        headers |= {"mcp-session-id": stack.session.encode(), "mcp-protocol-version": b"2025-06-18"}
     return client.request(request.method, stack.proxy + request.path, content=request.body, headers=headers)
 
 
@@ -199,12 +228,6 @@ def send(client: httpx.Client, stack: Stack, request: Request) -> httpx.Response
 def test_odd_requests_never_get_a_server_error(stack: Stack, client: httpx.Client, request: Request) -> None:
     r = send(client, stack, request)
     assert r.status_code < 500, f"{r.status_code} {r.headers.get('x-bastion-error')}: {r.text[:500]}"
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as c:
-        yield c
 
 
 def test_the_proxy_still_serves_after_the_fuzz(stack: Stack, client: httpx.Client) -> None:
