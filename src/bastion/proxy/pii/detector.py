@@ -3,7 +3,7 @@
 Analysis is cached by content (a bounded LRU): agents resend the whole conversation every turn,
 and each message is analyzed once. The spaCy model runs only its NER component, only when a type
 it finds (PERSON, LOCATION, ...) is configured, and only on sentences that could hold a name (see
-``ner``); otherwise a blank tokenizer stands in.
+``ner``); otherwise a tokenizer that splits only at whitespace stands in.
 """
 
 from __future__ import annotations
