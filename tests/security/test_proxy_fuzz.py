@@ -3,8 +3,10 @@
 Client errors are 4xx. A 5xx is only right when Bastion itself cannot serve, and SDKs retry 503s,
 so bad input answered 5xx makes agents hammer Bastion with it. The upstreams (the scripted model and
 the demo tool server) are up for the whole run, so no answer may be a 5xx; afterwards the proxy
-still serves an ordinary call. Bounded and reproducible: derandomized, a few hundred examples.
-On the code before this test, 11 of its 300 requests got 503 (PII analysis of lone surrogates).
+still serves an ordinary call. Bounded and reproducible: derandomized, a few hundred examples
+(hypothesis also draws constants from the project's loaded modules, so a run of this file alone and
+one inside the whole suite try different inputs, each the same every time). On the code before
+this test, it found 503s from PII analysis (lone surrogates; 10 KB of brackets in a tool argument).
 """
 
 from __future__ import annotations
