@@ -81,6 +81,8 @@ BASTION_TOOLS_HIDDEN: Final = "bastion.tools.hidden"
 BASTION_ALERT_TYPE: Final = "bastion.alert.type"
 BASTION_ALERT_MESSAGE: Final = "bastion.alert.message"
 ALERT_POLICY_REJECTED: Final = "policy_rejected"
+# An edit of the agents' keys file that does not load (the keys loaded before keep serving).
+ALERT_KEYS_REJECTED: Final = "keys_rejected"
 
 # Values of gen_ai.operation.name that Bastion uses.
 OPERATION_CHAT: Final = "chat"

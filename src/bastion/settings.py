@@ -144,6 +144,12 @@ class ProxySettings:
             return self.confdir.parent / "outbox"
         return None if self.outbox_dir in ("", "off") else Path(self.outbox_dir)
 
+    @property
+    def state_dir(self) -> Path:
+        """What the proxy keeps across restarts (the last known suspensions): in its outbox directory,
+        or beside the confdir with the outbox off."""
+        return self.outbox_path or self.confdir.parent
+
 
 @dataclass(frozen=True)
 class DashboardSettings:

@@ -21,10 +21,12 @@ from bastion.proxy.addons import default_addons
 from bastion.proxy.config import GatewayConfig, McpServer, Route, Upstream
 from bastion.proxy.egress import ip
 from bastion.proxy.keys import KeyStore, create_key
+from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.policy import PolicyEngine
 from bastion.settings import Secret
 from support import ROOT
 
+SESSIONS = SessionBinder(b"test proxy token")
 REVERSE = ProxyMode.parse("reverse:http://127.0.0.1:9@0")
 REGULAR = ProxyMode.parse("regular")
 
@@ -65,6 +67,11 @@ def flow(
     f = tflow.tflow(req=req)
     f.client_conn.proxy_mode = mode
     return f
+
+
+def mcp_session(upstream: str, agent: str = "agent-1", server: str = "tools") -> str:
+    """The Mcp-Session-Id the proxies built by these factories hand ``agent`` for the server's ``upstream`` id."""
+    return SESSIONS.bind(agent, server, upstream)
 
 
 def chat_body(model: str = "scripted-small", stream: bool = False) -> dict[str, Any]:
@@ -117,7 +124,9 @@ def gateway(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     engine = PolicyEngine(policies_dir(tmp_path, rules))
-    addons = default_addons(config, keys, engine, provider.get_tracer("t"), 1024, resolver=table_resolver)
+    addons = default_addons(
+        config, keys, engine, provider.get_tracer("t"), 1024, resolver=table_resolver, sessions=SESSIONS
+    )
     return addons, key, exporter
 
 
@@ -137,8 +146,10 @@ async def _wait(result: Awaitable[object]) -> None:
 
 
 def run_request(addons: list[object], f: http.HTTPFlow) -> http.HTTPFlow:
-    """Run the request-side hooks in order, as mitmproxy does."""
-    return run_hooks(addons, f, ("requestheaders", "request"))
+    """Run the request-side hooks in order, as mitmproxy does; like mitmproxy, also responseheaders
+    when an addon answered the request itself."""
+    run_hooks(addons, f, ("requestheaders", "request"))
+    return run_hooks(addons, f, ("responseheaders",)) if f.response is not None else f
 
 
 def run_response(addons: list[object], f: http.HTTPFlow, response: http.Response | None = None) -> http.HTTPFlow:

@@ -37,3 +37,9 @@ def test_model_calls_are_named_after_operation_and_model() -> None:
 )
 def test_http_objects_carry_the_port_unless_it_is_80_or_443(host: str, port: int, obj: str) -> None:
     assert classify("http", "GET", host, "/items/1?x=1", None, port).policy_object == obj
+
+
+@pytest.mark.parametrize("body", [None, [1, 2], "text", 3])
+def test_a_model_endpoint_without_its_body_is_no_plain_http_call(body: object) -> None:
+    with pytest.raises(ValueError, match="was not read as a JSON object"):
+        classify("openai", "POST", "h", "/v1/chat/completions", body)

@@ -1,11 +1,16 @@
-"""The proxy's approvals settings follow edits to bastion.yaml while it runs."""
+"""The proxy's side of human control: approvals settings follow bastion.yaml, suspensions survive restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
+import httpx
+import pytest
+
 from bastion import approval_config
+from bastion.proxy import suspensions
 from bastion.proxy.control import Control
 
 
@@ -21,3 +26,32 @@ def test_approvals_settings_reload_and_a_bad_edit_keeps_the_last_good(tmp_path: 
     path.write_text("approvals:\n  timeout_seconds: never\n")
     control.reload_if_changed()
     assert control.holds_reviews() and control.config.timeout_seconds == 7
+
+
+def test_suspensions_survive_a_restart_until_the_collector_answers(tmp_path: Path) -> None:
+    file = tmp_path / suspensions.FILE_NAME
+    agents = {"agent-1": {"suspended": True, "reason": "runaway loop"}, "agent-2": {"suspended": False}}
+
+    def collector(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"agents": agents})
+
+    async def heard() -> None:
+        control = Control("http://collector.test", approval_config.load(tmp_path), suspensions_file=file)
+        control._client = httpx.AsyncClient(base_url=control.base_url, transport=httpx.MockTransport(collector))
+        await control.refresh()
+        await control.stop()
+
+    asyncio.run(heard())
+    restarted = Control("http://127.0.0.1:9", approval_config.load(tmp_path), suspensions_file=file)
+    assert restarted.suspended == {"agent-1": "runaway loop"}
+    agents["agent-1"]["suspended"] = False  # resumed: the file forgets it too
+    asyncio.run(heard())
+    assert Control("http://127.0.0.1:9", approval_config.load(tmp_path), suspensions_file=file).suspended == {}
+
+
+@pytest.mark.parametrize("text", [None, "", "{not json", '{"suspended": ["agent-1"]}', "[]"])
+def test_no_readable_suspensions_file_means_none_known(tmp_path: Path, text: str | None) -> None:
+    file = tmp_path / suspensions.FILE_NAME
+    if text is not None:
+        file.write_text(text)
+    assert suspensions.load(file) == {}

@@ -2,6 +2,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from bastion.proxy.keys import KeyStore, create_key, hash_key, list_keys, revoke
 
 
@@ -49,3 +51,33 @@ def test_revoke_by_agent_revokes_all_its_keys(tmp_path: Path) -> None:
     create_key(path, "agent-1", "b")
     assert len(revoke(path, agent_id="agent-1")) == 2
     assert revoke(path, agent_id="agent-1") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "keys: {not: [a list",
+        "keys: [1]",
+        "- just a list",
+        "keys: [{agent: agent-2}]",
+        "keys: [{hash: 5, agent: agent-2}]",
+    ],
+)
+def test_an_edit_that_does_not_load_is_reported_once_and_the_previous_keys_keep_serving(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "keys.yaml"
+    key, _ = create_key(path, "agent-1", "assistant")
+    rejected: list[str] = []
+    store = KeyStore(path, on_rejected=rejected.append)
+    path.write_text(text)
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    assert not store.check() and not store.check()
+    assert len(rejected) == 1 and str(path) in rejected[0]
+    assert store.lookup(key) is not None and store.lookup("bst_other") is None
+
+
+def test_a_file_that_does_not_load_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "keys.yaml").write_text("keys: [1]")
+    with pytest.raises(ValueError, match="key entry 1 must be a mapping"):
+        KeyStore(tmp_path / "keys.yaml")

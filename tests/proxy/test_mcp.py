@@ -45,6 +45,7 @@ def test_server_name_from_path(path: str, name: str | None) -> None:
         (b'{"jsonrpc": "2.0", "id": 1, "method": 5}', mcp.INVALID_REQUEST, "'method' must be"),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "x", "params": 3}', mcp.INVALID_REQUEST, "'params' must be"),
         (b'{"jsonrpc": "2.0", "id": 1}', mcp.INVALID_REQUEST, "need a 'method'"),
+        (b'{"jsonrpc": "2.0", "id": 1, "params": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", mcp.PARSE_ERROR, "deeper"),
     ],
 )
 def test_malformed_messages_get_jsonrpc_codes(body: bytes, code: int, text: str) -> None:

@@ -37,6 +37,7 @@ from factories.toolcalls import judge
         ('"x"', {}, "a JSON str, not an object"),
         (None, {}, "missing"),
         (7, {}, "a JSON int, not an object"),
+        ('{"x": ' + "[" * 5000 + "]" * 5000 + "}", {}, "not valid JSON (JSON nested deeper than 100 levels)"),
     ],
 )
 def test_arguments_parse_to_an_object_or_say_what_is_wrong(raw: Any, args: dict[str, Any], problem: str | None) -> None:

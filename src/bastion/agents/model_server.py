@@ -13,8 +13,8 @@ Endpoints:
   body or null), oldest first; ``DELETE /_scripted/requests`` clears the list;
 - ``GET /healthz`` (not recorded).
 
-Any other path is recorded and answered 404. Bad input (malformed JSON, missing ``model`` /
-``messages`` / ``input``) is a 400 in the called API's error format. The reply model is the
+Any other path is recorded and answered 404. Bad input (malformed JSON, a lone UTF-16 surrogate,
+missing ``model`` / ``messages`` / ``input``) is a 400 in the called API's error format. The reply model is the
 request's model.
 """
 

@@ -82,12 +82,16 @@ def model_endpoint(provider: str, method: str, path: str) -> tuple[str, str] | N
 
 
 def classify(provider: str, method: str, host: str, path: str, body: Any, port: int | None = None) -> Call:
-    """``body`` is the parsed JSON body for model endpoints (validated earlier); ``port`` the upstream's."""
+    """``body`` is the parsed JSON body for model endpoints (validated earlier); ``port`` the upstream's.
+    A call to a model endpoint is a model call or nothing: without its body as an object it raises
+    ValueError, never passing for a plain HTTP call (other rules, no redaction)."""
     path_only = path.split("?", 1)[0]
     endpoint = model_endpoint(provider, method, path_only)
-    if endpoint is None or not isinstance(body, dict):
+    if endpoint is None:
         kind, operation = semconv.KIND_HTTP, semconv.OPERATION_HTTP
         return Call(kind, provider, operation, "http", None, False, host, path_only, method, port=port)
+    if not isinstance(body, dict):
+        raise ValueError(f"the body of a call to the model endpoint {path_only!r} was not read as a JSON object")
     model = body.get("model")
     return Call(
         kind=semconv.KIND_MODEL,

@@ -3,6 +3,7 @@
 One :class:`Control` per proxy holds the approvals settings, an HTTP client to the collector, and
 what it last learned of agents' state (suspended, guidance waiting), polled every
 ``POLL_SECONDS`` in the background so that a suspension reaches every replica within a second.
+With a ``suspensions_file``, the suspensions it last heard of survive a restart (``suspensions.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from bastion import approval_config
 from bastion.approval_config import ApprovalConfig
 from bastion.files import Stamp, stamp
+from bastion.proxy import suspensions
 from bastion.proxy.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class Control:
         proxy_name: str = "",
         policies_dir: Path | None = None,
         headers: Mapping[str, str] | None = None,
+        suspensions_file: Path | None = None,
     ) -> None:
         self.base_url = collector_url.rstrip("/")
         self.headers = dict(headers or {})  # the proxy credential
@@ -44,7 +47,9 @@ class Control:
         self.policies_dir = policies_dir
         self._stamp = self._config_stamp()
         self.proxy_name = proxy_name
-        self.suspended: dict[str, str] = {}  # agent id -> reason
+        self.suspensions_file = suspensions_file
+        # agent id -> reason; until the collector answers, what this proxy last heard of
+        self.suspended: dict[str, str] = suspensions.load(suspensions_file) if suspensions_file else {}
         self.guidance: dict[str, list[str]] = {}  # agent id -> guidance ids waiting
         self._client: httpx.AsyncClient | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -104,7 +109,10 @@ class Control:
         r = await self.client.get("/api/agents/state", timeout=5.0)
         r.raise_for_status()
         agents = r.json()["agents"]
-        self.suspended = {a: str(s.get("reason") or "") for a, s in agents.items() if s.get("suspended")}
+        suspended = {a: str(s.get("reason") or "") for a, s in agents.items() if s.get("suspended")}
+        if suspended != self.suspended and self.suspensions_file is not None:
+            await asyncio.to_thread(suspensions.save, self.suspensions_file, suspended)
+        self.suspended = suspended
         self.guidance = {a: [g["id"] for g in s.get("guidance", [])] for a, s in agents.items() if s.get("guidance")}
 
     # Approvals

@@ -1,15 +1,19 @@
 """Agent keys: issued once, stored as SHA-256 hashes, looked up per request.
 
 Keys are 32 random bytes, so a plain SHA-256 is a sound hash for them (no dictionary to guess
-from). The file is re-read when it changes, so a revoke takes effect without a restart.
+from). The file is re-read when it changes, so a revoke takes effect without a restart. An edit
+that does not load leaves the keys loaded before serving (no key it would add works) and is
+reported once to ``on_rejected`` (the proxy records it as an alert), like a rejected policy edit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +23,7 @@ import yaml
 
 from bastion.files import Stamp, replace_text, stamp
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = "bst_"
 RELOAD_CHECK_SECONDS = 1.0
 
@@ -43,10 +48,31 @@ def _read(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be a mapping with a 'keys' list")
     entries = data.get("keys") or []
     if not isinstance(entries, list):
         raise ValueError(f"{path}: 'keys' must be a list")
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: key entry {number} must be a mapping")
     return [dict(e) for e in entries]
+
+
+def _identities(path: Path) -> dict[str, Identity]:
+    """The valid keys by hash; raises ValueError naming what is wrong with the file."""
+    try:
+        entries = _read(path)
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot be read ({e})") from None
+    found = {}
+    for number, entry in enumerate(entries, 1):
+        if entry.get("revoked"):
+            continue
+        if not isinstance(entry.get("hash"), str) or not isinstance(entry.get("agent"), str):
+            raise ValueError(f"{path}: key entry {number} needs 'hash' and 'agent' (strings)")
+        found[entry["hash"]] = Identity(entry["agent"], str(entry.get("role", "")), str(entry.get("id", "")))
+    return found
 
 
 def _write(path: Path, entries: list[dict[str, Any]]) -> None:
@@ -94,10 +120,12 @@ def list_keys(path: Path) -> list[dict[str, Any]]:
 
 
 class KeyStore:
-    """Looks up identities by key; re-reads the file at most once a second when it changed."""
+    """Looks up identities by key; re-reads the file at most once a second when it changed (``check``
+    may be called more often, as the proxy's policy watcher does)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_rejected: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self.on_rejected = on_rejected
         self._lock = threading.Lock()
         self._by_hash: dict[str, Identity] = {}
         self._stamp: Stamp = None
@@ -105,26 +133,34 @@ class KeyStore:
         self.reload()
 
     def reload(self) -> None:
+        """Load the file; raises ValueError if it cannot be served (at start-up: no proxy without keys)."""
         current = stamp(self.path)
-        by_hash = {
-            str(e["hash"]): Identity(str(e["agent"]), str(e.get("role", "")), str(e.get("id", "")))
-            for e in _read(self.path)
-            if not e.get("revoked")
-        }
+        by_hash = _identities(self.path)
         with self._lock:
             self._by_hash, self._stamp, self._checked = by_hash, current, time.monotonic()
 
-    def _maybe_reload(self) -> None:
-        if time.monotonic() - self._checked < RELOAD_CHECK_SECONDS:
-            return
-        self._checked = time.monotonic()
-        if stamp(self.path) != self._stamp:
-            try:
-                self.reload()
-            except (OSError, ValueError, yaml.YAMLError, KeyError):
-                # Keep serving the keys we had: a broken edit must not lock everyone out or in.
-                return
+    def check(self) -> bool:
+        """Reload if the file changed; whether it did. An edit that does not load is reported once,
+        and the keys loaded before keep serving: nobody is locked out, and no key it adds gets in."""
+        current = stamp(self.path)
+        with self._lock:  # one caller handles each version of the file
+            self._checked = time.monotonic()
+            if current == self._stamp:
+                return False
+            self._stamp = current
+        try:
+            by_hash = _identities(self.path)
+        except ValueError as e:
+            message = f"keys file edit rejected; the keys loaded before keep serving: {e}"
+            log.error("%s", message)
+            if self.on_rejected is not None:
+                self.on_rejected(message)
+            return False
+        with self._lock:
+            self._by_hash = by_hash
+        return True
 
     def lookup(self, key: str) -> Identity | None:
-        self._maybe_reload()
+        if time.monotonic() - self._checked >= RELOAD_CHECK_SECONDS:
+            self.check()
         return self._by_hash.get(hash_key(key))

@@ -9,12 +9,12 @@ header is absent or a handshake-era version belongs to the older revisions.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bastion.proxy import jsonlimits
 from bastion.proxy.config import MCP_MOUNT
 from bastion.proxy.sse import EventBuffer
 
@@ -109,9 +109,10 @@ def _check(raw: Any) -> Message:
 def read(body: bytes) -> tuple[list[Message], bool]:
     """The messages of a POST body and whether it was a batch; raises JsonRpcError for bad input."""
     try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise JsonRpcError(PARSE_ERROR, f"Parse error: the body is not valid JSON ({e}).") from None
+        parsed = jsonlimits.loads(body)
+    except ValueError as e:  # UnicodeDecodeError too
+        message = f"Parse error: the body is not valid JSON within Bastion's limits ({e})."
+        raise JsonRpcError(PARSE_ERROR, message) from None
     if isinstance(parsed, list):
         if not parsed:
             raise JsonRpcError(INVALID_REQUEST, "Invalid Request: an empty batch.")
@@ -139,7 +140,7 @@ def error(request_id: RequestId | None, code: int, message: str, data: Json | No
 
 
 def encode(message: Json) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonlimits.encode(message, compact=True)
 
 
 def sse_event(message: Json) -> bytes:
@@ -196,7 +197,7 @@ def rewrite_event(raw: bytes, rewrite: Callable[[Any], Json | None]) -> bytes:
     if not data or b'"tools"' not in raw:
         return raw
     try:
-        replaced = rewrite(json.loads(b"\n".join(data)))
+        replaced = rewrite(jsonlimits.loads(b"\n".join(data)))
     except (ValueError, UnicodeDecodeError):
         return raw
     if replaced is None:

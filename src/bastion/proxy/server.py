@@ -11,11 +11,13 @@ from mitmproxy.tools.dump import DumpMaster
 
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
+from bastion.proxy import suspensions
 from bastion.proxy.addons import default_addons
 from bastion.proxy.addons.redaction import Redaction
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
@@ -66,29 +68,33 @@ async def run(settings: ProxySettings) -> None:
         proxy_name=f"{settings.host}:{settings.reverse_port}",
         policies_dir=settings.policies_dir,
         headers=settings.collector_headers,
+        suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
-    addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii)
+    sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
+    addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii, sessions=sessions)
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
     if durable is not None:
         master.addons.add(durable.addon)  # type: ignore[no-untyped-call]  # after Tracing
         durable.start(tracer)
 
-    def record_rejection(message: str) -> None:
+    def record_rejection(message: str, alert: str = semconv.ALERT_POLICY_REJECTED) -> None:
         try:
-            with tracer.start_as_current_span("policy rejected") as span:
+            with tracer.start_as_current_span(alert.replace("_", " ")) as span:
                 span.set_attributes(
                     {
-                        semconv.BASTION_ALERT_TYPE: semconv.ALERT_POLICY_REJECTED,
+                        semconv.BASTION_ALERT_TYPE: alert,
                         semconv.BASTION_ALERT_MESSAGE: message[:4000],
                         semconv.BASTION_POLICY_VERSION: engine.version,
                     }
                 )
         except Exception:
-            log.exception("could not record the rejected policy edit")
+            log.exception("could not record the rejected edit")
+
+    keys.on_rejected = lambda message: record_rejection(message, semconv.ALERT_KEYS_REJECTED)
 
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
-    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check])
+    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check, keys.check])
     watcher.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bastion.proxy import jsonedit
+from bastion.proxy import jsonedit, jsonlimits
 from bastion.proxy.decision import Decision, Effect, PolicyRequest
 from bastion.proxy.sse import EventBuffer, parse_event
 
@@ -44,7 +44,7 @@ def parse_arguments(raw: Any) -> tuple[Json, str | None]:
         if not raw.strip():
             return {}, None
         try:
-            raw = json.loads(raw)
+            raw = jsonlimits.loads(raw)
         except ValueError as e:
             return {}, f"not valid JSON ({e})"
     if isinstance(raw, dict):
@@ -142,7 +142,7 @@ def event_json(raw: bytes) -> tuple[str, Json | None]:
     """An event's name and its data as a JSON object (None when it is not one, like ``[DONE]``)."""
     event = parse_event(raw)
     try:
-        data = json.loads(event.data) if event.data else None
+        data = jsonlimits.loads(event.data) if event.data else None
     except ValueError:
         return event.event, None
     return event.event, data if isinstance(data, dict) else None

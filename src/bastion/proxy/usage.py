@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from bastion.proxy import jsonlimits
 
 
 @dataclass
@@ -53,6 +54,6 @@ class Usage:
         if not data or data == "[DONE]":
             return
         try:
-            self.update(json.loads(data))
+            self.update(jsonlimits.loads(data))
         except ValueError:
             return

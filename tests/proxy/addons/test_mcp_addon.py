@@ -12,9 +12,10 @@ from bastion import semconv
 from bastion.proxy import mcp
 from bastion.proxy.config import mcp_server
 from bastion.proxy.state import state
-from factories.proxy import flow, gateway, run_hooks, run_request, run_response
+from factories.proxy import flow, gateway, mcp_session, run_hooks, run_request, run_response
 
-LEGACY = {"accept": "application/json, text/event-stream", "mcp-session-id": "s1", "mcp-protocol-version": "2025-06-18"}
+S1 = mcp_session("s1")  # what the client holds for the server's session "s1"
+LEGACY = {"accept": "application/json, text/event-stream", "mcp-session-id": S1, "mcp-protocol-version": "2025-06-18"}
 MODERN = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 Gateway = tuple[list[object], str, InMemorySpanExporter]
@@ -92,7 +93,7 @@ def test_refused_calls_are_answered_by_the_proxy_in_the_clients_form(
     if code == mcp.APPROVAL_REQUIRED:
         assert "holds" in reply["error"]["message"] and reply["error"]["data"]["code"] == "approval_required"
     if revision == "legacy":
-        assert f.response.headers["mcp-session-id"] == "s1"
+        assert f.response.headers["mcp-session-id"] == S1
 
 
 def test_small_payment_to_a_known_payee_is_allowed(gw: Gateway) -> None:
@@ -102,11 +103,12 @@ def test_small_payment_to_a_known_payee_is_allowed(gw: Gateway) -> None:
 
 def test_refusals_follow_a_json_answering_server_and_the_clients_accept(gw: Gateway) -> None:
     addons, _, _ = gw
-    learnt = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, {**LEGACY, "mcp-session-id": "json"})
+    json_session = {**LEGACY, "mcp-session-id": mcp_session("json")}
+    learnt = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, json_session)
     run_response(
         addons, learnt, http.Response.make(200, b"{}", {"content-type": "application/json", "mcp-session-id": "json"})
     )
-    f = post(gw, call("delete_user", {"user_id": "u"}), {**LEGACY, "mcp-session-id": "json"})
+    f = post(gw, call("delete_user", {"user_id": "u"}), json_session)
     assert f.response is not None and f.response.headers["content-type"] == "application/json"
     f = post(gw, call("delete_user", {"user_id": "u"}), {**LEGACY, "accept": "application/json"})
     assert f.response is not None and f.response.headers["content-type"] == "application/json"
@@ -238,3 +240,32 @@ def test_trace_context_in_meta_is_continued_and_replaced(gw: Gateway) -> None:
     assert span.parent is not None and format(span.parent.span_id, "016x") == "b7ad6b7169203331"
     assert sent["progressToken"] == 1 and sent["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
     assert f.request.headers["traceparent"] == sent["traceparent"]
+
+
+@pytest.mark.parametrize(
+    "presented", [mcp_session("s1", agent="agent-2"), "s1", mcp_session("s1", server="files"), "s1.forged"]
+)
+@pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
+def test_a_session_id_not_handed_to_this_agent_is_refused_as_an_unknown_session(
+    gw: Gateway, presented: str, method: str
+) -> None:
+    addons, key, _ = gw
+    headers = {**LEGACY, "authorization": f"Bearer {key}", "mcp-session-id": presented}
+    f = run_request(addons, flow("/mcp/tools", call("get_weather", {"city": "Paris"}), method=method, headers=headers))
+    assert f.request.host == "127.0.0.1"  # never rewritten towards the MCP server
+    assert f.response is not None and f.response.status_code == 404
+    reply = answer(f)
+    assert reply["error"]["code"] == mcp.INVALID_REQUEST and reply["error"]["data"]["code"] == "unknown_mcp_session"
+    assert "mcp-session-id" not in f.response.headers
+    assert state(f).decision is not None and state(f).decision.rule == "unknown_mcp_session"  # type: ignore[union-attr]
+
+
+def test_the_servers_session_id_reaches_the_client_bound_to_its_agent(gw: Gateway) -> None:
+    addons, key, _ = gw
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}
+    headers = {"authorization": f"Bearer {key}", "accept": LEGACY["accept"]}
+    f = run_request(addons, flow("/mcp/tools", init, headers=headers))
+    assert "mcp-session-id" not in f.request.headers
+    opened = http.Response.make(200, b"{}", {"content-type": "application/json", "mcp-session-id": "s9"})
+    run_response(addons, f, opened)
+    assert f.response is not None and f.response.headers["mcp-session-id"] == mcp_session("s9")

@@ -8,6 +8,10 @@ import pytest
 from mitmproxy import http
 
 from bastion import semconv
+from bastion.proxy.addons.authorization import Authorize
+from bastion.proxy.addons.classification import Classify
+from bastion.proxy.addons.validation import Validate
+from bastion.proxy.state import state
 from factories.proxy import REGULAR, chat_body, flow, gateway, route, run_hooks, run_request, run_response
 
 
@@ -47,6 +51,8 @@ def test_anthropic_calls_carry_x_api_key(gw: tuple[list[object], str, object]) -
         ("key", {"path": "/elsewhere/x"}, 404, "unknown_route"),
         ("key", {"body": b"{not json"}, 400, "invalid_json"),
         ("key", {"body": [1, 2]}, 400, "invalid_json"),
+        ("key", {"body": b'{"model": "m", "messages": ' + b"[" * 101 + b"]" * 101 + b"}"}, 400, "invalid_json"),
+        ("key", {"body": b'{"model": "m", "max_tokens": NaN}'}, 400, "invalid_json"),
         ("key", {"body": {"messages": []}}, 400, "missing_model"),
         ("key", {"headers": {"content-type": "text/plain"}}, 415, "unsupported_content_type"),
         ("key", {"body": {"model": "m", "pad": "x" * 2000}}, 413, "body_too_large"),
@@ -71,6 +77,24 @@ def test_refusals_never_reach_upstream(
     f = run_request(addons, flow(**args))
     assert error_of(f) == (status, code)
     assert f.request.host == "127.0.0.1"  # never rewritten towards upstream
+
+
+@pytest.mark.parametrize(
+    ("crashed", "status", "code"),
+    [(Validate, 400, "invalid_json"), (Classify, 500, "no_decision"), (Authorize, 500, "no_decision")],
+)
+def test_a_call_an_addon_failed_to_decide_is_refused_not_forwarded(
+    gw: tuple[list[object], str, object], crashed: type, status: int, code: str
+) -> None:
+    """mitmproxy logs an addon's exception and goes on with the flow: as if ``crashed`` had raised."""
+    addons, key, _ = gw
+    f = run_request([a for a in addons if not isinstance(a, crashed)], flow(body=chat_body(), headers=auth(key)))
+    assert error_of(f) == (status, code)
+    assert f.request.host == "127.0.0.1" and state(f).decision is not None and state(f).decision.rule == code
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
 
 
 def test_deny_names_the_rule_in_the_openai_format(gw: tuple[list[object], str, object]) -> None:

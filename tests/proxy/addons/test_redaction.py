@@ -21,11 +21,15 @@ from bastion.proxy.pii.config import parse
 from bastion.proxy.pii.streams import Blocked
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import state
-from factories.proxy import flow, keystore, policies_dir, route
+from factories.proxy import SESSIONS, flow, keystore, mcp_session, policies_dir, route
 
 EMAIL = "maria.gonzalez@example.org"
 ALICE = "alice@example.com"  # one the policy lets send_email write to
-LEGACY = {"accept": "application/json, text/event-stream", "mcp-session-id": "s1", "mcp-protocol-version": "2025-06-18"}
+LEGACY = {
+    "accept": "application/json, text/event-stream",
+    "mcp-session-id": mcp_session("s1"),
+    "mcp-protocol-version": "2025-06-18",
+}
 
 
 def gateway(tmp_path: Path, pii: dict[str, Any]) -> tuple[list[object], str]:
@@ -37,7 +41,8 @@ def gateway(tmp_path: Path, pii: dict[str, Any]) -> tuple[list[object], str]:
     )
     tracer = TracerProvider().get_tracer("t")
     pii_config = parse(pii, tmp_path / "pii.yaml")
-    addons = default_addons(config, keys, PolicyEngine(policies_dir(tmp_path)), tracer, 1 << 20, pii=pii_config)
+    engine = PolicyEngine(policies_dir(tmp_path))
+    addons = default_addons(config, keys, engine, tracer, 1 << 20, pii=pii_config, sessions=SESSIONS)
     return addons, key
 
 
@@ -303,3 +308,28 @@ async def test_a_resent_conversation_gets_the_same_placeholders_on_any_replica(t
         "to <EMAIL_ADDRESS_1>",
         "and <EMAIL_ADDRESS_2>",
     ]
+
+
+async def test_a_lone_surrogate_is_analyzed_and_sent_on_as_its_escape(tmp_path: Path) -> None:
+    addons, key = gateway(tmp_path, {"entities": {"EMAIL_ADDRESS": "redact"}})
+    f = flow(
+        "/openai/v1/chat/completions",
+        b'{"model": "scripted-small", "messages": [{"role": "user", "content": "\\ud800 ' + EMAIL.encode() + b'"}]}',
+        headers={"authorization": f"Bearer {key}"},
+    )
+    await run(addons, f, ("requestheaders", "request"))
+    assert f.response is None
+    assert json.loads(f.request.get_content() or b"")["messages"][0]["content"] == "\ud800 <EMAIL_ADDRESS>"
+
+
+async def test_an_error_while_redacting_a_request_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    addons, key = gateway(tmp_path, {"entities": {"EMAIL_ADDRESS": "redact"}})
+    redaction = next(a for a in addons if isinstance(a, Redaction))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("anonymizer broke")
+
+    monkeypatch.setattr(redaction.redactor, "apply", broken)
+    f = await request(addons, key, chat(f"mail {EMAIL}"))
+    assert f.response is not None and f.response.status_code == 503
+    assert state(f).decision is not None and state(f).decision.rule == "pii_check_failed"

@@ -8,7 +8,7 @@ import pytest
 
 from bastion.proxy.pii import audit, bodies
 from bastion.proxy.pii.config import Action, EntityRule
-from bastion.proxy.pii.detector import Detector
+from bastion.proxy.pii.detector import Detector, whitespace_pipeline
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key, mask
 from bastion.proxy.pii.streams import HoldBack, StreamRedactor
 
@@ -263,3 +263,26 @@ def test_stream_redactor_anthropic_flushes_before_block_stop() -> None:
         if b"content_block_delta" in b
     ]
     assert "".join(texts) == "to " + placeholder[:6]
+
+
+def test_a_lone_surrogate_does_not_stop_the_analysis(pattern_detector: Detector) -> None:
+    text = "broken \ud800 emoji from alice@example.com"  # valid JSON ("\\ud800"), but not encodable text
+    (finding,) = pattern_detector.analyze(text)
+    assert text[finding.start : finding.end] == "alice@example.com"
+
+
+def test_arguments_too_deep_to_parse_are_one_text() -> None:
+    deep = '{"to": "alice@example.com", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    message = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": deep}}]}
+    assert bodies.texts({"messages": [message]}) == [deep]
+
+
+def test_without_ner_texts_are_split_only_at_whitespace(pattern_detector: Detector) -> None:
+    """spaCy's rule-based tokenizer is quadratic in a run of punctuation (10 KB of brackets: 18 s)."""
+    assert [t.text for t in whitespace_pipeline().make_doc("[[[x]]] mail:alice@example.com,")] == [
+        "[[[x]]]",
+        "mail:alice@example.com,",
+    ]
+    text = "[" * 5000 + " mail:alice@example.com, " + "]" * 5000
+    (finding,) = pattern_detector.analyze(text)
+    assert text[finding.start : finding.end] == "alice@example.com"

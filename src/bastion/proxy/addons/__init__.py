@@ -14,6 +14,7 @@ from bastion.proxy.addons.identity import Identify
 from bastion.proxy.addons.intervention import Guidance, Suspension
 from bastion.proxy.addons.mcp import McpGovernance
 from bastion.proxy.addons.mcp_routing import McpRouting
+from bastion.proxy.addons.mcp_sessions import McpSessions
 from bastion.proxy.addons.mcp_tools import McpToolList
 from bastion.proxy.addons.redaction import ConversationHeader, Redaction
 from bastion.proxy.addons.routing import Routing
@@ -25,6 +26,7 @@ from bastion.proxy.config import GatewayConfig
 from bastion.proxy.control import Control
 from bastion.proxy.egress import Resolver
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
 
@@ -38,9 +40,11 @@ def default_addons(
     control: Control | None = None,
     pii: PiiConfig | None = None,
     resolver: Resolver | None = None,
+    sessions: SessionBinder | None = None,
 ) -> list[object]:
     """The addons; with ``control``, reviews are held for a human and humans can step in.
-    ``resolver`` replaces DNS for the explicit proxy's address checks (tests)."""
+    ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
+    with ``sessions`` (replicas share its secret), or with a secret of this process."""
     hold = None if control is None else control.holds_reviews
     human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
     addons: list[object | None] = [
@@ -56,6 +60,9 @@ def default_addons(
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
         McpGovernance(engine, tracer, hold_reviews=hold),
+        # Checks session ids in requestheaders (before every request hook); binds the server's id in
+        # responseheaders, after McpGovernance noted it unbound.
+        McpSessions(sessions or SessionBinder.from_token(None)),
         Authorize(engine, hold_reviews=hold),
         # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
         # calls to hosts no route claims (before a human is asked to approve them); pins connections.

@@ -1,11 +1,19 @@
-"""Each request becomes a Call: agent, provider, model and operation."""
+"""Each request becomes a Call: agent, provider, model and operation.
+
+A call to a model endpoint whose body was not read (Validate refuses those first; this holds even
+if it did not) is refused with 400 rather than taken for a plain HTTP call.
+"""
 
 from __future__ import annotations
 
 from mitmproxy import http
 
 from bastion.proxy.classify import classify
+from bastion.proxy.decision import refuse
+from bastion.proxy.errors import error_response
 from bastion.proxy.state import answered, state
+
+UNREAD_CODE = "invalid_json"
 
 
 class Classify:
@@ -16,4 +24,9 @@ class Classify:
         if st.route is None:
             return
         up = st.route.upstream
-        st.call = classify(st.route.provider, flow.request.method, up.host, st.upstream_path, st.body, up.port)
+        try:
+            st.call = classify(st.route.provider, flow.request.method, up.host, st.upstream_path, st.body, up.port)
+        except ValueError as e:
+            message = f"Bastion could not read this model call: {e}."
+            st.decision = refuse(UNREAD_CODE, message)
+            flow.response = error_response(st.route.provider, 400, message, UNREAD_CODE)

@@ -1,4 +1,8 @@
-"""Allowed calls go to the route's upstream, carrying the real provider key."""
+"""Allowed calls go to the route's upstream, carrying the real provider key.
+
+Only calls with an allowing decision go: mitmproxy logs an addon's exception and carries on with
+the flow, so a call whose deciding addon failed arrives here undecided and is refused (fail closed).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_response
 from bastion.proxy.state import answered, state
 
+UNDECIDED_CODE = "no_decision"
+
 
 class Forward:
     def request(self, flow: http.HTTPFlow) -> None:
@@ -16,6 +22,11 @@ class Forward:
         st = state(flow)
         route = st.route
         if route is None:
+            return
+        if st.decision is None or not st.decision.allowed:
+            message = "Bastion reached no decision on this call (an internal error), so it was not sent."
+            st.decision = refuse(UNDECIDED_CODE, message)
+            flow.response = error_response(route.provider, 500, message, UNDECIDED_CODE)
             return
         upstream = route.upstream
         flow.request.scheme = upstream.scheme

@@ -23,7 +23,7 @@ from typing import Any
 from mitmproxy import http
 
 from bastion import semconv
-from bastion.proxy import mcp
+from bastion.proxy import jsonlimits, mcp
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
@@ -113,16 +113,15 @@ class Redaction:
             body: Any = st.body
         elif st.call.kind == semconv.KIND_MCP and st.call.endpoint == "tools/call":  # arguments, then the result
             try:
-                body = json.loads(flow.request.get_content() or b"")
-            except (ValueError, UnicodeDecodeError):
+                body = jsonlimits.loads(flow.request.get_content() or b"")
+            except ValueError:
                 return
         else:
             return
         rules = config.rules_for(st.identity.agent_id, st.identity.role)
         rules_key = frozenset(rules.items())
-        texts = bodies.texts(body)
         try:
-            found = await self._analyze(texts)
+            found = await self._analyze(bodies.texts(body))
         except Exception as e:
             self._failed(flow, st, e)
             return
@@ -147,7 +146,11 @@ class Redaction:
             blocked.update(result.blocked)
             return result.text
 
-        redacted = bodies.walk(body, redact)
+        try:  # on the pool: applying many findings to a long text takes a while (Presidio's anonymizer)
+            redacted = await self._in_pool(lambda: bodies.walk(body, redact)) if any(found.values()) else body
+        except Exception as e:
+            self._failed(flow, st, e)
+            return
         _record(st, "request", pii.counts)
         pii.counts = Counter()
         if blocked and enforce:
@@ -157,7 +160,7 @@ class Redaction:
             flow.response = error_response(provider, 403, message, BLOCKED_CODE)
             return
         if enforce and redacted != body:
-            flow.request.content = json.dumps(redacted, ensure_ascii=False).encode()
+            flow.request.content = jsonlimits.encode(redacted)
             if not mcp:
                 st.body = redacted
         if st.call.stream:
@@ -185,9 +188,12 @@ class Redaction:
 
     async def _off_loop(self, pii: FlowPii, work: Callable[[], Any]) -> Any:
         """``work`` on the pool when it analyzes (restoring only is cheap enough for the loop)."""
-        assert self.config is not None
         if not _analyzes(pii):
             return work()
+        return await self._in_pool(work)
+
+    async def _in_pool(self, work: Callable[[], Any]) -> Any:
+        assert self.config is not None
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(loop.run_in_executor(self.pool, work), self.config.timeout_seconds)
 
@@ -288,8 +294,8 @@ class Redaction:
         if "json" not in response.headers.get("content-type", "") or "x-bastion-error" in response.headers:
             return
         try:
-            body = json.loads(response.get_content() or b"")
-        except (ValueError, UnicodeDecodeError):
+            body = jsonlimits.loads(response.get_content() or b"")
+        except ValueError:
             return
         process = self._process(pii, st)
         try:
@@ -312,7 +318,7 @@ class Redaction:
                 flow.response = error_response(pii.provider, 403, message, BLOCKED_CODE)
             return
         if rewritten != body:
-            response.content = json.dumps(rewritten, ensure_ascii=False).encode()
+            response.content = jsonlimits.encode(rewritten)
 
 
 def _error_event(provider: str, endpoint: str, message: str) -> bytes:
@@ -360,7 +366,7 @@ def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[b
     def rewrite(raw: bytes) -> bytes:
         event = parse_event(raw)
         try:
-            message = json.loads(event.data)
+            message = jsonlimits.loads(event.data)
         except ValueError:
             return raw
         try:
@@ -374,7 +380,7 @@ def _mcp_stream(process: Callable[[str, bool], str]) -> Callable[[bytes], list[b
         head = "" if event.event == "message" else f"event: {event.event}\n"
         if raw.startswith(b"event: message"):
             head = "event: message\n"
-        return f"{head}data: {json.dumps(changed, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+        return jsonlimits.to_utf8(f"{head}data: {jsonlimits.dumps(changed, compact=True)}\n\n")
 
     def on_chunk(chunk: bytes) -> list[bytes]:
         blocks = events.feed(chunk) if chunk else [events.flush()]

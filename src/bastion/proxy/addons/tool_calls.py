@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
-from bastion.proxy import toolcalls_anthropic, toolcalls_chat, toolcalls_responses
+from bastion.proxy import jsonlimits, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
 from bastion.proxy.addons.authorization import refusal_code, refusal_message
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.addons.tracing import decision_attributes
@@ -111,8 +111,8 @@ class ToolCalls:
         if "json" not in response.headers.get("content-type", ""):
             return
         try:
-            body = json.loads(response.get_content() or b"")
-        except (ValueError, UnicodeDecodeError):
+            body = jsonlimits.loads(response.get_content() or b"")
+        except ValueError:
             return
         judge = self._judge(st)
         if judge is None or not isinstance(body, dict):

@@ -1,12 +1,16 @@
-"""Bad input gets a clear 4xx in the caller's API format before anything else happens."""
+"""Bad input gets a clear 4xx in the caller's API format before anything else happens.
+
+A model endpoint's body must be a JSON object within :mod:`~bastion.proxy.jsonlimits`' limits (size,
+depth); anything else is refused here, so that no call to a model is ever taken for something else.
+"""
 
 from __future__ import annotations
 
-import json
 from urllib.parse import unquote
 
 from mitmproxy import http
 
+from bastion.proxy import jsonlimits
 from bastion.proxy.classify import model_endpoint
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_response
@@ -60,9 +64,9 @@ class Validate:
             self._refuse(flow, 415, "unsupported_content_type", message)
             return
         try:
-            parsed = json.loads(flow.request.get_content() or b"")
-        except (ValueError, UnicodeDecodeError) as e:
-            self._refuse(flow, 400, "invalid_json", f"Request body is not valid JSON: {e}.")
+            parsed = jsonlimits.loads(flow.request.get_content() or b"")
+        except ValueError as e:  # UnicodeDecodeError and a content-encoding that does not decode are ValueErrors
+            self._refuse(flow, 400, "invalid_json", f"Request body is not valid JSON within Bastion's limits: {e}.")
             return
         if not isinstance(parsed, dict):
             self._refuse(flow, 400, "invalid_json", "Request body must be a JSON object.")

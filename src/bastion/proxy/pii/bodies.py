@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from bastion.proxy import jsonlimits
+
 TEXT_KEYS = frozenset(
     {"content", "text", "input", "instructions", "system", "output", "arguments", "partial_json", "delta", "refusal"}
 )
@@ -53,7 +55,7 @@ def walk(value: Any, text: Text, key: str | None = None, free: bool = False) -> 
 def _json_text(raw: str, text: Text) -> str:
     """Arguments as a JSON string: each string leaf is a text, and the result is JSON again."""
     try:
-        parsed = json.loads(raw)
+        parsed = jsonlimits.loads(raw)
     except ValueError:
         return text(raw)
     if not isinstance(parsed, dict | list):

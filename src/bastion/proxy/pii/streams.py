@@ -10,11 +10,11 @@ event of its API: a delta that is held becomes an empty delta.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from bastion.proxy import jsonlimits
 from bastion.proxy.pii.bodies import walk
 from bastion.proxy.pii.redactor import MAX_PLACEHOLDER
 from bastion.proxy.sse import EventBuffer, parse_event
@@ -70,7 +70,7 @@ class HoldBack:
 
 def _event(data: Json, name: str | None) -> bytes:
     head = f"event: {name}\n" if name and name != "message" else ""
-    return f"{head}data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+    return jsonlimits.to_utf8(f"{head}data: {jsonlimits.dumps(data, compact=True)}\n\n")
 
 
 class StreamRedactor:
@@ -114,7 +114,7 @@ class StreamRedactor:
     def event(self, raw: bytes) -> list[bytes]:
         parsed = parse_event(raw)
         try:
-            data = json.loads(parsed.data) if parsed.data else None
+            data = jsonlimits.loads(parsed.data) if parsed.data else None
         except ValueError:
             data = None
         if not isinstance(data, dict):
