@@ -8,7 +8,6 @@ otherwise.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import support
 from factories import processes
 from support import BASTION, ROOT, free_ports
 
@@ -52,7 +52,6 @@ def test_a_suspended_agent_stays_refused_after_a_proxy_restart_with_the_collecto
     tmp_path: Path, policies: Path
 ) -> None:
     key = last_line("keys", "create", "--agent", "agent-1", "--role", "assistant", "--policies", str(policies))
-    token = last_line("approvers", "add", "--name", "alice", "--policies", str(policies))
     model_port, collector_port, *proxy_ports = free_ports(4)
     collector_url = processes.url(collector_port)
     env = {
@@ -61,7 +60,7 @@ def test_a_suspended_agent_stays_refused_after_a_proxy_restart_with_the_collecto
         "OPENAI_API_KEY": processes.PROVIDER_KEY,
         "BASTION_COLLECTOR_URL": collector_url,
     }
-    cli_env = {**os.environ, "BASTION_APPROVER_TOKEN": token, "BASTION_COLLECTOR_URL": collector_url}
+    approver = {**support.cli_env("approver"), "BASTION_COLLECTOR_URL": collector_url}
     with processes.scripted_model(tmp_path, model_port) as model:
         with (
             processes.collector(tmp_path, collector_port, env) as collector,
@@ -70,7 +69,7 @@ def test_a_suspended_agent_stays_refused_after_a_proxy_restart_with_the_collecto
             processes.ready(model, collector, proxy)
             assert chat(proxy.url, key).status_code == 200
             suspend = [*BASTION, "agents", "suspend", "agent-1", "--reason", REASON]
-            subprocess.run(suspend, check=True, capture_output=True, env=cli_env)
+            subprocess.run(suspend, check=True, capture_output=True, env=approver)
             wait_until(lambda: chat(proxy.url, key).status_code == 403)
         # The collector is down now; the proxy restarts with the same state directory.
         with processes.proxy(tmp_path, "proxy", proxy_ports, env) as proxy:
