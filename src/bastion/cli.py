@@ -110,7 +110,8 @@ def _policy_check(args: argparse.Namespace) -> int:
         return 1
     shadow = f"; shadow rules: {', '.join(sorted(policy.shadow))}" if policy.shadow else ""
     print(
-        f"OK: policy version {policy.version}, {len(policy.rules)} rules, {len(config.routes)} routes, "
+        f"OK: policy version {policy.version}, {len(policy.rules)} rules, "
+        f"{len(policy.conditions.lists)} lists, {len(config.routes)} routes, "
         f"{sum(not k.get('revoked') for k in keys)} active keys{shadow}"
     )
     return 0
