@@ -210,7 +210,7 @@ def span_attributes(stack: Stack, trace_id: str, timeout: float = 20) -> dict[st
 
 
 def payment(amount: int) -> Callable[[dict[str, Any]], bool]:
-    return lambda a: a["target"] == "tool:send_money" and a["arguments"].get("amount") == amount
+    return lambda a: a["target"] == "tool:tools/send_money" and a["arguments"].get("amount") == amount
 
 
 def test_held_mcp_call_resumes_on_approve(stack: Stack) -> None:
@@ -254,7 +254,7 @@ def test_no_decision_in_time_is_a_timeout(stack: Stack) -> None:
     outcome = mcp_call(stack, "query_database", {"sql": "UPDATE accounts SET balance = 0"})
     assert outcome["error"]["code"] == mcp.POLICY_DENIED
     assert "no approver decided within 2.0 seconds" in outcome["error"]["message"]
-    (record,) = [a for a in stack.approvals("timeout") if a["target"] == "tool:query_database"]
+    (record,) = [a for a in stack.approvals("timeout") if a["target"] == "tool:tools/query_database"]
     assert record["rule"] == "writes-need-approval"
 
 

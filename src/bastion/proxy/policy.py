@@ -74,6 +74,12 @@ def wildcard_match(value: str, pattern: str) -> bool:
 TOOL_PREFIX = "tool:"
 
 
+def tool_object(tool: str, server: str | None = None) -> str:
+    """The policy object of a tool: ``tool:<server>/<tool>`` for a tool of an MCP server,
+    ``tool:<tool>`` for one a model emitted (its server is unknown)."""
+    return f"{TOOL_PREFIX}{server}/{tool}" if server else f"{TOOL_PREFIX}{tool}"
+
+
 # A glob pattern as tokens: "*" and "?" are wildcards, a compiled "[...]" set matches one character,
 # any other one-character string is itself (fnmatch has no escapes: a literal * is written [*]).
 _Token = str | re.Pattern[str]

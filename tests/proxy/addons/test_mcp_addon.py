@@ -238,3 +238,18 @@ def test_trace_context_in_meta_is_continued_and_replaced(gw: Gateway) -> None:
     assert span.parent is not None and format(span.parent.span_id, "016x") == "b7ad6b7169203331"
     assert sent["progressToken"] == 1 and sent["traceparent"].split("-")[2] == format(span.context.span_id, "016x")
     assert f.request.headers["traceparent"] == sent["traceparent"]
+
+
+def test_rules_can_name_the_mcp_server_of_a_tool(tmp_path: Path) -> None:
+    servers = (mcp_server("tools", "http://tools.test:9200/mcp"), mcp_server("other", "http://other.test:9200/mcp"))
+    rules = "p, role:assistant, tool:tools/get_weather, call, allow, weather-from-tools-only,\n"
+    gw = gateway(tmp_path, mcp_servers=servers, rules=rules)
+    assert forwarded(post(gw, call("get_weather", {"city": "Paris"}), MODERN))["params"]["name"] == "get_weather"
+    refused = post(gw, call("get_weather", {"city": "Paris"}), MODERN, path="/mcp/other")
+    assert "default-deny" in json.dumps(answer(refused)) and "tool:other/get_weather" in json.dumps(answer(refused))
+    addons, _, _ = gw
+    for path, shown in (("/mcp/tools", ["get_weather"]), ("/mcp/other", [])):
+        f = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, MODERN, path=path)
+        listing = json.dumps(tool_list("get_weather", "send_money"))
+        run_response(addons, f, http.Response.make(200, listing, {"content-type": "application/json"}))
+        assert [t["name"] for t in answer(f)["result"]["tools"]] == shown

@@ -26,7 +26,7 @@ from bastion.proxy.addons.tracing import start_call_span
 from bastion.proxy.classify import mcp_call
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow
 from bastion.proxy.hold import Hold
-from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.policy import PolicyEngine, tool_object
 from bastion.proxy.state import CallState, answered, state
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,9 @@ class McpGovernance:
         st.attributes[semconv.GEN_AI_TOOL_NAME] = name
         st.attributes[semconv.GEN_AI_TOOL_CALL_ID] = str(message.id)
         st.attributes[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_TOOL_CALL
-        request = PolicyRequest(st.identity.agent_id, st.identity.role, f"tool:{name}", "call", arguments)
+        server = mcp_server(flow)
+        obj = tool_object(name, server.name if server is not None else None)
+        request = PolicyRequest(st.identity.agent_id, st.identity.role, obj, "call", arguments)
         st.decision = decision = self.engine.decide(request)
         if decision.allowed:
             self._continue_trace(flow, st, message)
