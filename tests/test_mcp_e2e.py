@@ -81,10 +81,13 @@ def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:
     weather, payment, email, delete, large = seen["calls"]
     assert weather == {"result": {"text": "Paris: 18 C, cloudy", "is_error": False}}
     assert "50.00 USD sent to alice@example.com" in payment["result"]["text"]
-    assert email["error"]["code"] == mcp.POLICY_DENIED and "default-deny" in email["error"]["message"]
-    assert delete["error"]["code"] == mcp.POLICY_DENIED and "never-delete" in delete["error"]["message"]
-    assert large["error"]["code"] == mcp.APPROVAL_REQUIRED
-    assert "large-payments-need-approval" in large["error"]["message"] and "approval" in large["error"]["message"]
+    # Refusals are tool results with isError, which the clients return (no exception) for the model to read.
+    assert email["result"]["is_error"] is True and "The tool send_email was not run" in email["result"]["text"]
+    assert "condition of 'company-mail-only' not met" in email["result"]["text"]
+    assert delete["result"]["is_error"] is True and "never-delete" in delete["result"]["text"]
+    assert "Do not retry it with the same arguments" in delete["result"]["text"]
+    assert large["result"]["is_error"] is True and "large-payments-need-approval" in large["result"]["text"]
+    assert "a human's approval" in large["result"]["text"]
     # The MCP server saw only the allowed calls.
     assert [c["name"] for c in stack.received()] == ALLOWED
 

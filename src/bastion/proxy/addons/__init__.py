@@ -55,7 +55,7 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, hold_reviews=hold),
+        McpGovernance(engine, tracer, hold_reviews=hold, refusals=config.mcp_refusals),
         Authorize(engine, hold_reviews=hold),
         # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
         # calls to hosts no route claims (before a human is asked to approve them); pins connections.
