@@ -324,7 +324,7 @@ def test_named_lists_are_hot_reloaded(tmp_path: Path) -> None:
     directory = policies_dir(
         tmp_path, "p, role:assistant, tool:mail, call, allow, contacts, in_list(r.args.to, 'contacts')\n"
     )
-    (directory / "lists").mkdir()
+    (directory / "lists").mkdir(exist_ok=True)
     contacts = directory / "lists" / "contacts.txt"
     contacts.write_text("ann@example.com\n")
     engine = PolicyEngine(directory)
