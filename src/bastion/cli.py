@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bastion import audit_cli
+from bastion import audit_cli, lists_cli
 from bastion import settings as s
 
 
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys_commands(commands)
     _add_policy_commands(commands)
     audit_cli.add_commands(commands)
+    lists_cli.add_commands(commands)
     from bastion.control_cli import add_commands
 
     add_commands(commands)

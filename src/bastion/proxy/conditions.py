@@ -28,7 +28,7 @@ from simpleeval import EvalWithCompoundTypes
 CALL_FUNCTION = "bastion_condition"
 LISTS_DIR = "lists"
 LIST_SUFFIX = ".txt"
-_LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # Outside string literals, as pycasbin would read them: && and ||, ! that is not !=, r. and p.
 _REWRITES = (
@@ -164,7 +164,7 @@ def list_files(policies_dir: Path) -> list[Path]:
     folder = policies_dir / LISTS_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob(f"*{LIST_SUFFIX}") if _LIST_NAME.match(p.stem))
+    return sorted(p for p in folder.glob(f"*{LIST_SUFFIX}") if LIST_NAME.match(p.stem))
 
 
 def _list_functions(lists: Mapping[str, frozenset[str]]) -> dict[str, Callable[..., bool]]:
