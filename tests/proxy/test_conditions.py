@@ -120,6 +120,11 @@ def test_conditions_that_cannot_decide_raise(cond: str, args: dict[str, object])
         ("https://www.x.com./", "www.x.com"),
         ("http://[::1]:80/", "::1"),
         ("", ""),
+        ("https://evil.io\\@www.x.com/", ""),  # browsers read the backslash as "/" and go to evil.io
+        ("https://www.x.com\t.evil.io/", ""),
+        (" https://www.x.com/", ""),
+        ("https://www.еxample.com/", ""),  # a Cyrillic "е": hosts must be ASCII (punycode)
+        ("https://xn--xample-2of.com/", "xn--xample-2of.com"),
     ],
 )
 def test_url_host_reads_urls_as_a_parser_does(url: str, host: str) -> None:

@@ -57,7 +57,12 @@ def test_an_allow_on_a_path_with_r_dot_matches_only_that_path(engine: PolicyEngi
 
 @pytest.mark.parametrize(
     "url",
-    ["https://docs.example.com.evil.io/x", "https://docs.example.com@evil.io/x", "https://evil.io/docs.example.com"],
+    [
+        "https://docs.example.com.evil.io/x",
+        "https://docs.example.com@evil.io/x",
+        "https://evil.io/docs.example.com",
+        "https://evil.io\\@docs.example.com/x",  # Python's parser says docs.example.com, browsers evil.io
+    ],
 )
 def test_a_lookalike_url_host_is_not_the_host(engine: PolicyEngine, url: str) -> None:
     assert decide(engine, "fetch", url="https://docs.example.com/guide") == (Effect.ALLOW, "docs-site-only")

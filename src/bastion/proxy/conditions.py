@@ -14,6 +14,7 @@ as a missing argument, fails closed (the engine denies with ``condition-error``)
 from __future__ import annotations
 
 import ast
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -77,15 +78,28 @@ def _rewrite(code: str) -> str:
 def url_host(url: object) -> str:
     """The host of ``url`` as a URL parser reads it (lower case, no port or credentials; "" if none).
     ``https://www.x.com.evil.io/`` has host ``www.x.com.evil.io``; a URL without a scheme is read as
-    ``//`` + url, so ``x.com/a`` has host ``x.com``."""
-    text = str(url).strip()
+    ``//`` + url, so ``x.com/a`` has host ``x.com``. A URL that parsers read differently (a
+    backslash, which browsers take for ``/``; spaces or control characters) has no host: "" never
+    equals an allowed host, so such a URL fails closed."""
+    text = str(url)
+    if _AMBIGUOUS_URL.search(text):
+        return ""
     if "//" not in text.split("?", 1)[0].split("#", 1)[0]:
         text = "//" + text
     try:
-        host = urlsplit(text).hostname or ""
+        host = (urlsplit(text).hostname or "").rstrip(".")
     except ValueError:
         return ""
-    return host.rstrip(".")
+    if _HOST_NAME.fullmatch(host):
+        return host
+    try:
+        return str(ipaddress.IPv6Address(host))
+    except ValueError:
+        return ""
+
+
+_AMBIGUOUS_URL = re.compile(r"[\\\s\x00-\x1f\x7f]")
+_HOST_NAME = re.compile(r"[a-z0-9_.-]+")
 
 
 @cache
