@@ -28,7 +28,6 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
 from bastion import semconv
-from bastion.proxy import mcp
 from factories import clients, processes
 from support import AUTH, BASTION, OPERATORS_FILE, ROOT, free_ports
 
@@ -180,7 +179,7 @@ async def _mcp_call(url: str, key: str, name: str, arguments: dict[str, Any]) ->
         except MCPError as e:
             return {"error": {"code": e.error.code, "message": e.error.message}}
         text = "".join(b.text for b in result.content if isinstance(b, TextContent))
-        return {"result": text}
+        return {"refused": text} if result.is_error else {"result": text}
 
 
 def mcp_call(stack: Stack, name: str, arguments: dict[str, Any], agent: str = "agent-1", proxy: int = 0) -> Any:
@@ -210,7 +209,7 @@ def span_attributes(stack: Stack, trace_id: str, timeout: float = 20) -> dict[st
 
 
 def payment(amount: int) -> Callable[[dict[str, Any]], bool]:
-    return lambda a: a["target"] == "tool:send_money" and a["arguments"].get("amount") == amount
+    return lambda a: a["target"] == "tool:tools/send_money" and a["arguments"].get("amount") == amount
 
 
 def test_held_mcp_call_resumes_on_approve(stack: Stack) -> None:
@@ -242,9 +241,8 @@ def test_deny_carries_the_approvers_reason(stack: Stack) -> None:
     held = in_background(lambda: mcp_call(stack, "send_money", {"amount": 600, "recipient": "carol@example.com"}))
     approval = stack.pending(payment(600))
     stack.decide(approval["id"], "deny", "not in the budget")
-    error = held.result(timeout=30)["error"]
-    assert error["code"] == mcp.POLICY_DENIED
-    assert "denied by approver alice: not in the budget" in error["message"]
+    # The refusal is a tool result with isError, for the model to read.
+    assert "denied by approver alice: not in the budget" in held.result(timeout=30)["refused"]
     assert stack.decide(approval["id"], "approve", "too late").status_code == 409
     attrs = span_attributes(stack, approval["trace_id"])
     assert attrs[semconv.BASTION_APPROVAL_STATUS] == "denied" and attrs[semconv.ERROR_TYPE] == "approval_denied"
@@ -252,9 +250,8 @@ def test_deny_carries_the_approvers_reason(stack: Stack) -> None:
 
 def test_no_decision_in_time_is_a_timeout(stack: Stack) -> None:
     outcome = mcp_call(stack, "query_database", {"sql": "UPDATE accounts SET balance = 0"})
-    assert outcome["error"]["code"] == mcp.POLICY_DENIED
-    assert "no approver decided within 2.0 seconds" in outcome["error"]["message"]
-    (record,) = [a for a in stack.approvals("timeout") if a["target"] == "tool:query_database"]
+    assert "no approver decided within 2.0 seconds" in outcome["refused"]
+    (record,) = [a for a in stack.approvals("timeout") if a["target"] == "tool:tools/query_database"]
     assert record["rule"] == "writes-need-approval"
 
 
@@ -302,7 +299,7 @@ def test_only_approvers_may_decide(stack: Stack) -> None:
     r = httpx.post(f"{stack.collector}/api/agents/agent-1/suspend", json={}, headers={"authorization": "Bearer x"})
     assert r.status_code == 401
     assert stack.cli("approvals", "deny", approval["id"], "--reason", "from the shell").startswith(approval["id"])
-    assert "from the shell" in held.result(timeout=30)["error"]["message"]
+    assert "from the shell" in held.result(timeout=30)["refused"]
     listed = stack.cli("approvals", "list", "--status", "denied")
     assert approval["id"] in listed and "alice" in listed
 
@@ -321,7 +318,7 @@ def test_kill_switch_suspends_and_resumes_an_agent(stack: Stack) -> None:
     )
     stack.pending(payment(900))
     stack.cli("agents", "suspend", "agent-2", "--reason", "runaway loop")
-    assert "suspended while the call was held" in held.result(timeout=30)["error"]["message"]
+    assert "suspended while the call was held" in held.result(timeout=30)["refused"]
     wait_until(lambda: chat(stack, "scripted-small", agent="agent-2", proxy=1).startswith("denied"))
     assert "runaway loop" in chat(stack, "scripted-small", agent="agent-2", proxy=0)
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_weather", "arguments": {}}}

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ from bastion import semconv
 from bastion.proxy import mcp
 from factories import processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import AUTH, create_key, free_ports
+from support import AUTH, ROOT, create_key, free_ports
 
 MAX_BODY = 100_000
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -43,6 +45,7 @@ class Stack:
     tools: str
     collector: str
     key: str
+    policies: Path
 
     @property
     def url(self) -> str:
@@ -63,16 +66,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("mcp")
     tools_port, proxy_port, explicit_port, collector_port = free_ports(4)
     key = create_key(tmp / "keys.yaml")
+    policies = tmp / "policies"
+    shutil.copytree(ROOT / "policies", policies)
     env = {"BASTION_MCP_TOOLS_URL": f"{processes.url(tools_port)}/mcp"}
     flags = ["--keys-file", str(tmp / "keys.yaml"), "--collector-url", processes.url(collector_port)]
     flags += ["--max-body-bytes", str(MAX_BODY)]
     with (
         processes.tool_server(tmp, tools_port) as tools,
         processes.collector(tmp, collector_port) as collector,
-        processes.proxy(tmp, "proxy", (proxy_port, explicit_port), env, extra_args=flags) as proxy,
+        processes.proxy(tmp, "proxy", (proxy_port, explicit_port), env, policies, flags) as proxy,
     ):
         processes.ready(tools, collector, proxy)
-        yield Stack(proxy.url, tools.url, collector.url, key)
+        yield Stack(proxy.url, tools.url, collector.url, key, policies)
 
 
 def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:
@@ -81,10 +86,13 @@ def check_governed_session(stack: Stack, seen: dict[str, Any]) -> None:
     weather, payment, email, delete, large = seen["calls"]
     assert weather == {"result": {"text": "Paris: 18 C, cloudy", "is_error": False}}
     assert "50.00 USD sent to alice@example.com" in payment["result"]["text"]
-    assert email["error"]["code"] == mcp.POLICY_DENIED and "default-deny" in email["error"]["message"]
-    assert delete["error"]["code"] == mcp.POLICY_DENIED and "never-delete" in delete["error"]["message"]
-    assert large["error"]["code"] == mcp.APPROVAL_REQUIRED
-    assert "large-payments-need-approval" in large["error"]["message"] and "approval" in large["error"]["message"]
+    # Refusals are tool results with isError, which the clients return (no exception) for the model to read.
+    assert email["result"]["is_error"] is True and "The tool send_email was not run" in email["result"]["text"]
+    assert "condition of 'company-mail-only' not met" in email["result"]["text"]
+    assert delete["result"]["is_error"] is True and "never-delete" in delete["result"]["text"]
+    assert "Do not retry it with the same arguments" in delete["result"]["text"]
+    assert large["result"]["is_error"] is True and "large-payments-need-approval" in large["result"]["text"]
+    assert "a human's approval" in large["result"]["text"]
     # The MCP server saw only the allowed calls.
     assert [c["name"] for c in stack.received()] == ALLOWED
 
@@ -215,3 +223,23 @@ def test_spans_record_tool_calls_and_continue_the_trace_in_meta(stack: Stack) ->
     assert span["parent_span_id"] == PARENT_SPAN
     (received,) = stack.received()
     assert received["meta"]["traceparent"].split("-")[1:3] == [TRACE_ID, allowed["span_id"]]
+
+
+def test_a_named_list_edit_takes_effect_and_refusals_say_which_condition_failed(stack: Stack) -> None:
+    payment = [{"name": "send_money", "arguments": {"amount": 20, "recipient": "carol@example.com"}}]
+
+    def outcome() -> dict[str, Any]:
+        return dict(asyncio.run(mcp2_session(stack.url, stack.key, payment))["calls"][0]["result"])
+
+    refused = outcome()
+    assert refused["is_error"] and "condition of 'small-payments-to-known-payees' not met" in refused["text"]
+    payees = stack.policies / "lists" / "payees.txt"
+    original = payees.read_text()
+    payees.write_text(original + "carol@example.com\n")
+    try:
+        deadline = time.monotonic() + 10
+        while (allowed := outcome())["is_error"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "20.00 USD sent to carol@example.com" in allowed["text"]
+    finally:
+        payees.write_text(original)

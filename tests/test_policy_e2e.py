@@ -118,6 +118,11 @@ def test_policy_check_accepts_the_bundled_files_and_names_what_is_wrong(tmp_path
     (broken / "policy.csv").write_text("p, role:a, tool:x, call, allow, dup,\np, role:a, tool:y, call, allow, dup,\n")
     bad = bastion("policy", "check", "--policies", str(broken))
     assert bad.returncode == 1 and "unique name" in bad.stderr
+    (broken / "policy.csv").write_text(
+        "# tools\np, role:a, tool:x, call, allow, ok,\np, role:a, tool:y, call, allow, b, bool(1)\n"
+    )
+    unknown = bastion("policy", "check", "--policies", str(broken))
+    assert unknown.returncode == 1 and "policy.csv:3: rule 'b'" in unknown.stderr and "'bool'" in unknown.stderr
 
 
 def test_policy_test_runs_the_bundled_tables_and_fails_on_a_mismatch(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bastion import audit_cli
+from bastion import audit_cli, lists_cli
 from bastion import settings as s
 
 
@@ -110,7 +110,8 @@ def _policy_check(args: argparse.Namespace) -> int:
         return 1
     shadow = f"; shadow rules: {', '.join(sorted(policy.shadow))}" if policy.shadow else ""
     print(
-        f"OK: policy version {policy.version}, {len(policy.rules)} rules, {len(config.routes)} routes, "
+        f"OK: policy version {policy.version}, {len(policy.rules)} rules, "
+        f"{len(policy.conditions.lists)} lists, {len(config.routes)} routes, "
         f"{sum(not k.get('revoked') for k in keys)} active keys{shadow}"
     )
     return 0
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys_commands(commands)
     _add_policy_commands(commands)
     audit_cli.add_commands(commands)
+    lists_cli.add_commands(commands)
     from bastion.control_cli import add_commands
 
     add_commands(commands)

@@ -111,6 +111,7 @@ def gateway(
     routes: tuple[Route, ...] | None = None,
     mcp_servers: tuple[McpServer, ...] = (),
     rules: str | None = None,
+    mcp_refusals: str = "tool_result",
 ) -> tuple[list[object], str, InMemorySpanExporter]:
     """The default addons over a fresh key store and the bundled policy (or ``rules``); returns
     (addons, key, spans). Explicit-proxy hosts resolve from ``DNS``."""
@@ -119,6 +120,7 @@ def gateway(
         routes=routes or (route("openai"), route("anthropic")),
         keys_file=tmp_path / "keys.yaml",
         mcp_servers=mcp_servers,
+        mcp_refusals=mcp_refusals,
     )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -20,6 +20,7 @@ def test_bundled_configuration_loads_with_scripted_upstreams(monkeypatch: pytest
     assert openai.api_key is not None and openai.api_key.get() == "sk-real"
     assert "sk-real" not in repr(openai)
     assert config.route_for_host("api.anthropic.com") is not None
+    assert config.mcp_refusals == "tool_result"
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,7 @@ def test_bundled_configuration_loads_with_scripted_upstreams(monkeypatch: pytest
         ("routes: [{name: a, prefix: /a/, upstream: 'http://x/', provider: grpc}]", "provider 'grpc'"),
         ("routes: [{name: a, prefix: /a/, upstream: '${NOPE_NOT_SET}'}]", "NOPE_NOT_SET"),
         ("- a list", "expected a mapping"),
+        ("mcp_refusals: raise", "mcp_refusals has value 'raise'. Not one of tool_result or jsonrpc_error"),
     ],
 )
 def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, error: str) -> None:

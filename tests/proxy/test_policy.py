@@ -258,3 +258,81 @@ def test_reach_ignores_shadow_rules(tmp_path: Path) -> None:
     policies = policies_dir(tmp_path, "p, role:web, http:*, GET, allow, trial-web,\n")
     (policies / "bastion.yaml").write_text("shadow_rules: [trial-web]\n")
     assert PolicyEngine(policies).reach("agent-1", "web", ["http:api.example.com/"]) is None
+
+
+@pytest.mark.parametrize(
+    ("rules", "error"),
+    [
+        (
+            "# x\n\np, role:a, tool:x, call, allow, r1, bool(r.args.x)\n",
+            r"policy.csv:3: rule 'r1': .*unknown name 'bool'",
+        ),
+        (
+            "p, role:a, tool:x, call, allow, r1,\np, role:a, tool:y, call, allow, r2, r.args.x >\n",
+            r"policy.csv:2: .*parse",
+        ),
+        ("p, role:a, tool:x, call, allow, r1, in_list(r.args.to, 'nobody')\n", "no list named 'nobody'"),
+        ("p, role:a, tool:x, call, allow, r1, r.args.a == 1, r.args.b == 2\n", "policy.csv:1: 7 fields .* CSV quotes"),
+        ("q, role:a, tool:x\n", "policy.csv:1: a line starts with p"),
+    ],
+)
+def test_policy_errors_name_the_file_and_line(tmp_path: Path, rules: str, error: str) -> None:
+    with pytest.raises(PolicyError, match=error):
+        PolicyEngine(policies_dir(tmp_path, rules))
+
+
+def test_a_quoted_comma_stays_in_its_condition(tmp_path: Path) -> None:
+    rules = (
+        'p, role:assistant, tool:t, call, allow, a, r.args.x == "1,2"\n'
+        'p, role:assistant, tool:u, call, allow, b, "r.args.x == ""1,2"""\n'
+    )
+    engine = PolicyEngine(policies_dir(tmp_path, rules))
+    assert engine.decide(request("tool:t", {"x": "1,2"})).allowed
+    assert engine.decide(request("tool:u", {"x": "1,2"})).allowed
+    assert not engine.decide(request("tool:u", {"x": "1"})).allowed
+
+
+def test_a_refusal_names_the_rule_whose_condition_was_not_met(engine: PolicyEngine) -> None:
+    decision = engine.decide(request("tool:send_email", {"to": "eve@evil.example"}))
+    assert decision.rule == "default-deny"
+    assert decision.reason.startswith("condition of 'company-mail-only' not met")
+    assert "condition of" not in engine.decide(request("tool:unknown")).reason
+
+
+@pytest.mark.parametrize(
+    ("obj", "rule"),
+    [
+        ("tool:workspace/send_email", "any-server"),  # tool:send_email names no server: every server's
+        ("tool:send_email", "any-server"),
+        ("tool:workspace/wipe", "workspace-wipe"),
+        ("tool:other/wipe", "default-deny"),
+        ("tool:wipe", "default-deny"),  # a model-emitted call has no server
+        ("tool:workspace/delete_x", "never-delete"),
+        ("tool:evil/send_email", "any-server"),
+    ],
+)
+def test_server_scoped_tool_objects(tmp_path: Path, obj: str, rule: str) -> None:
+    rules = (
+        "p, role:assistant, tool:send_email, call, allow, any-server,\n"
+        "p, role:assistant, tool:workspace/wipe, call, allow, workspace-wipe,\n"
+        "p, role:assistant, tool:delete_*, call, deny, never-delete,\n"
+    )
+    assert PolicyEngine(policies_dir(tmp_path, rules)).decide(request(obj)).rule == rule
+
+
+def test_named_lists_are_hot_reloaded(tmp_path: Path) -> None:
+    directory = policies_dir(
+        tmp_path, "p, role:assistant, tool:mail, call, allow, contacts, in_list(r.args.to, 'contacts')\n"
+    )
+    (directory / "lists").mkdir(exist_ok=True)
+    contacts = directory / "lists" / "contacts.txt"
+    contacts.write_text("ann@example.com\n")
+    engine = PolicyEngine(directory)
+    assert not engine.decide(request("tool:mail", {"to": "bob@example.com"})).allowed
+    contacts.write_text("ann@example.com\nbob@example.com\n")
+    assert engine.reload_if_changed()
+    assert engine.decide(request("tool:mail", {"to": "bob@example.com"})).allowed
+    contacts.unlink()
+    with pytest.raises(PolicyError, match="no list named 'contacts'"):
+        engine.reload_if_changed()
+    assert engine.decide(request("tool:mail", {"to": "bob@example.com"})).allowed  # the last good version serves

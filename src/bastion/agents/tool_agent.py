@@ -93,6 +93,11 @@ class Agent:
             self.say(f"MCP {name}({json.dumps(arguments)}): {outcome}: {e.error.message}", outcome == expected)
             return outcome
         text = "".join(b.text for b in result.content if isinstance(b, TextContent))
+        refusal = (result.meta or {}).get("bastion/refusal")
+        if result.is_error and isinstance(refusal, dict):  # Bastion refused it: a tool result the model reads
+            outcome = "held" if refusal.get("code") == "approval_required" else "denied"
+            self.say(f"MCP {name}({json.dumps(arguments)}): {outcome}: {text}", outcome == expected)
+            return outcome
         self.say(f"MCP {name}({json.dumps(arguments)}): {text}", expected == "allowed" and not result.is_error)
         return text
 

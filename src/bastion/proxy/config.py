@@ -82,6 +82,9 @@ class McpServer:
 TOOL_CALLS_ON_DENY = ("replace", "block")
 
 
+MCP_REFUSALS = ("tool_result", "jsonrpc_error")
+
+
 @dataclass(frozen=True)
 class ToolCallSettings:
     """``tool_calls`` in bastion.yaml."""
@@ -99,6 +102,9 @@ class GatewayConfig:
     keys_file: Path
     mcp_servers: tuple[McpServer, ...] = ()
     tool_calls: ToolCallSettings = ToolCallSettings()
+    # How a refused MCP tools/call is answered: a tool result with isError (the model reads why), or
+    # a JSON-RPC error (mcp 1.x Python clients raise it).
+    mcp_refusals: str = "tool_result"
 
     def mcp_server(self, name: str) -> McpServer | None:
         return next((s for s in self.mcp_servers if s.name == name), None)
@@ -166,7 +172,12 @@ def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
         raise ConfigError(f"{path}: mcp_servers names must be unique, got {server_names}")
     keys = keys_file or policies_dir / str(raw.get("keys_file", "keys.yaml"))
     tool_calls = _tool_calls(path, raw.get("tool_calls"))
-    return GatewayConfig(routes=routes, keys_file=keys, mcp_servers=servers, tool_calls=tool_calls)
+    refusals = raw.get("mcp_refusals", MCP_REFUSALS[0])
+    if refusals not in MCP_REFUSALS:
+        raise ConfigError(f"{path}: mcp_refusals has value {refusals!r}. Not one of {' or '.join(MCP_REFUSALS)}.")
+    return GatewayConfig(
+        routes=routes, keys_file=keys, mcp_servers=servers, tool_calls=tool_calls, mcp_refusals=refusals
+    )
 
 
 def _tool_calls(path: Path, raw: Any) -> ToolCallSettings:

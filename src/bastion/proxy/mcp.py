@@ -139,6 +139,18 @@ def error(request_id: RequestId | None, code: int, message: str, data: Json | No
     return {"jsonrpc": "2.0", "id": request_id, "error": err}
 
 
+def tool_error(request_id: RequestId | None, text: str, meta: Json | None = None, *, modern: bool = False) -> Json:
+    """A ``tools/call`` result with ``isError``: the tool did not run, and ``text`` says why to the
+    model (the MCP specification's form for tool execution errors). The 2026-07-28 revision requires
+    ``resultType`` in every result."""
+    result: Json = {"content": [{"type": "text", "text": text}], "isError": True}
+    if modern:
+        result["resultType"] = "complete"
+    if meta is not None:
+        result["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
 def encode(message: Json) -> bytes:
     return jsonlimits.encode(message, compact=True)
 

@@ -2,7 +2,10 @@
 
 The model and rules are standard Casbin files. A rule reads
 ``p, subject, object, action, effect, name, condition``; the condition is a Casbin ``eval()``
-expression over the call's arguments (``r.args.amount <= 100``) and may be left out.
+expression over the call's arguments (``r.args.amount <= 100``) and may be left out. Bastion reads
+``policy.csv`` itself (:mod:`bastion.proxy.policy_file`: line numbers, commas in strings) and
+compiles each condition (:mod:`bastion.proxy.conditions`: string literals kept as written, names
+checked, functions and named lists); Casbin's matcher then calls the compiled condition.
 
 Deny beats review beats allow, and a call no rule matches is denied. To name the matching rule
 for each outcome, the rules are split by effect into one enforcer each, and each enforcer is
@@ -33,8 +36,10 @@ import casbin
 from casbin.effect import AllowOverrideEffector
 
 from bastion.files import Stamp, stamp
+from bastion.proxy.conditions import CALL_FUNCTION, ConditionError, Conditions, list_files, load_lists
 from bastion.proxy.config import ConfigError, load_shadow_rules
 from bastion.proxy.decision import Decision, Effect, PolicyRequest
+from bastion.proxy.policy_file import PolicyLine, read_policy
 
 log = logging.getLogger(__name__)
 # pycasbin logs every request, and every deny as a warning; Bastion records decisions itself.
@@ -54,8 +59,25 @@ INDEX_TERMS = ("wildcardMatch(r_obj, p_obj)", "wildcardMatch(r_act, p_act)")
 
 
 def wildcard_match(value: str, pattern: str) -> bool:
-    """``wildcardMatch`` in matchers: shell-style wildcards where ``*`` also matches ``/``."""
-    return fnmatchcase(value, pattern)
+    """``wildcardMatch`` in matchers: shell-style wildcards where ``*`` also matches ``/``.
+
+    Tools of an MCP server are named ``tool:<server>/<tool>``; a pattern naming no server
+    (``tool:send_email``, ``tool:delete_*``) matches the tool of any server as well."""
+    if fnmatchcase(value, pattern):
+        return True
+    if value.startswith(TOOL_PREFIX) and pattern.startswith(TOOL_PREFIX) and "/" not in pattern:
+        _server, slash, tool = value.partition("/")
+        return bool(slash) and fnmatchcase(TOOL_PREFIX + tool, pattern)
+    return False
+
+
+TOOL_PREFIX = "tool:"
+
+
+def tool_object(tool: str, server: str | None = None) -> str:
+    """The policy object of a tool: ``tool:<server>/<tool>`` for a tool of an MCP server,
+    ``tool:<tool>`` for one a model emitted (its server is unknown)."""
+    return f"{TOOL_PREFIX}{server}/{tool}" if server else f"{TOOL_PREFIX}{tool}"
 
 
 # A glob pattern as tokens: "*" and "?" are wildcards, a compiled "[...]" set matches one character,
@@ -131,8 +153,10 @@ def glob_witness(pattern: str, prefix: str) -> str | None:
     return None
 
 
-def _register_functions(enforcer: casbin.Enforcer) -> casbin.Enforcer:
+def _register_functions(enforcer: casbin.Enforcer, conditions: Conditions | None = None) -> casbin.Enforcer:
     enforcer.add_function("wildcardMatch", wildcard_match)
+    if conditions is not None:
+        enforcer.add_function(CALL_FUNCTION, conditions.evaluate)
     return enforcer
 
 
@@ -148,14 +172,17 @@ class Rule:
     effect: Effect
     name: str
     cond: str
+    line: int = 0  # in policy.csv
+    call: str = "True"  # what Casbin evaluates for the condition: the call of its compiled form
 
     def as_match(self) -> list[str]:
         """The rule as its effect's enforcer holds it: every rule there is a match, hence "allow"."""
-        return [self.sub, self.obj, self.act, "allow", self.name, self.cond or "True"]
+        return [self.sub, self.obj, self.act, "allow", self.name, self.call if self.cond else "True"]
 
 
-def _stamp(policies_dir: Path) -> tuple[Stamp, ...]:
-    return tuple(stamp(policies_dir / name) for name in (MODEL_FILE, POLICY_FILE, CONFIG_FILE))
+def _stamp(policies_dir: Path) -> tuple[tuple[str, Stamp], ...]:
+    files = [policies_dir / name for name in (MODEL_FILE, POLICY_FILE, CONFIG_FILE)]
+    return tuple((str(path), stamp(path)) for path in [*files, *list_files(policies_dir)])
 
 
 class CompiledPolicy:
@@ -164,12 +191,14 @@ class CompiledPolicy:
     def __init__(self, policies_dir: Path) -> None:
         model_path, policy_path = policies_dir / MODEL_FILE, policies_dir / POLICY_FILE
         try:
-            base = _register_functions(casbin.Enforcer(str(model_path), str(policy_path)))
+            base = casbin.Enforcer(str(model_path))
+            lines = read_policy(policy_path)
+            lists = load_lists(policies_dir)
         except Exception as e:  # pycasbin raises many kinds
             raise PolicyError(f"{policies_dir}: Casbin could not load the model and rules: {e}") from e
         self.model_path = model_path
-        self.rules = _rules(base, policy_path)
-        self.groupings = [list(g) for g in base.get_grouping_policy()]
+        self.conditions = Conditions(base.get_model()["r"]["r"].tokens, lists)
+        self.rules, self.groupings = _rules(base, policy_path, lines, self.conditions)
         try:
             self.shadow = frozenset(load_shadow_rules(policies_dir))
         except ConfigError as e:
@@ -179,6 +208,7 @@ class CompiledPolicy:
             raise PolicyError(f"{policies_dir / CONFIG_FILE}: shadow_rules names unknown rules {sorted(unknown)}")
         digest = hashlib.sha256(model_path.read_bytes() + policy_path.read_bytes())
         digest.update(json.dumps(sorted(self.shadow)).encode())
+        digest.update(json.dumps({name: sorted(entries) for name, entries in sorted(lists.items())}).encode())
         self.version = digest.hexdigest()[:12]
         self._subjects: set[tuple[str, str]] = set()  # (agent, key role) pairs, added as requests arrive
         self.enforcers = {
@@ -209,7 +239,7 @@ class CompiledPolicy:
     def _enforcer(self, rules: list[Rule]) -> casbin.Enforcer | None:
         if not rules:
             return None
-        enforcer = _register_functions(casbin.Enforcer(str(self.model_path)))
+        enforcer = _register_functions(casbin.Enforcer(str(self.model_path)), self.conditions)
         enforcer.set_effector(AllowOverrideEffector())
         enforcer.add_policies([r.as_match() for r in rules])
         groupings = self.groupings + [g for agent, role in self._subjects for g in _subject_groupings(agent, role)]
@@ -227,7 +257,7 @@ class CompiledPolicy:
             if found is not None:
                 self._index.move_to_end(key)
                 return found
-            matching = [r for r in self.rules if fnmatchcase(obj, r.obj) and fnmatchcase(act, r.act)]
+            matching = [r for r in self.rules if wildcard_match(obj, r.obj) and fnmatchcase(act, r.act)]
             found = {
                 (shadow, effect): self._enforcer(
                     [r for r in matching if r.effect is effect and (r.name in self.shadow) == shadow]
@@ -284,6 +314,14 @@ class CompiledPolicy:
                 return effect, explain[4] if len(explain) > 4 else ", ".join(explain)
         return None
 
+    def unmet_condition(self, request: PolicyRequest) -> str | None:
+        """The first allow or review rule that matches ``request`` but for its condition, if any."""
+        if self.could_allow is None:
+            return None
+        values = (self.subject(request.agent_id, request.role), request.obj, request.act, request.args)
+        matched, explain = self.could_allow.enforce_ex(*values)
+        return explain[4] if matched and len(explain) > 4 else None
+
     def cached(self, key: tuple[str, ...]) -> Decision | None:
         found = self._cache.get(key)
         if found is not None:
@@ -296,40 +334,55 @@ class CompiledPolicy:
             self._cache.popitem(last=False)
 
 
-def _rules(base: casbin.Enforcer, policy_path: Path) -> list[Rule]:
+def _rules(
+    base: casbin.Enforcer, policy_path: Path, lines: list[PolicyLine], conditions: Conditions
+) -> tuple[list[Rule], list[list[str]]]:
+    """The rules and ``g`` groupings of ``policy.csv``, each rule's condition compiled; a bad line
+    raises PolicyError naming the file and line."""
     tokens = list(base.get_model()["p"]["p"].tokens)
     missing = [t.removeprefix("p_") for t in REQUIRED_POLICY_TOKENS if t not in tokens]
     if missing:
         raise PolicyError(f"{policy_path.parent / MODEL_FILE}: policy_definition lacks {missing}")
-    rules, names = [], set()
-    for number, line in enumerate(base.get_policy(), start=1):
-        fields = dict(zip(tokens, line, strict=False))
-        where = f"{policy_path}: rule {number} ({', '.join(line)})"
+    rules: list[Rule] = []
+    groupings: list[list[str]] = []
+    names: set[str] = set()
+    for line in lines:
+        key, values = line.fields[0], line.fields[1:]
+        where = f"{policy_path}:{line.number}"
+        if key == "g":
+            if len(values) != 2 or not all(values):
+                raise PolicyError(f"{where}: a g line reads 'g, agent, role:<name>', not {', '.join(line.fields)!r}")
+            groupings.append(values)
+            continue
+        if key != "p":
+            raise PolicyError(f"{where}: a line starts with p (a rule) or g (an agent's role), not {key!r}")
+        if len(values) > len(tokens):
+            raise PolicyError(
+                f"{where}: {len(values)} fields where the model has {len(tokens)} "
+                "(a condition holding a comma outside brackets and strings needs CSV quotes)"
+            )
+        values += [""] * (len(tokens) - len(values))
+        fields = dict(zip(tokens, values, strict=True))
+        name = fields.get("p_name", "")
+        where = f"{where}: rule {name!r}" if name else where
         try:
             effect = Effect(fields.get("p_eft", ""))
         except ValueError:
             raise PolicyError(f"{where}: effect must be allow, deny or review, not {fields.get('p_eft')!r}") from None
         if effect is Effect.ERROR:
             raise PolicyError(f"{where}: effect must be allow, deny or review")
-        name = fields.get("p_name", "")
         if not name or name in names:
             raise PolicyError(f"{where}: every rule needs a unique name; {name!r} is {'taken' if name else 'empty'}")
         names.add(name)
         cond = fields.get("p_cond", "").strip()
+        call = "True"
         if cond:
-            _check_condition(where, cond)
-        rules.append(Rule(fields["p_sub"], fields["p_obj"], fields["p_act"], effect, name, cond))
-    return rules
-
-
-def _check_condition(where: str, cond: str) -> None:
-    import ast
-
-    python = cond.replace("&&", " and ").replace("||", " or ")
-    try:
-        ast.parse(python, mode="eval")
-    except SyntaxError as e:
-        raise PolicyError(f"{where}: condition {cond!r} does not parse: {e.msg}") from None
+            try:
+                call = conditions.add(cond)
+            except ConditionError as e:
+                raise PolicyError(f"{where}: {e}") from None
+        rules.append(Rule(fields["p_sub"], fields["p_obj"], fields["p_act"], effect, name, cond, line.number, call))
+    return rules, groupings
 
 
 def _reason(effect: Effect, rule: str, request: PolicyRequest) -> str:
@@ -379,10 +432,16 @@ class PolicyEngine:
     def _decide(self, policy: CompiledPolicy, request: PolicyRequest) -> Decision:
         match = policy.first_match(request, shadow=False)
         if match is None:
+            unmet = policy.unmet_condition(request)
             reason = (
                 f"no rule allows {request.act} on {request.obj} for agent {request.agent_id}, "
                 f"so '{NO_MATCH_RULE}' applies"
             )
+            if unmet is not None:
+                reason = (
+                    f"condition of '{unmet}' not met and no other rule allows {request.act} on {request.obj} "
+                    f"for agent {request.agent_id}, so '{NO_MATCH_RULE}' applies"
+                )
             decision = Decision(Effect.DENY, NO_MATCH_RULE, reason, policy.version)
         else:
             decision = Decision(match[0], match[1], _reason(match[0], match[1], request), policy.version)

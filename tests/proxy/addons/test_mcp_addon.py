@@ -80,8 +80,11 @@ def test_query_strings_are_kept(gw: Gateway) -> None:
 )
 @pytest.mark.parametrize("revision", ["legacy", "modern"])
 def test_refused_calls_are_answered_by_the_proxy_in_the_clients_form(
-    gw: Gateway, tool: str, arguments: dict[str, Any], code: int, rule: str, revision: str
+    tmp_path: Path, tool: str, arguments: dict[str, Any], code: int, rule: str, revision: str
 ) -> None:
+    gw = gateway(
+        tmp_path, mcp_servers=(mcp_server("tools", "http://tools.test:9200/mcp"),), mcp_refusals="jsonrpc_error"
+    )
     f = post(gw, call(tool, arguments, request_id="abc"), LEGACY if revision == "legacy" else MODERN)
     assert f.request.host == "127.0.0.1"  # never rewritten towards the MCP server
     assert f.response is not None and f.response.status_code == 200
@@ -94,6 +97,29 @@ def test_refused_calls_are_answered_by_the_proxy_in_the_clients_form(
         assert "holds" in reply["error"]["message"] and reply["error"]["data"]["code"] == "approval_required"
     if revision == "legacy":
         assert f.response.headers["mcp-session-id"] == S1
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "rule", "advice"),
+    [
+        ("send_email", {"to": "x@evil.com"}, "default-deny", "condition of 'company-mail-only' not met"),
+        ("delete_user", {"user_id": "u1"}, "never-delete", "Do not retry it with the same arguments"),
+        ("send_money", {"amount": 500, "recipient": "alice@example.com"}, "large-payments", "a human's approval"),
+    ],
+)
+@pytest.mark.parametrize("headers", [LEGACY, MODERN])
+def test_refused_calls_are_tool_results_the_model_can_read_by_default(
+    gw: Gateway, tool: str, arguments: dict[str, Any], rule: str, advice: str, headers: dict[str, str]
+) -> None:
+    f = post(gw, call(tool, arguments, request_id="abc"), headers)
+    assert f.response is not None and f.response.status_code == 200
+    reply = answer(f)
+    assert reply["id"] == "abc" and "error" not in reply and reply["result"]["isError"] is True
+    assert reply["result"].get("resultType") == ("complete" if headers is MODERN else None)
+    (content,) = reply["result"]["content"]
+    assert content["type"] == "text" and f"The tool {tool} was not run" in content["text"]
+    assert f"'{rule}" in content["text"] and advice in content["text"]
+    assert reply["result"]["_meta"]["bastion/refusal"]["rule"].startswith(rule)
 
 
 def test_small_payment_to_a_known_payee_is_allowed(gw: Gateway) -> None:
@@ -269,3 +295,18 @@ def test_the_servers_session_id_reaches_the_client_bound_to_its_agent(gw: Gatewa
     opened = http.Response.make(200, b"{}", {"content-type": "application/json", "mcp-session-id": "s9"})
     run_response(addons, f, opened)
     assert f.response is not None and f.response.headers["mcp-session-id"] == mcp_session("s9")
+
+
+def test_rules_can_name_the_mcp_server_of_a_tool(tmp_path: Path) -> None:
+    servers = (mcp_server("tools", "http://tools.test:9200/mcp"), mcp_server("other", "http://other.test:9200/mcp"))
+    rules = "p, role:assistant, tool:tools/get_weather, call, allow, weather-from-tools-only,\n"
+    gw = gateway(tmp_path, mcp_servers=servers, rules=rules)
+    assert forwarded(post(gw, call("get_weather", {"city": "Paris"}), MODERN))["params"]["name"] == "get_weather"
+    refused = post(gw, call("get_weather", {"city": "Paris"}), MODERN, path="/mcp/other")
+    assert "default-deny" in json.dumps(answer(refused)) and "tool:other/get_weather" in json.dumps(answer(refused))
+    addons, _, _ = gw
+    for path, shown in (("/mcp/tools", ["get_weather"]), ("/mcp/other", [])):
+        f = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, MODERN, path=path)
+        listing = json.dumps(tool_list("get_weather", "send_money"))
+        run_response(addons, f, http.Response.make(200, listing, {"content-type": "application/json"}))
+        assert [t["name"] for t in answer(f)["result"]["tools"]] == shown

@@ -59,7 +59,7 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, hold_reviews=hold),
+        McpGovernance(engine, tracer, hold_reviews=hold, refusals=config.mcp_refusals),
         # Checks session ids in requestheaders (before every request hook); binds the server's id in
         # responseheaders, after McpGovernance noted it unbound.
         McpSessions(sessions or SessionBinder.from_token(None)),

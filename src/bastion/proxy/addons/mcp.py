@@ -26,19 +26,29 @@ from bastion.proxy.addons.tracing import start_call_span
 from bastion.proxy.classify import mcp_call
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow
 from bastion.proxy.hold import Hold
-from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.policy import PolicyEngine, tool_object
 from bastion.proxy.state import CallState, answered, state
 
 log = logging.getLogger(__name__)
 PROTOCOL_RULE = "mcp-protocol"
 SESSIONS_REMEMBERED = 10_000
+# The refusal's code, rule and policy version, in the _meta of a refused call's tool result.
+REFUSAL_META = "bastion/refusal"
 _propagator = TraceContextTextMapPropagator()
 
 
 class McpGovernance:
-    def __init__(self, engine: PolicyEngine, tracer: Tracer, hold_reviews: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        tracer: Tracer,
+        hold_reviews: Callable[[], bool] | None = None,
+        refusals: str = "tool_result",
+    ) -> None:
         self.engine = engine
         self.tracer = tracer
+        # tool_result: a refused tools/call is a tool result with isError; jsonrpc_error: an error.
+        self.refusals = refusals
         # A review holds the call for HoldForApproval (approvals configured) instead of refusing it.
         self.hold_reviews = hold_reviews
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
@@ -108,7 +118,9 @@ class McpGovernance:
         st.attributes[semconv.GEN_AI_TOOL_NAME] = name
         st.attributes[semconv.GEN_AI_TOOL_CALL_ID] = str(message.id)
         st.attributes[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_TOOL_CALL
-        request = PolicyRequest(st.identity.agent_id, st.identity.role, f"tool:{name}", "call", arguments)
+        server = mcp_server(flow)
+        obj = tool_object(name, server.name if server is not None else None)
+        request = PolicyRequest(st.identity.agent_id, st.identity.role, obj, "call", arguments)
         st.decision = decision = self.engine.decide(request)
         if decision.allowed:
             self._continue_trace(flow, st, message)
@@ -119,7 +131,7 @@ class McpGovernance:
             def answer(text: str, code: str) -> None:
                 data = {"code": code, "rule": decision.rule, "policy_version": decision.policy_version}
                 st.attributes[semconv.ERROR_TYPE] = code
-                self._answer(flow, mcp.error(message.id, mcp.POLICY_DENIED, text, data), code)
+                self._refuse(flow, message, mcp.POLICY_DENIED, text, data)
 
             st.hold = Hold(request, decision, answer)
             return
@@ -127,7 +139,18 @@ class McpGovernance:
         reason = refusal_code(decision)
         data = {"code": reason, "rule": decision.rule, "policy_version": decision.policy_version}
         st.attributes[semconv.ERROR_TYPE] = reason
-        self._answer(flow, mcp.error(message.id, code, refusal_message(request, decision), data), reason)
+        text = refusal_message(request, decision)
+        if self.refusals == "tool_result":
+            text = f"The tool {name} was not run. {text} {_what_to_do(decision)}"
+        self._refuse(flow, message, code, text, data)
+
+    def _refuse(self, flow: http.HTTPFlow, message: mcp.Message, code: int, text: str, data: dict[str, str]) -> None:
+        """A refused tools/call: a tool result with isError by default, else a JSON-RPC error."""
+        if self.refusals == "tool_result":
+            modern = mcp.is_modern(flow.request.headers)
+            self._answer(flow, mcp.tool_error(message.id, text, {REFUSAL_META: data}, modern=modern), data["code"])
+        else:
+            self._answer(flow, mcp.error(message.id, code, text, data), data["code"])
 
     def _protocol(self, endpoint: str) -> Decision:
         return allow(PROTOCOL_RULE, f"MCP {endpoint}: only tools/call is decided by policy")
@@ -185,3 +208,14 @@ class McpGovernance:
             self._streams.move_to_end(session)
             if len(self._streams) > SESSIONS_REMEMBERED:
                 self._streams.popitem(last=False)
+
+
+def _what_to_do(decision: Decision) -> str:
+    if decision.effect is Effect.REVIEW:
+        return (
+            "It needs a human's approval, which cannot be asked for here: tell the user, and do not retry it unchanged."
+        )
+    return (
+        "Do not retry it with the same arguments: tell the user the call was refused by policy, "
+        "or do the task in a way the policy allows."
+    )

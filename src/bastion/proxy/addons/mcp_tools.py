@@ -16,7 +16,7 @@ from mitmproxy import http
 from bastion.proxy import mcp
 from bastion.proxy.addons.mcp_routing import mcp_server
 from bastion.proxy.addons.streaming import is_event_stream
-from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.policy import PolicyEngine, tool_object
 from bastion.proxy.state import state
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,12 @@ class McpToolList:
         self.engine = engine
 
     def _filter(self, flow: http.HTTPFlow) -> Callable[[Any], mcp.Json | None] | None:
-        response, identity = flow.response, state(flow).identity
-        if response is None or identity is None or mcp_server(flow) is None or "x-bastion-error" in response.headers:
+        response, identity, server = flow.response, state(flow).identity, mcp_server(flow)
+        if response is None or identity is None or server is None or "x-bastion-error" in response.headers:
             return None
 
         def visible(name: str) -> bool:
-            return self.engine.visible(identity.agent_id, identity.role, f"tool:{name}", "call")
+            return self.engine.visible(identity.agent_id, identity.role, tool_object(name, server.name), "call")
 
         def rewrite(message: Any) -> mcp.Json | None:
             try:
