@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-import uvicorn
 import yaml
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
@@ -43,6 +43,7 @@ from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
 from bastion.collector.webhook import notifier
 from bastion.files import stamp
+from bastion.listen import serve_asgi
 from bastion.operators import Credentials
 from bastion.proxy.config import ConfigError
 from bastion.proxy.keys import KeyStore
@@ -187,10 +188,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     return app
 
 
-def serve(settings: CollectorSettings) -> None:
-    """Run the collector until SIGINT or SIGTERM; buffered spans are written before exit."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
+def serve(settings: CollectorSettings, sock: socket.socket, log_level: str = "warning") -> None:
+    """Run the collector on ``sock`` (bound to its port) until SIGINT or SIGTERM; buffered spans are
+    written before exit."""
+    serve_asgi(create_app(settings), sock, log_level)
 
 
 def _scopes(policies_dir: Path) -> Callable[[str], Json | None]:
