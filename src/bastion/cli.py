@@ -26,6 +26,8 @@ def _proxy(args: argparse.Namespace) -> int:
     settings = s.proxy_settings(args)
     listen.check_free("proxy (reverse, --proxy-port)", settings.host, settings.reverse_port)
     listen.check_free("proxy (explicit, --explicit-port)", settings.host, settings.explicit_port)
+    if settings.metrics_port is not None:
+        listen.check_free("proxy (metrics, --metrics-port)", settings.host, settings.metrics_port)
     from bastion.proxy.server import run
 
     asyncio.run(run(settings))

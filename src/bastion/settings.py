@@ -139,6 +139,8 @@ class ProxySettings:
     audit_head_interval: float = 10.0
     # The service credential proxies present to the collector (BASTION_PROXY_TOKEN or a file).
     proxy_token: Secret | None = None
+    # Prometheus /metrics on its own port (on the proxy's host); None: not served.
+    metrics_port: int | None = None
 
     @property
     def collector_headers(self) -> dict[str, str]:
@@ -376,6 +378,14 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         cast=float,
         help="seconds between audit chain head records",
     )
+    add_option(
+        parser,
+        "--metrics-port",
+        env="BASTION_METRICS_PORT",
+        default=None,
+        cast=int,
+        help="serve Prometheus /metrics on this port (on the proxy's host, apart from agents' ports); default off",
+    )
     add_keys_file_option(parser)
     add_proxy_token_option(parser)
 
@@ -461,6 +471,7 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         outbox_dir=args.outbox_dir,
         audit_head_interval=args.audit_head_interval,
         proxy_token=proxy_token(args),
+        metrics_port=args.metrics_port,
     )
 
 

@@ -158,6 +158,8 @@ def _listeners(args: argparse.Namespace) -> list[tuple[str, str, int]]:
         ("proxy (explicit, --explicit-port)", args.proxy_host, args.explicit_port),
         ("dashboard (--dashboard-port)", args.dashboard_host, args.dashboard_port),
     ]
+    if args.metrics_port is not None:
+        found.append(("proxy (metrics, --metrics-port)", args.proxy_host, args.metrics_port))
     if args.demo:
         found += [
             ("scripted-model (--scripted-model-port)", "127.0.0.1", args.scripted_model_port),
@@ -255,6 +257,7 @@ def up(args: argparse.Namespace) -> int:
                 str(args.audit_head_interval),
                 *(["--outbox-dir", str(args.outbox_dir)] if args.outbox_dir is not None else []),
                 *(["--keys-file", str(args.keys_file)] if args.keys_file else []),
+                *(["--metrics-port", str(args.metrics_port)] if args.metrics_port is not None else []),
             ],
             proxy_env,
         )
