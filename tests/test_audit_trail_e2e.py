@@ -3,6 +3,7 @@ proxy is SIGKILLed right after answering, and `bastion audit verify` catches eac
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,21 @@ from typing import Any
 import httpx
 import pytest
 
+from bastion.operators import Role
 from factories import processes
-from support import AUTH, BASTION, ROOT, create_key, free_port, free_ports, stop, wait_for_http
+from support import (
+    AUTH,
+    BASTION,
+    CREDENTIALS_ENV,
+    ROOT,
+    TOKENS,
+    create_key,
+    free_port,
+    free_ports,
+    refuse_live_policies,
+    stop,
+    wait_for_http,
+)
 
 CALLS = 200
 
@@ -31,6 +45,7 @@ class Trail:
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    refuse_live_policies(args, env)
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -55,6 +70,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
     key = create_key(keys, "auditee")
     env = {
         **os.environ,
+        **CREDENTIALS_ENV,
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": "provider-key",
         "BASTION_KEYS_FILE": str(keys),
@@ -122,9 +138,17 @@ def test_every_call_is_stored_exactly_once_across_kills(trail: Trail) -> None:
     assert not list(trail.outbox.glob("*.seg"))[1:]  # acknowledged segments were pruned
 
 
+# The CLI reads the auditor's operator token from BASTION_TOKEN.
+VIEWER_ENV = {**os.environ, "BASTION_TOKEN": TOKENS[Role.VIEWER]}
+
+
 def verify(collector_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*BASTION, "audit", "verify", "--collector-url", collector_url], capture_output=True, text=True, cwd=ROOT
+        [*BASTION, "audit", "verify", "--collector-url", collector_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=VIEWER_ENV,
     )
 
 
@@ -138,6 +162,7 @@ def test_an_untouched_trail_verifies_and_exports(trail: Trail, tmp_path: Path) -
             [*BASTION, "audit", "export", "--format", fmt, "--out", str(out), "--collector-url", trail.collector_url],
             check=True,
             cwd=ROOT,
+            env=VIEWER_ENV,
         )
     assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == CALLS
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
