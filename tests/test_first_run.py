@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import http.server
 import json
+import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bastion import cli
+from bastion import cli, listen
 from support import BASTION, free_ports, running, wait_for_http
 
 
@@ -144,3 +146,32 @@ def test_logs_are_quiet_by_default(tmp_path: Path) -> None:
     with running(argv, {"BASTION_LOG_LEVEL": ""}, log=log) as proc:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=proc)
     assert " INFO " not in log.read_text()
+
+
+def test_a_second_ctrl_c_does_not_cut_the_orderly_stop(tmp_path: Path) -> None:
+    # Under `make demo`, `uv run` passes the terminal's SIGINT on: `up` gets it twice.
+    collector, proxy, explicit, dashboard = free_ports(4)
+    env = {
+        "BASTION_DATA_DIR": str(tmp_path / "data"),
+        "BASTION_CONFDIR": str(tmp_path / "conf"),
+        "BASTION_COLLECTOR_PORT": str(collector),
+        "BASTION_PROXY_PORT": str(proxy),
+        "BASTION_EXPLICIT_PORT": str(explicit),
+        "BASTION_DASHBOARD_PORT": str(dashboard),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "up.log"
+    with running([*BASTION, "up"], env, log=log) as up:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C to stop." not in log.read_text():
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        up.send_signal(signal.SIGINT)
+        while "Stopping" not in log.read_text() and time.monotonic() < deadline:  # Streamlit's goodbye
+            time.sleep(0.05)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    output = log.read_text()
+    assert "Traceback" not in output and "collector unreachable" not in output, output
+    for port in (collector, proxy, explicit, dashboard):
+        listen.check_free("test", "127.0.0.1", port)  # every child let go of its port

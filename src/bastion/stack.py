@@ -62,7 +62,11 @@ class Stack:
         return next((name for name, proc in self.children if proc.poll() is not None), None)
 
     def stop(self) -> None:
-        """Stop the children newest first, so the proxy flushes its spans while the collector still runs."""
+        """Stop the children newest first, so the proxy flushes its spans while the collector still runs.
+        Further Ctrl-C and SIGTERM are ignored meanwhile: `make demo` runs `up` under `uv run`, which
+        passes on the terminal's SIGINT, so `up` gets it twice, and the second must not cut the order."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         for _, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
