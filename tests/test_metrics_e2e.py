@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bastion.collector.metrics import CollectorMetrics
+from bastion.proxy.metrics import ProxyMetrics
 from factories import processes
-from support import collector_api, copy_policies, create_key, free_ports
+from support import ROOT, collector_api, copy_policies, create_key, free_ports
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -70,3 +72,12 @@ def test_proxy_and_collector_metrics_count_what_happened(tmp_path: Path) -> None
     assert value(got, "bastion_collector_spans_received_total", source="bastion") >= 1
     assert value(got, "bastion_collector_requests_total", method="POST", code="200") >= 1  # the proxy's exports
     assert ("bastion_collector_approvals_pending", frozenset()) in got
+
+
+def test_every_metric_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    families = {m.name for r in (ProxyMetrics().registry, CollectorMetrics().registry) for m in r.collect()}
+    live = {"bastion_proxy_outbox_pending_bytes", "bastion_proxy_outbox_oldest_age_seconds"}
+    live |= {"bastion_proxy_outbox_ship_errors", "bastion_proxy_policy_version_info"}
+    for name in families | live:
+        assert f"`{name}" in readme, f"{name} is not in the README's metrics table"
