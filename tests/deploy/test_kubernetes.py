@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from support import ROOT
+from support import ROOT, SESSION_POLICIES
 
 K8S = ROOT / "deploy" / "kubernetes"
 VERSION = "1.37.0"
@@ -56,7 +56,7 @@ def test_kustomization_names_files_that_exist_or_have_examples() -> None:
             assert Path(file).name in secrets_readme, f"secrets/README.md does not say how to make {file}"
     assert (K8S / "secrets" / ".gitignore").read_text().startswith("*\n")
     policies = {Path(f).name for g in k["configMapGenerator"] for f in g["files"]}
-    bundled = {p.name for p in (ROOT / "policies").iterdir() if p.is_file()} - {"keys.yaml", "operators.yaml"}
+    bundled = {p.name for p in SESSION_POLICIES.iterdir() if p.is_file()} - {"keys.yaml", "operators.yaml"}
     assert policies == bundled
 
 
