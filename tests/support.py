@@ -23,6 +23,47 @@ from bastion.operators import OPERATOR_ROLES, Role, add_operator
 
 ROOT = Path(__file__).resolve().parent.parent
 BASTION = [sys.executable, "-m", "bastion.cli"]
+# The policies Bastion ships. Tests read them only through copy_policies(): the folder itself is the
+# user's to edit, and no process the tests start is given it (running() refuses).
+LIVE_POLICIES = ROOT / "policies"
+# Operators' and approvers' hashed tokens a user may have added: never copied.
+_USER_STATE = ("operators.yaml", "approvers.yaml")
+
+
+def copy_policies(target: Path, *ignore: str) -> Path:
+    """A copy of the bundled policies at ``target`` (without ``ignore`` patterns, e.g. "tests")."""
+    shutil.copytree(LIVE_POLICIES, target, ignore=shutil.ignore_patterns(*_USER_STATE, *ignore))
+    return target
+
+
+def is_live_policies(value: str) -> bool:
+    """Whether an argument or environment value names the live policies folder or a file in it."""
+    if "://" in value or not value or "\n" in value:
+        return False
+    value = value.split("=", 1)[1] if value.startswith("--") and "=" in value else value
+    try:
+        path = (ROOT / value).resolve()
+    except (OSError, ValueError):
+        return False
+    return path == LIVE_POLICIES or LIVE_POLICIES in path.parents
+
+
+# One copy serves every process and command that does not name its own (BASTION_POLICIES, set for
+# the whole run by conftest.py): without it they would read the default `policies`, the live folder.
+SESSION_POLICIES = copy_policies(Path(tempfile.mkdtemp(prefix="bastion-test-policies-")) / "policies")
+atexit.register(shutil.rmtree, SESSION_POLICIES.parent, True)
+
+
+def refuse_live_policies(args: Sequence[str], env: dict[str, str]) -> None:
+    """Fail when a process would read the live policies folder: named in an argument or the
+    environment, or left to the default (no --policies and no BASTION_POLICIES)."""
+    values = [*args, *(v for k, v in env.items() if k.startswith("BASTION_"))]
+    named = [v for v in values if is_live_policies(v)]
+    if named:
+        raise AssertionError(f"tests must not give a process the live policies folder: {named}")
+    named_own = any(a == "--policies" or a.startswith("--policies=") for a in args)
+    if not named_own and not env.get("BASTION_POLICIES"):
+        raise AssertionError("a process without --policies or BASTION_POLICIES would read the live policies")
 
 
 def free_port() -> int:
@@ -64,10 +105,10 @@ def running(
     args: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a process for the duration of the block, then stop it with SIGTERM (SIGKILL after 10 s)."""
+    merged = {**os.environ, **CREDENTIALS_ENV, **(env or {})}
+    refuse_live_policies(args, merged)
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        list(args), env={**os.environ, **CREDENTIALS_ENV, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-    )
+    proc = subprocess.Popen(list(args), env=merged, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         yield proc
     finally:

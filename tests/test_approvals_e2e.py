@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -29,7 +28,7 @@ from mcp_types import TextContent
 
 from bastion import semconv
 from factories import clients, processes
-from support import AUTH, BASTION, OPERATORS_FILE, ROOT, free_ports
+from support import AUTH, BASTION, OPERATORS_FILE, copy_policies, free_ports
 
 EXTRA_RULES = """\
 p, role:assistant, model:scripted-review, *, review, model-needs-approval,
@@ -123,7 +122,7 @@ class Webhook(BaseHTTPRequestHandler):
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("approvals")
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+    copy_policies(policies, "tests")
     with (policies / "policy.csv").open("a") as f:
         f.write(EXTRA_RULES)
     with (policies / "bastion.yaml").open("a") as f:

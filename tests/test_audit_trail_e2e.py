@@ -4,6 +4,7 @@ proxy is SIGKILLed right after answering, and `bastion audit verify` catches eac
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,16 +17,19 @@ from typing import Any
 import httpx
 import pytest
 
+from bastion.operators import Role
 from factories import processes
 from support import (
     BASTION,
     CREDENTIALS_ENV,
     ROOT,
+    TOKENS,
     cli_env,
     collector_api,
     create_key,
     free_port,
     free_ports,
+    refuse_live_policies,
     stop,
     wait_for_http,
 )
@@ -43,6 +47,7 @@ class Trail:
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    refuse_live_policies(args, env)
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, env={**env, **CREDENTIALS_ENV}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -67,6 +72,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
     key = create_key(keys, "auditee")
     env = {
         **os.environ,
+        **CREDENTIALS_ENV,
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": "provider-key",
         "BASTION_KEYS_FILE": str(keys),
@@ -133,6 +139,10 @@ def test_every_call_is_stored_exactly_once_across_kills(trail: Trail) -> None:
     assert len({r["instance"] for r in chain}) == 1  # the restarted proxy continued its chain
     assert [r["seq"] for r in chain] == list(range(1, CALLS + 1))
     assert not list(trail.outbox.glob("*.seg"))[1:]  # acknowledged segments were pruned
+
+
+# The CLI reads the auditor's operator token from BASTION_TOKEN.
+VIEWER_ENV = {**os.environ, "BASTION_TOKEN": TOKENS[Role.VIEWER]}
 
 
 def verify(collector_url: str) -> subprocess.CompletedProcess[str]:

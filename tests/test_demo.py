@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from support import BASTION, free_ports, running
+from support import BASTION, create_key, free_ports, running
 
 
 def wait_for_text(log: Path, text: str, timeout: float) -> str:
@@ -19,6 +19,18 @@ def wait_for_text(log: Path, text: str, timeout: float) -> str:
             return content
         time.sleep(0.5)
     raise AssertionError(f"{text!r} did not appear in {log}:\n{log.read_text()[-3000:]}")
+
+
+def wait_for_status(url: str, key: str) -> int:
+    """The status of a call with ``key``, once the proxy has reloaded its keys (401 until then)."""
+    deadline = time.monotonic() + 15
+    chat = {"model": "scripted-small", "messages": [{"role": "user", "content": "hello"}]}
+    auth = {"authorization": f"Bearer {key}"}
+    while (status := httpx.post(url, json=chat, headers=auth, timeout=10).status_code) == 401:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return status
 
 
 def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
@@ -57,6 +69,11 @@ def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
             ("get_weather", {"city": "Oslo"}),
         ]
         assert f"http://127.0.0.1:{proxy}/mcp/<name>" in output
+        # The key command the demo prints, run as printed, issues a key the demo's proxy accepts.
+        command = next(line.split() for line in output.splitlines() if line.strip().startswith("bastion keys create"))
+        assert command[-2:] == ["--keys-file", str(tmp_path / "demo" / "keys.yaml")]
+        new_key = create_key(Path(command[-1]), agent="my-agent")
+        assert wait_for_status(f"http://127.0.0.1:{proxy}/openai/v1/chat/completions", new_key) == 200
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 0
     assert (tmp_path / "demo" / "keys.yaml").exists()

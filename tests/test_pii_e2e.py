@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 from bastion.proxy import mcp
 from factories import clients, processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import AUTH, ROOT, create_key, free_ports
+from support import AUTH, copy_policies, create_key, free_ports
 
 EMAIL = "alice.w@example.com"
 SSN = "536-22-8954"
@@ -77,7 +76,7 @@ class Stack:
 
 def policies(tmp: Path, name: str, pii_yaml: str) -> Path:
     target = tmp / f"policies-{name}"
-    shutil.copytree(ROOT / "policies", target)
+    copy_policies(target)
     (target / "pii.yaml").write_text(pii_yaml)
     return target
 

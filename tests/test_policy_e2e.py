@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import openai
 import pytest
 
 from factories import processes
-from support import AUTH, BASTION, ROOT, create_key, free_ports
+from support import AUTH, BASTION, ROOT, SESSION_POLICIES, copy_policies, create_key, free_ports
 
 # The scripted model on its loopback port: the rule names both (http:127.0.0.1/... would mean port 80 or 443).
 LOCAL_TOOL_RULE = "p, role:assistant, http:127.0.0.1:{port}/v1/models, GET, allow, local-model-list,\n"
@@ -37,7 +36,7 @@ class Proxy:
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     tmp = tmp_path_factory.mktemp("policy")
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies)
+    copy_policies(policies)
     model_port, proxy_port, explicit_port, collector_port = free_ports(4)
     with (policies / "policy.csv").open("a") as f:
         f.write(LOCAL_TOOL_RULE.format(port=model_port))
@@ -114,7 +113,7 @@ def test_policy_check_accepts_the_bundled_files_and_names_what_is_wrong(tmp_path
     ok = bastion("policy", "check")
     assert ok.returncode == 0 and "OK: policy version" in ok.stdout
     broken = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", broken)
+    copy_policies(broken)
     (broken / "policy.csv").write_text("p, role:a, tool:x, call, allow, dup,\np, role:a, tool:y, call, allow, dup,\n")
     bad = bastion("policy", "check", "--policies", str(broken))
     assert bad.returncode == 1 and "unique name" in bad.stderr
@@ -126,7 +125,7 @@ def test_policy_check_accepts_the_bundled_files_and_names_what_is_wrong(tmp_path
 
 
 def test_policy_test_runs_the_bundled_tables_and_fails_on_a_mismatch(tmp_path: Path) -> None:
-    passing = bastion("policy", "test", *map(str, (ROOT / "policies" / "tests").glob("*.yaml")))
+    passing = bastion("policy", "test", *map(str, (SESSION_POLICIES / "tests").glob("*.yaml")))
     assert passing.returncode == 0, passing.stdout
     assert " 0 failed" in passing.stdout
     wrong = tmp_path / "wrong.yaml"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import openai
 import pytest
 
 from factories import clients, processes
-from support import AUTH, ROOT, create_key, free_ports
+from support import AUTH, SESSION_POLICIES, copy_policies, create_key, free_ports
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "to": {"type": "string"}}}
 OFFERED = ("get_weather", "send_email", "delete_user")
@@ -44,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     model_port, collector_port, *proxy_ports = free_ports(6)
     key = create_key(tmp / "keys.yaml")
     blocking = tmp / "blocking-policies"
-    shutil.copytree(ROOT / "policies", blocking)
+    copy_policies(blocking)
     config = (blocking / "bastion.yaml").read_text()
     if "on_deny:" in config:
         config = re.sub(r"on_deny: *\w+", "on_deny: block", config)
@@ -55,7 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with (
         processes.scripted_model(tmp, model_port) as model,
         processes.collector(tmp, collector_port) as collector,
-        processes.proxy(tmp, "replace", proxy_ports[:2], env, ROOT / "policies") as replacing,
+        processes.proxy(tmp, "replace", proxy_ports[:2], env, SESSION_POLICIES) as replacing,
         processes.proxy(tmp, "block", proxy_ports[2:], env, blocking) as blocking_proxy,
     ):
         processes.ready(model, collector, replacing, blocking_proxy)

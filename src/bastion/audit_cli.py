@@ -249,6 +249,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         s.add_token_option(p)
 
     ddl = commands.add_parser("schema", help="print the ClickHouse DDL for a server or a cluster")
-    ddl.add_argument("--cluster", default="", help="cluster name: Replicated tables ON CLUSTER + Distributed")
-    ddl.add_argument("--database", default="bastion", help="database name")
+    s.add_option(
+        ddl,
+        "--cluster",
+        env="BASTION_CLICKHOUSE_CLUSTER",
+        default="",
+        help="cluster name: Replicated tables ON CLUSTER + Distributed",
+    )
+    s.add_option(ddl, "--database", env="BASTION_DATABASE", default="bastion", help="database name")
     ddl.set_defaults(run=schema)

@@ -1,54 +1,63 @@
-"""The ``bastion`` command: run the stack or one part of it, and manage agent keys."""
+"""The bastion command: run the stack or one part of it, and manage agent keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bastion import audit_cli, lists_cli
+from bastion import audit_cli, listen, lists_cli, logs
 from bastion import settings as s
 
 
 def _collector(args: argparse.Namespace) -> int:
+    settings = s.collector_settings(args)
+    sock = listen.bind("collector", settings.host, settings.port)  # before the slow imports: fail fast
     from bastion.collector.app import serve
 
-    serve(s.collector_settings(args))
+    serve(settings, sock, args.log_level)
     return 0
 
 
 def _proxy(args: argparse.Namespace) -> int:
+    settings = s.proxy_settings(args)
+    listen.check_free("proxy (reverse, --proxy-port)", settings.host, settings.reverse_port)
+    listen.check_free("proxy (explicit, --explicit-port)", settings.host, settings.explicit_port)
+    if settings.metrics_port is not None:
+        listen.check_free("proxy (metrics, --metrics-port)", settings.host, settings.metrics_port)
     from bastion.proxy.server import run
 
-    asyncio.run(run(s.proxy_settings(args)))
+    asyncio.run(run(settings))
     return 0
 
 
 def _dashboard(args: argparse.Namespace) -> int:
     app = Path(__file__).parent / "dashboard" / "app.py"
     settings = s.dashboard_settings(args)
+    listen.check_free("dashboard", settings.host, settings.port)  # Streamlit would try the next port
     os.environ["BASTION_COLLECTOR_URL"] = settings.collector_url
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true"]
     argv += ["--server.address", settings.host, "--server.port", str(settings.port)]
-    argv += ["--browser.gatherUsageStats", "false"]
+    argv += ["--browser.gatherUsageStats", "false", "--logger.level", args.log_level]
     os.execv(sys.executable, argv)
 
 
 def _scripted_model(args: argparse.Namespace) -> int:
+    sock = listen.bind("scripted-model", args.host, args.port)
     from bastion.agents.model_server import serve
 
-    serve(args.host, args.port)
+    serve(sock, args.log_level)
     return 0
 
 
 def _tool_server(args: argparse.Namespace) -> int:
+    sock = listen.bind("tool-server", args.host, args.port)
     from bastion.agents.tool_server import serve
 
-    serve(args.host, args.port)
+    serve(sock, args.host, args.log_level)
     return 0
 
 
@@ -238,12 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
     from bastion.control_cli import add_commands
 
     add_commands(commands)
+    for command in _commands(parser):
+        logs.add_options(command)
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command that runs something (``bastion keys create``, ``bastion up``, ...)."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for sub in dict.fromkeys(group.choices.values()):
+            yield from _commands(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
     return int(args.run(args))
 
 

@@ -65,7 +65,14 @@ def add_option(
             value = cast(raw)
         except ValueError:
             parser.error(f"Environment variable {env} has value {raw!r}. Not a valid {cast.__name__}.")
-    parser.add_argument(flag, default=value, type=cast, help=f"{help} [env {env}, default {default!r}]")
+    parser.add_argument(flag, default=value, type=cast, help=f"{help} [env {env}{_shown_default(default)}]")
+
+
+def _shown_default(default: Any) -> str:
+    """How --help shows a default: as the user would type it, and not at all when there is none."""
+    if default is None or default == "":
+        return ""
+    return f", default {default}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,8 @@ class ProxySettings:
     audit_head_interval: float = 10.0
     # The service credential proxies present to the collector (BASTION_PROXY_TOKEN or a file).
     proxy_token: Secret | None = None
+    # Prometheus /metrics on its own port (on the proxy's host); None: not served.
+    metrics_port: int | None = None
 
     @property
     def collector_headers(self) -> dict[str, str]:
@@ -375,6 +384,14 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         cast=float,
         help="seconds between audit chain head records",
     )
+    add_option(
+        parser,
+        "--metrics-port",
+        env="BASTION_METRICS_PORT",
+        default=None,
+        cast=int,
+        help="serve Prometheus /metrics on this port (on the proxy's host, apart from agents' ports); default off",
+    )
     add_keys_file_option(parser)
     add_proxy_token_option(parser)
 
@@ -391,9 +408,16 @@ def add_keys_file_option(parser: argparse.ArgumentParser) -> None:
 
 
 def default_collector_url() -> str:
-    """The collector on this machine, at BASTION_COLLECTOR_PORT when set (as `bastion up` starts it)."""
+    """The collector `bastion up` starts with the same environment: BASTION_COLLECTOR_HOST and
+    BASTION_COLLECTOR_PORT when set (a wildcard listen address is reached on loopback)."""
+    d = CollectorSettings()
+    host = os.environ.get("BASTION_COLLECTOR_HOST", "").strip() or d.host
     port = os.environ.get("BASTION_COLLECTOR_PORT", "").strip()
-    return f"http://127.0.0.1:{port}" if port.isdigit() else ProxySettings().collector_url
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port if port.isdigit() else d.port}"
 
 
 def add_collector_url_option(parser: argparse.ArgumentParser) -> None:
@@ -453,6 +477,7 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         outbox_dir=args.outbox_dir,
         audit_head_interval=args.audit_head_interval,
         proxy_token=proxy_token(args),
+        metrics_port=args.metrics_port,
     )
 
 

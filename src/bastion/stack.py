@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from bastion import listen, logs
 from bastion import settings as s
 from bastion.operators import Role, add_operator, new_proxy_token
 
@@ -61,7 +62,11 @@ class Stack:
         return next((name for name, proc in self.children if proc.poll() is not None), None)
 
     def stop(self) -> None:
-        """Stop the children newest first, so the proxy flushes its spans while the collector still runs."""
+        """Stop the children newest first, so the proxy flushes its spans while the collector still runs.
+        Further Ctrl-C and SIGTERM are ignored meanwhile: `make demo` runs `up` under `uv run`, which
+        passes on the terminal's SIGINT, so `up` gets it twice, and the second must not cut the order."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         for _, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -149,6 +154,31 @@ def _operators_hint(args: argparse.Namespace) -> str:
     )
 
 
+def _listeners(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """What `up` will start listening, as (part and flag, host, port)."""
+    found = [
+        ("collector (--collector-port)", args.collector_host, args.collector_port),
+        ("proxy (reverse, --proxy-port)", args.proxy_host, args.proxy_port),
+        ("proxy (explicit, --explicit-port)", args.proxy_host, args.explicit_port),
+        ("dashboard (--dashboard-port)", args.dashboard_host, args.dashboard_port),
+    ]
+    if args.metrics_port is not None:
+        found.append(("proxy (metrics, --metrics-port)", args.proxy_host, args.metrics_port))
+    if args.demo:
+        found += [
+            ("scripted-model (--scripted-model-port)", "127.0.0.1", args.scripted_model_port),
+            ("tool-server (--tool-server-port)", "127.0.0.1", args.tool_server_port),
+        ]
+    return found
+
+
+def _demo_keys_hint(keys_file: Path) -> str:
+    return (
+        f"The demo's agent keys are in {keys_file} (a fresh one each run). Issue another agent a key there with\n"
+        f"  bastion keys create --agent my-agent --role assistant --keys-file {keys_file}\n"
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -158,6 +188,14 @@ def up(args: argparse.Namespace) -> int:
     collector_url = f"http://{collector.host}:{collector.port}"
     proxy_url = f"http://{args.proxy_host}:{args.proxy_port}"
     dashboard_url = f"http://{args.dashboard_host}:{args.dashboard_port}"
+    try:  # a busy port stops `up` before it starts anything (another stack would answer its checks)
+        for what, host, port in _listeners(args):
+            listen.check_free(what, host, port)
+    except listen.BusyPort as e:
+        print(f"{e}; is another Bastion running?", file=sys.stderr)
+        return 1
+    # Children log as `up` was told to (flags win over the environment they inherit).
+    os.environ[logs.LEVEL_ENV], os.environ[logs.FORMAT_ENV] = args.log_level, args.log_format
     stack = Stack()
     signal.signal(signal.SIGTERM, _interrupt)
     # The proxies' service credential: the one configured, else a fresh one for this run. It goes to
@@ -223,6 +261,7 @@ def up(args: argparse.Namespace) -> int:
                 str(args.audit_head_interval),
                 *(["--outbox-dir", str(args.outbox_dir)] if args.outbox_dir is not None else []),
                 *(["--keys-file", str(args.keys_file)] if args.keys_file else []),
+                *(["--metrics-port", str(args.metrics_port)] if args.metrics_port is not None else []),
             ],
             proxy_env,
         )
@@ -261,6 +300,7 @@ def up(args: argparse.Namespace) -> int:
         else:
             print(_operators_hint(args), flush=True)
         if demo_key is not None:
+            print(_demo_keys_hint(Path(proxy_env["BASTION_KEYS_FILE"])), flush=True)
             _run_demo_agents(proxy_url, dashboard_url, demo_key)
         print("Press Ctrl-C to stop.", flush=True)
         while (name := stack.failed()) is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import shutil
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from bastion.proxy.keys import KeyStore, create_key
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.policy import PolicyEngine
 from bastion.settings import Secret
-from support import ROOT
+from support import copy_policies
 
 SESSIONS = SessionBinder(b"test proxy token")
 REVERSE = ProxyMode.parse("reverse:http://127.0.0.1:9@0")
@@ -85,8 +84,7 @@ def keystore(tmp_path: Path, agent: str = "agent-1", role: str = "assistant") ->
 
 def policies_dir(tmp_path: Path, rules: str | None = None) -> Path:
     """A copy of the bundled policies, optionally with other rules."""
-    target = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", target)
+    target = copy_policies(tmp_path / "policies")
     if rules is not None:
         (target / "policy.csv").write_text(rules)
     return target

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from bastion.proxy.config import ConfigError, Upstream, expand_env, load
+from support import SESSION_POLICIES
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -13,7 +14,7 @@ def write_config(tmp_path: Path, text: str) -> Path:
 def test_bundled_configuration_loads_with_scripted_upstreams(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASTION_OPENAI_UPSTREAM", "http://127.0.0.1:9100/")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
-    config = load(Path(__file__).parents[2] / "policies")
+    config = load(SESSION_POLICIES)
     openai = config.route_for_path("/openai/v1/chat/completions")
     assert openai is not None and openai.provider == "openai"
     assert openai.upstream == Upstream("http", "127.0.0.1", 9100, "/")

@@ -204,11 +204,11 @@ def test_invalid_mcp_configuration_names_the_problem(tmp_path: Any, text: str, e
 
 
 def test_bundled_configuration_serves_the_demo_tool_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from support import ROOT
+    from support import SESSION_POLICIES
 
     monkeypatch.delenv("BASTION_MCP_TOOLS_URL", raising=False)
-    config = load(ROOT / "policies")
+    config = load(SESSION_POLICIES)
     server = config.mcp_server("tools")
     assert server is not None and server.route.upstream.authority == "127.0.0.1:9200" and server.path == "/mcp"
     monkeypatch.setenv("BASTION_MCP_TOOLS_URL", "http://127.0.0.1:9999/other")
-    assert load(ROOT / "policies").mcp_servers[0].path == "/other"
+    assert load(SESSION_POLICIES).mcp_servers[0].path == "/other"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import shutil
 import socket
 import socketserver
 import ssl
@@ -25,7 +24,7 @@ import httpx
 import pytest
 
 from factories import processes
-from support import ROOT, collector_api, create_key, free_ports
+from support import collector_api, copy_policies, create_key, free_ports
 
 # Agents beyond the bundled policy's agent-1 (role assistant), each with the rules its attack stretches.
 RULES = """
@@ -94,7 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     echo.daemon_threads = True
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies)
+    copy_policies(policies)
     with (policies / "policy.csv").open("a") as f:
         f.write(RULES.format(tools=tools, echo=echo.server_address[1], collector=collector_port))
     keys = {

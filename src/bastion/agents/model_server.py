@@ -20,12 +20,14 @@ request's model.
 
 from __future__ import annotations
 
-import uvicorn
+import socket
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bastion.agents import anthropic_api, openai_api, openai_responses
 from bastion.agents.wire import Api, ApiError, Recorder, record
+from bastion.listen import serve_asgi
 
 
 def create_app() -> FastAPI:
@@ -62,5 +64,5 @@ def create_app() -> FastAPI:
     return app
 
 
-def serve(host: str, port: int) -> None:
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False)
+def serve(sock: socket.socket, log_level: str = "warning") -> None:
+    serve_asgi(create_app(), sock, log_level)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import warnings
 from typing import Any
 
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -26,6 +26,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.listen import bind, serve_asgi
 
 # The demo keeps sending log notifications so that older clients see them pass through Bastion.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -151,9 +153,9 @@ def build_app(host: str = "127.0.0.1") -> CallRecorder:
     return recorder
 
 
-def serve(host: str, port: int) -> None:
-    print(f"Bastion demo tool server: http://{host}:{port}{MCP_PATH}", flush=True)
-    uvicorn.run(build_app(host), host=host, port=port, log_level="warning")
+def serve(sock: socket.socket, host: str, log_level: str = "warning") -> None:
+    print(f"Bastion demo tool server: http://{host}:{sock.getsockname()[1]}{MCP_PATH}", flush=True)
+    serve_asgi(build_app(host), sock, log_level)
 
 
 def main() -> None:
@@ -161,7 +163,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     args = parser.parse_args()
-    serve(args.host, args.port)
+    serve(bind("tool-server", args.host, args.port), args.host)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-import uvicorn
 import yaml
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
@@ -35,6 +35,8 @@ from bastion.collector.audit_store import open_audit
 from bastion.collector.auth import OtlpSender, Viewer
 from bastion.collector.batcher import Batcher, Refused
 from bastion.collector.limits import BodyLimit
+from bastion.collector.metrics import CollectorMetrics, CountRequests
+from bastion.collector.metrics import router as metrics_router
 from bastion.collector.otlp import OtlpError
 from bastion.collector.responses import COMMON, errors
 from bastion.collector.schema import SpanRow
@@ -43,6 +45,7 @@ from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
 from bastion.collector.webhook import notifier
 from bastion.files import stamp
+from bastion.listen import serve_asgi
 from bastion.operators import Credentials
 from bastion.proxy.config import ConfigError
 from bastion.proxy.keys import KeyStore
@@ -80,6 +83,8 @@ async def export_traces(request: Request, collector: CollectorDep, sender: OtlpS
     rows = await asyncio.to_thread(_decode, body, media, request.headers.get("content-encoding"))
     if isinstance(sender, str):
         rows = otlp.agent_supplied(rows, sender)
+    source = "agent" if isinstance(sender, str) else "bastion"
+    request.app.state.metrics.spans_received.labels(source=source).inc(len(rows))
     await collector.batcher.submit(rows)
     return Response(otlp.response(media), media_type=media)
 
@@ -153,7 +158,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         async def write(rows: list[SpanRow]) -> None:
             await asyncio.to_thread(audit.insert_spans, rows)  # deduplicates, then stores
 
-        batcher = Batcher(write, batch_rows=settings.batch_rows, flush_interval=settings.flush_interval)
+        batcher = Batcher(metrics.writer(write), batch_rows=settings.batch_rows, flush_interval=settings.flush_interval)
         batcher.start()
         app.state.collector = Collector(store, batcher)
         webhook = approval_config.load(settings.policies_dir).webhook_url
@@ -162,6 +167,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             store, notifier(webhook) if webhook else None, scope_for=_scopes(settings.policies_dir), sealer=sealer
         )
         await asyncio.to_thread(board.load)
+        metrics.buffered.set_function(lambda: batcher.buffered)
+        metrics.approvals_pending.set_function(lambda: sum(a["status"] == "pending" for a in board.approvals.values()))
         app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
         if settings.proxy_token is None:
             log.warning("No proxy credential (BASTION_PROXY_TOKEN): no proxy can send spans or hold calls")
@@ -175,11 +182,14 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             log.info("Span store closed")
 
     app = FastAPI(title="Bastion collector", lifespan=lifespan)
+    app.state.metrics = metrics = CollectorMetrics()
     app.include_router(router)
+    app.include_router(metrics_router)
     app.include_router(audit_api.router)
     app.include_router(approvals_api.router)
     app.include_router(operators_api.router)
     app.add_middleware(BodyLimit, default=settings.max_json_bytes, limits={"/v1/traces": otlp.MAX_BODY_BYTES})
+    app.add_middleware(CountRequests, metrics=metrics)  # outermost: counts 413s too
     app.add_exception_handler(OtlpError, _otlp_error)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(ClickHouseError, _store_error)
@@ -189,10 +199,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     return app
 
 
-def serve(settings: CollectorSettings) -> None:
-    """Run the collector until SIGINT or SIGTERM; buffered spans are written before exit."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False)
+def serve(settings: CollectorSettings, sock: socket.socket, log_level: str = "warning") -> None:
+    """Run the collector on ``sock`` (bound to its port) until SIGINT or SIGTERM; buffered spans are
+    written before exit."""
+    serve_asgi(create_app(settings), sock, log_level)
 
 
 def _scopes(policies_dir: Path) -> Callable[[str], Json | None]:

@@ -325,6 +325,21 @@ class Outbox:
     def committed(self) -> Position:
         return self._committed
 
+    def pending_bytes(self) -> int:
+        """Bytes on disk not yet acknowledged by the collector (the shipper's backlog)."""
+        with self._cond:
+            committed, end = self._committed, self._durable_end
+        if end <= committed:
+            return 0
+        total = 0
+        for number in range(committed.segment, end.segment + 1):
+            try:
+                size = end.offset if number == end.segment else self._path(number).stat().st_size
+            except FileNotFoundError:
+                continue
+            total += size - (committed.offset if number == committed.segment else 0)
+        return max(total, 0)
+
     def unacknowledged(self) -> bool:
         with self._cond:
             return self._committed < self._durable_end

@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -145,6 +146,8 @@ class Shipper:
         self.max_backoff = max_backoff
         self.shipped = 0
         self.failures = 0
+        # When the shipper last found nothing left to send: what waits is at most this old.
+        self.drained_at = time.monotonic()
         # ``headers`` carry the proxy credential the collector requires.
         self._client = httpx.Client(timeout=timeout, transport=transport, headers=headers)
         self._stop = threading.Event()
@@ -166,6 +169,7 @@ class Shipper:
             stopping = self._stop.is_set()
             records = self.outbox.read()
             if not records:
+                self.drained_at = time.monotonic()
                 if stopping:
                     return
                 self._stop.wait(self.poll_interval)

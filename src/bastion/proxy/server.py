@@ -8,16 +8,19 @@ import signal
 
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
+from prometheus_client import start_http_server
 
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
 from bastion.proxy.addons import default_addons
+from bastion.proxy.addons.metrics import Metrics
 from bastion.proxy.addons.redaction import Redaction
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.mcp_sessions import SessionBinder
+from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
@@ -76,8 +79,16 @@ async def run(settings: ProxySettings) -> None:
     if durable is not None:
         master.addons.add(durable.addon)  # type: ignore[no-untyped-call]  # after Tracing
         durable.start(tracer)
+    metrics = ProxyMetrics()
+    metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
+    master.addons.add(Metrics(metrics))  # type: ignore[no-untyped-call]  # last: after the outbox's fsync
+    metrics_line = ""
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port, settings.host, metrics.registry)
+        metrics_line = f"\n  metrics: http://{settings.host}:{settings.metrics_port}/metrics"
 
     def record_rejection(message: str, alert: str = semconv.ALERT_POLICY_REJECTED) -> None:
+        metrics.policy_reload_failures.inc()
         try:
             with tracer.start_as_current_span(alert.replace("_", " ")) as span:
                 span.set_attributes(
@@ -110,7 +121,7 @@ async def run(settings: ProxySettings) -> None:
         f"explicit (HTTPS_PROXY) http://AGENT:KEY@{settings.host}:{settings.explicit_port}\n"
         f"  routes: {routes}\n"
         f"  CA certificate: {(settings.confdir / CA_CERT_NAME).resolve()}\n"
-        f"  policy version {engine.version}; keys from {config.keys_file}",
+        f"  policy version {engine.version}; keys from {config.keys_file}{metrics_line}",
         flush=True,
     )
     try:

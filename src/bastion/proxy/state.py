@@ -34,6 +34,8 @@ class CallState:
     span: Span | None = None
     # Set by the deciding addon when a review holds the call for a human (addons/approval.py).
     hold: Hold | None = None
+    # Seconds the call waited for a human (HoldForApproval); not Bastion's own time.
+    held_seconds: float = 0.0
 
 
 def state(flow: Flow) -> CallState:

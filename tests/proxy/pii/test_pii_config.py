@@ -7,6 +7,7 @@ import pytest
 
 from bastion.proxy.config import ConfigError
 from bastion.proxy.pii.config import Action, EntityRule, OnError, load, parse
+from support import SESSION_POLICIES
 
 PATH = Path("pii.yaml")
 SALT = {"BASTION_PII_SALT": "s" * 16}
@@ -82,7 +83,7 @@ def test_missing_file_means_off_and_a_bad_file_fails(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_is_valid() -> None:
-    example = Path(__file__).resolve().parents[3] / "policies" / "pii.yaml"
+    example = SESSION_POLICIES / "pii.yaml"
     import yaml
 
     config = parse(yaml.safe_load(example.read_text()), example, environ={})

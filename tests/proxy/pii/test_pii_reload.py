@@ -16,13 +16,13 @@ from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.policy_watch import PolicyWatcher
-from support import ROOT
+from support import SESSION_POLICIES, copy_policies
 
 
 @pytest.fixture
 def policies(tmp_path: Path) -> Path:
     target = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", target)
+    copy_policies(target)
     return target
 
 
@@ -86,7 +86,7 @@ def test_a_new_file_switches_redaction_on(policies: Path) -> None:
     addon = Redaction(None)
     reloader = PiiReloader(policies, addon)
     assert not reloader.check() and addon.config is None
-    shutil.copy(ROOT / "policies" / "pii.yaml", policies / "pii.yaml")
+    shutil.copy(SESSION_POLICIES / "pii.yaml", policies / "pii.yaml")
     try:
         assert reloader.check()
         assert addon.config is not None and "<IP_ADDRESS>" in addon.audit_text("the host is 10.20.30.40")

@@ -87,6 +87,12 @@ class HoldForApproval:
         started = time.monotonic()
         deadline = started + self.control.config.for_rule(hold.decision.rule).timeout_seconds
         try:
+            await self._wait(flow, st, hold, deadline)
+        finally:
+            st.held_seconds = time.monotonic() - started
+
+    async def _wait(self, flow: http.HTTPFlow, st: CallState, hold: Hold, deadline: float) -> None:
+        try:
             # Off the event loop: the context is redacted for the store, which may run NER.
             details = await asyncio.to_thread(context, flow, st, hold, self.control)
             record = await self.control.create(details)
