@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from bastion import semconv
 from bastion.proxy import mcp
 from factories import processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import AUTH, ROOT, create_key, free_ports
+from support import AUTH, copy_policies, create_key, free_ports
 
 MAX_BODY = 100_000
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -67,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tools_port, proxy_port, explicit_port, collector_port = free_ports(4)
     key = create_key(tmp / "keys.yaml")
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies)
+    copy_policies(policies)
     env = {"BASTION_MCP_TOOLS_URL": f"{processes.url(tools_port)}/mcp"}
     flags = ["--keys-file", str(tmp / "keys.yaml"), "--collector-url", processes.url(collector_port)]
     flags += ["--max-body-bytes", str(MAX_BODY)]

@@ -8,7 +8,6 @@ redaction, and reached the model. It is refused with 400 in OpenAI's format and 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from factories import processes
-from support import ROOT, create_key, free_ports
+from support import copy_policies, create_key, free_ports
 
 # An agent that may also call any plain HTTP tool: the rule a downgraded model call would match.
 HTTP_RULE = "p, role:assistant, http:*, *, allow, any-http-tool,\n"
@@ -33,7 +32,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("body-limits")
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies, ignore=shutil.ignore_patterns("tests", "keys.yaml"))
+    copy_policies(policies, "tests", "keys.yaml")
     with (policies / "policy.csv").open("a") as f:
         f.write(HTTP_RULE)
     key = create_key(tmp / "keys.yaml")

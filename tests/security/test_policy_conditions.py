@@ -9,7 +9,6 @@ the last sends the quoted-operator attacks through a running proxy with the offi
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from bastion.proxy.policy import PolicyEngine
 from factories import processes
 from factories.mcp_sessions import mcp2_session
 from factories.proxy import policies_dir
-from support import ROOT, create_key, free_ports
+from support import copy_policies, create_key, free_ports
 
 # A shell tool and a mailer, allowed but for what each deny rule or condition forbids.
 RULES = """
@@ -105,7 +104,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("conditions-proxy")
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies)
+    copy_policies(policies)
     with (policies / "policy.csv").open("a") as f:
         f.write(PROXY_RULES)
     tools_port, proxy_port, explicit_port, collector_port = free_ports(4)

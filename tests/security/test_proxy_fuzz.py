@@ -12,7 +12,6 @@ this test, it found 503s from PII analysis (lone surrogates; 10 KB of brackets i
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factories import processes
-from support import ROOT, create_key, free_ports
+from support import copy_policies, create_key, free_ports
 
 MAX_BODY = 200_000
 ANTHROPIC_PATH = "/anthropic/v1/messages"
@@ -41,7 +40,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("fuzz")
     policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies, ignore=shutil.ignore_patterns("tests", "keys.yaml"))
+    copy_policies(policies, "tests", "keys.yaml")
     pii = policies / "pii.yaml"
     pii.write_text(pii.read_text().replace("mcp: audit", "mcp: enforce"))  # redaction on MCP too
     key = create_key(tmp / "keys.yaml")

@@ -8,7 +8,6 @@ otherwise.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import pytest
 
 import support
 from factories import processes
-from support import BASTION, ROOT, free_ports
+from support import BASTION, copy_policies, free_ports
 
 REASON = "exfiltrating customer data"
 
@@ -43,7 +42,7 @@ def chat(proxy: str, key: str) -> httpx.Response:
 @pytest.fixture
 def policies(tmp_path: Path) -> Path:
     target = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", target, ignore=shutil.ignore_patterns("tests"))
+    copy_policies(target, "tests")
     (target / "keys.yaml").write_text("keys: []\n")
     return target
 
