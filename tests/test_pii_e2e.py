@@ -23,6 +23,7 @@ import pytest
 from bastion.proxy import mcp
 from factories import clients, processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
+from factories.pausing_mcp import PROGRESS, PausingServer, pausing_server
 from support import AUTH, ROOT, create_key, free_ports
 
 EMAIL = "alice.w@example.com"
@@ -303,3 +304,43 @@ def test_mcp_tool_calls_are_redacted_both_ways(stack: Stack, client: str) -> Non
     assert weather["error"]["code"] == mcp.POLICY_DENIED and "IP_ADDRESS" in weather["error"]["message"]
     if client == "mcp1":  # the SSE answer's log notification held the address too
         assert seen["logs"] == []
+
+
+@pytest.fixture
+def pausing_proxy(stack: Stack, tmp_path: Path) -> Iterator[tuple[str, PausingServer, str]]:
+    """A proxy with the main pii.yaml (MCP enforced) in front of a tool server that pauses mid-answer."""
+    with pausing_server() as server:
+        ports = free_ports(2)
+        env = {
+            **processes.routes_env(stack.model, tmp_path / "keys.yaml", stack.collector),
+            "BASTION_MCP_TOOLS_URL": f"{server.url}/mcp",
+        }
+        key = create_key(tmp_path / "keys.yaml", "agent-1")
+        with processes.proxy(tmp_path, "pausing", ports, env, policies(tmp_path, "pausing", PII_YAML)) as proxy:
+            processes.ready(proxy)
+            yield f"{proxy.url}/mcp/tools", server, key
+
+
+def test_an_mcp_progress_notification_reaches_the_agent_while_the_server_pauses(
+    pausing_proxy: tuple[str, PausingServer, str],
+) -> None:
+    url, server, key = pausing_proxy
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "get_weather", "arguments": {}}}
+    headers = {
+        "authorization": f"Bearer {key}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "get_weather",
+    }
+    messages, during_pause = [], []
+    with httpx.stream("POST", url, json=call, headers=headers, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                messages.append(json.loads(line[6:]))
+                during_pause.append(not server.answered.is_set())
+                server.release.set()  # the server answers once the agent has seen the notification
+    assert [m.get("method") for m in messages] == ["notifications/progress", None]
+    assert messages[0]["params"]["message"] == PROGRESS and messages[1]["result"]["content"][0]["text"]
+    assert during_pause[0], "the notification was held until the server answered"

@@ -23,7 +23,7 @@ from typing import Any
 from mitmproxy import http
 
 from bastion import semconv
-from bastion.proxy import mcp
+from bastion.proxy import mcp, push
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
@@ -260,11 +260,16 @@ class Redaction:
             message = "Bastion stopped the response: it contains personal data the PII policy does not let through."
             error = _error_event(pii.provider, pii.endpoint, message)
             redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error)
+        worker = None
         if _analyzes(pii):
-            redactor = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
+            worker = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
+            worker.ready = push.pusher(flow, lambda: worker.streaming)
+            redactor = worker
         inner = response.stream if callable(response.stream) else None
 
         def on_chunk(chunk: bytes) -> list[bytes]:
+            if chunk is push.NUDGE:  # the worker has finished a chunk: send it now
+                return worker.collect() if worker is not None else []
             data = chunk
             if inner is not None:
                 out = inner(chunk)
