@@ -10,7 +10,7 @@ from bastion.proxy.pii import audit, bodies
 from bastion.proxy.pii.config import Action, EntityRule
 from bastion.proxy.pii.detector import Detector
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key, mask
-from bastion.proxy.pii.streams import HoldBack, StreamRedactor
+from bastion.proxy.pii.streams import HoldBack, StreamRedactor, held_from
 
 LABELLED = json.loads((Path(__file__).resolve().parents[2] / "data" / "pii_labelled.json").read_text())
 STRUCTURED = {
@@ -213,6 +213,24 @@ def test_holdback_catches_an_entity_split_across_deltas(pattern_detector: Detect
         pieces = [text[i : i + size] for i in range(0, len(text), size)]
         out = "".join(hold.feed(p) for p in pieces) + hold.flush()
         assert out == "Sure. You can reach her at <EMAIL_ADDRESS> or on <PHONE_NUMBER> any time this week, she said."
+
+
+@pytest.mark.parametrize(
+    ("text", "names", "held"),
+    [
+        ("Thanks for the report, the fix ships ", False, ""),  # prose flows at once
+        ("Thanks for the rep", False, "rep"),  # an unfinished word may still become a value
+        ("Call me on +44 20 7946", False, "+44 20 7946"),
+        ("Call me on +44 20 7946 ", False, "+44 20 7946 "),
+        ("Call me on 415-555-0134 now ", False, ""),
+        ("I am 42 years ol", False, "42 years ol"),
+        ("My name is Christiane de Va", True, "Christiane de Va"),
+        ("My name is Christiane de Va", False, "Va"),
+        ("Write to ann@example.org", False, "ann@example.org"),
+    ],
+)
+def test_only_what_could_be_part_of_a_value_is_held(text: str, names: bool, held: str) -> None:
+    assert text[held_from(text, names) :] == held
 
 
 def test_holdback_restores_a_placeholder_split_across_deltas() -> None:

@@ -28,7 +28,7 @@ from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
 from bastion.proxy.pii import audit, bodies
-from bastion.proxy.pii.config import Action, EntityRule, OnError, PiiConfig
+from bastion.proxy.pii.config import NER_ENTITIES, Action, EntityRule, OnError, PiiConfig
 from bastion.proxy.pii.detector import Detector, Finding
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key
 from bastion.proxy.pii.streams import Blocked, StreamRedactor
@@ -259,7 +259,8 @@ class Redaction:
         else:
             message = "Bastion stopped the response: it contains personal data the PII policy does not let through."
             error = _error_event(pii.provider, pii.endpoint, message)
-            redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error)
+            names = any(e in NER_ENTITIES for e in pii.rules)
+            redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error, names)
         worker = None
         if _analyzes(pii):
             worker = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
