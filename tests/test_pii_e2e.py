@@ -214,6 +214,18 @@ def test_the_same_value_keeps_its_placeholder_across_turns(stack: Stack) -> None
     ]
 
 
+def test_a_name_found_once_is_replaced_everywhere_and_in_later_turns(stack: Stack) -> None:
+    stack.clear()
+    client = openai_client(stack.proxy, stack.key)
+    messages: Any = [{"role": "user", "content": f"My name is {NAME} but everyone calls me Maria"}]
+    first = client.chat.completions.create(model="scripted-small", messages=messages).choices[0].message.content
+    assert first == f"Scripted reply to: My name is {NAME} but everyone calls me Maria"
+    messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "Gonzalez is fine too"}]
+    client.chat.completions.create(model="scripted-small", messages=messages)
+    seen = json.dumps([r["body"] for r in stack.upstream_requests()])
+    assert "Maria" not in seen and "Gonzalez" not in seen
+
+
 def test_a_blocked_type_refuses_the_call(stack: Stack) -> None:
     stack.clear()
     with pytest.raises(openai.PermissionDeniedError, match="AWS_ACCESS_KEY") as raised:

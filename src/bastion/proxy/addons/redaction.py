@@ -27,7 +27,7 @@ from bastion.proxy import mcp, push
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
-from bastion.proxy.pii import audit, bodies
+from bastion.proxy.pii import audit, bodies, occurrences
 from bastion.proxy.pii.config import NER_ENTITIES, Action, EntityRule, OnError, PiiConfig
 from bastion.proxy.pii.detector import Detector, Finding
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key
@@ -141,8 +141,15 @@ class Redaction:
         pii = flow.metadata[_META] = FlowPii(rules, conversation, provider, st.call.endpoint, enforce, key)
         blocked: set[str] = set()
 
+        # A value found anywhere in the request (or pseudonymized earlier in the conversation) is
+        # replaced wherever it occurs, a first or last name alone included.
+        known = occurrences.values(found, rules)
+        if conversation is not None:
+            known |= {v for entity, value in conversation.values() for v in occurrences.expand(entity, value, 1.0)}
+
         def redact(text: str) -> str:
-            result = self.redactor.apply(text, found.get(text, ()), rules, "request", conversation, rules_key)
+            findings = occurrences.extend(text, found.get(text, ()), known)
+            result = self.redactor.apply(text, findings, rules, "request", conversation, rules_key)
             pii.counts.update(result.counts)
             blocked.update(result.blocked)
             return result.text

@@ -54,6 +54,11 @@ class Conversation:
                 self._by_placeholder[found] = value
             return found
 
+    def values(self) -> list[tuple[str, str]]:
+        """(entity, value) of every value pseudonymized in this conversation so far."""
+        with self._lock:
+            return list(self._by_value)
+
     def restore(self, text: str, json_string: bool = False) -> str:
         """``text`` with every placeholder of this conversation replaced by its value."""
         if "<" not in text or not self._by_placeholder:
@@ -108,7 +113,7 @@ class Redactor:
     def __init__(self, salt: str | None = None, memo_size: int = 4096) -> None:
         self.salt = salt
         self.anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
-        # (text, direction, rules, conversation) -> result: a resent message is not redone.
+        # (text, findings, direction, rules, conversation) -> result: a resent message is not redone.
         self.memo_size = memo_size
         self._memo: OrderedDict[Hashable, Redaction] = OrderedDict()
         self._lock = threading.Lock()
@@ -141,7 +146,7 @@ class Redactor:
         """
         if rules_key is None or not self.memo_size:
             return self._apply(text, findings, rules, direction, conversation)
-        key = (text, direction, rules_key, conversation.id if conversation is not None else None)
+        key = (text, findings, direction, rules_key, conversation.id if conversation is not None else None)
         with self._lock:
             found = self._memo.get(key)
             if found is not None:
