@@ -281,3 +281,22 @@ def test_stream_redactor_anthropic_flushes_before_block_stop() -> None:
         if b"content_block_delta" in b
     ]
     assert "".join(texts) == "to " + placeholder[:6]
+
+
+def test_vault_keeps_at_most_its_conversations_least_recently_used_first() -> None:
+    vault = Vault(ttl=3600, max_conversations=2)
+    first = vault.conversation("a")
+    vault.conversation("b")
+    assert vault.conversation("a") is first  # "a" is now the most recently used
+    vault.conversation("c")
+    assert len(vault) == 2 and vault.conversation("a") is first and vault.evicted == 1
+
+
+def test_vault_keeps_at_most_its_bytes_and_counts_growth() -> None:
+    vault = Vault(ttl=3600, max_bytes=10_000)
+    for n in range(50):
+        conversation = vault.conversation(f"call-{n}")
+        for i in range(3):
+            conversation.placeholder("EMAIL_ADDRESS", f"user{i}.{n}@example.com")
+    assert vault.bytes <= 10_000 and 1 < len(vault) < 50
+    assert vault.bytes == sum(c.size for c in vault._conversations.values())

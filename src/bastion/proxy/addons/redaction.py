@@ -73,7 +73,11 @@ class Redaction:
             self.detector = Detector(config.all_entities, config.cache_size)
         salt = config.salt.get() if config and config.salt else None
         self.redactor = Redactor(salt, config.cache_size if config else 0)
-        self.vault = Vault(config.pseudonym_ttl_seconds if config else 3600.0)
+        self.vault = Vault(
+            config.pseudonym_ttl_seconds if config else 3600.0,
+            config.vault_max_conversations if config else 10_000,
+            config.vault_max_bytes if config else 64 << 20,
+        )
         # Responses API response id -> its conversation's key (ids only, never values).
         self._responses: OrderedDict[str, str] = OrderedDict()
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bastion-pii")
@@ -90,6 +94,8 @@ class Redaction:
         redactor = Redactor(config.salt.get() if config.salt else None, config.cache_size)
         turning_on = self.config is None
         self.detector, self.redactor, self.config = detector, redactor, config
+        self.vault.ttl, self.vault.max_conversations = config.pseudonym_ttl_seconds, config.vault_max_conversations
+        self.vault.max_bytes = config.vault_max_bytes
         if turning_on:
             audit.install(self.audit_text)
 

@@ -80,6 +80,8 @@ class PiiConfig:
     holdback_chars: int = 64
     cache_size: int = 4096
     pseudonym_ttl_seconds: float = 3600.0
+    vault_max_conversations: int = 10_000
+    vault_max_bytes: int = 64 << 20
     # MCP tools/call arguments and results: "audit" counts and keeps them out of the store only;
     # "enforce" also applies the request/response actions to what the tool server and agent see.
     mcp: str = "audit"
@@ -161,7 +163,7 @@ def parse(
         raise ConfigError(f"{path}: expected a mapping at the top level")
     allowed = {
         "entities", "overrides", "salt_env", "timeout_ms", "on_error", "routes", "holdback_chars",
-        "cache_size", "pseudonym_ttl_seconds", "mcp", "force_error",
+        "cache_size", "pseudonym_ttl_seconds", "mcp", "force_error", "vault_max_conversations", "vault_max_mb",
     }  # fmt: skip
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -203,7 +205,12 @@ def parse(
             raise ConfigError(f"{_where(path, f'routes.{name}')} must be {{on_error: block|allow}}")
         route_on_error[str(name)] = _on_error(path, f"routes.{name}.on_error", spec["on_error"])
     ints = {}
-    for key, default, low in (("holdback_chars", 64, 0), ("cache_size", 4096, 0)):
+    for key, default, low in (
+        ("holdback_chars", 64, 0),
+        ("cache_size", 4096, 0),
+        ("vault_max_conversations", 10_000, 1),
+        ("vault_max_mb", 64, 1),
+    ):
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{_where(path, key)} has value {value!r}. Not an integer >= {low}.")
@@ -222,6 +229,8 @@ def parse(
         holdback_chars=ints["holdback_chars"],
         cache_size=ints["cache_size"],
         pseudonym_ttl_seconds=float(ttl),
+        vault_max_conversations=ints["vault_max_conversations"],
+        vault_max_bytes=ints["vault_max_mb"] << 20,
         mcp=str(mcp),
         force_error=bool(raw.get("force_error", False)),
     )
