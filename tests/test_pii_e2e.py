@@ -44,6 +44,11 @@ entities:
   CREDIT_CARD: mask
   AWS_ACCESS_KEY: block
   IP_ADDRESS: {request: allow, response: block}
+  LOCATION: {request: pseudonymize, response: allow}
+  AGE: {request: pseudonymize, response: allow}
+  DATE_OF_BIRTH: {request: pseudonymize, response: allow}
+  UK_POSTCODE: {request: pseudonymize, response: allow}
+  STRIPE_KEY: block
 overrides:
   - agent: agent-2
     entities:
@@ -173,6 +178,43 @@ def test_the_model_sees_no_raw_pii_and_the_agent_gets_its_values_back(stack: Sta
         f"Scripted reply to: I am {NAME}. My email is {EMAIL} and my SSN is <US_SSN>; "
         "charge card ***************1111 please."
     )
+
+
+INTERNATIONAL = {
+    "PHONE_NUMBER": ["07700 900123", "+33 1 42 68 53 00", "030 12345678", "06-82237745"],
+    "PERSON": [NAME],
+    "LOCATION": ["London"],
+    "AGE": ["42 years old"],
+    "DATE_OF_BIRTH": ["14 March 1983"],
+    "UK_POSTCODE": ["SW1A 2AA"],
+    "CREDIT_CARD": ["2223 0031 2200 3222"],
+}
+INTERNATIONAL_PROMPT = (
+    f"Ring {NAME} on 07700 900123 or +33 1 42 68 53 00, the Berlin desk on 030 12345678, Utrecht on "
+    "06-82237745. She is 42 years old, born on 14 March 1983, and lives at 10 Downing Street, London "
+    "SW1A 2AA. Her Mastercard is 2223 0031 2200 3222."
+)
+
+
+@pytest.mark.parametrize(("api", "stream"), APIS, ids=IDS)
+def test_international_phones_names_addresses_ages_and_cards_do_not_reach_the_model(
+    stack: Stack, api: str, stream: bool
+) -> None:
+    stack.clear()
+    text, _ = ask(stack.proxy, stack.key, api, stream, INTERNATIONAL_PROMPT)
+    body = json.dumps(stack.upstream_requests(), ensure_ascii=False)
+    assert [v for values in INTERNATIONAL.values() for v in values if v in body] == []
+    assert "<PHONE_NUMBER_4>" in body and "<AGE_1>" in body and "<UK_POSTCODE_1>" in body
+    # Pseudonyms come back as the values; the card stays masked.
+    assert "Berlin desk on 030 12345678" in text and "born on 14 March 1983" in text and "SW1A 2AA" in text
+    assert "************3222" in text
+
+
+def test_cloud_keys_are_blocked(stack: Stack) -> None:
+    stack.clear()
+    with pytest.raises(openai.PermissionDeniedError, match="STRIPE_KEY"):
+        ask(stack.proxy, stack.key, "chat", True, "charge with sk_live_4eC39HqLyjWDarjtT1zdp7dc now")
+    assert stack.upstream_requests() == []
 
 
 @pytest.mark.parametrize(("api", "stream"), APIS, ids=IDS)
