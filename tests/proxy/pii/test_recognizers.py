@@ -51,6 +51,9 @@ FOUND = [
     ("DATE_OF_BIRTH", "DOB: 1987-03-14, blood type A.", "1987-03-14"),
     ("UK_POSTCODE", "Send it to 10 Downing Street, London SW1A 2AA.", "SW1A 2AA"),
     ("US_ZIP_CODE", "Ship to 500 Main St, Springfield, IL 62701-1234.", "62701-1234"),
+    ("POSTCODE", "Hauptstraße 5, 10115 Berlin", "10115"),
+    ("POSTCODE", "Jan de Vries\nOudegracht 12\n3511 AB Utrecht", "3511 AB"),
+    ("DATE_OF_BIRTH", "Call Ana back; her date of birth is 23/11/1990.", "23/11/1990"),
     (
         "GOOGLE_API_KEY",
         "key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY in the maps call",
@@ -78,8 +81,10 @@ def test_presidio_and_bastion_recognizers_find_each_value(
         "Set the password field to required in the signup form.",
         "The invoice total is 4000 EUR, due on 2024-03-05.",
         "Use the api_key parameter from the settings page.",
+        "SELECT id FROM jobs WHERE queue = 'Kafka' LIMIT 67488;",
+        "Retries: 3, 5000 Requests per second at peak.",
     ],
 )
 def test_ordinary_text_holds_no_phone_card_or_credential(pattern_detector: Detector, text: str) -> None:
-    kinds = {"PHONE_NUMBER", "CREDIT_CARD", "CREDENTIAL", "AGE", "DATE_OF_BIRTH"}
+    kinds = {"PHONE_NUMBER", "CREDIT_CARD", "CREDENTIAL", "AGE", "DATE_OF_BIRTH", "US_ZIP_CODE", "POSTCODE"}
     assert [f for f in pattern_detector.analyze(text) if f.entity in kinds and f.score >= 0.5] == []

@@ -67,6 +67,7 @@ PATTERN_RECOGNIZERS: dict[str, Callable[[], EntityRecognizer]] = {
     "AGE": partial(own_recognizer, "AGE"),
     "UK_POSTCODE": uk_postcode_recognizer,
     "US_ZIP_CODE": partial(own_recognizer, "US_ZIP_CODE"),
+    "POSTCODE": partial(own_recognizer, "POSTCODE"),
 }
 assert set(SECRET_PATTERNS) == set(SECRET_ENTITIES) and set(PATTERN_RECOGNIZERS) == set(PATTERN_ENTITIES)
 

@@ -62,6 +62,10 @@ PHONE_REGIONS = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "IE", "IN", "AU", "BR
 # Presidio's card pattern stops at 4-series to 6-series and 17 digits; Luhn (its validation) decides.
 CARD_PATTERN = r"\b[1-6]\d{3}(?:[ -]?\d){9,15}\b"
 
+US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|"
+    "OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC"
+)
 # Types Presidio has no recognizer for: entity type -> (pattern name, regex, score)
 OWN_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
     "AGE": [
@@ -71,13 +75,24 @@ OWN_PATTERNS: dict[str, list[tuple[str, str, float]]] = {
     "DATE_OF_BIRTH": [
         (
             "date after born, birthday, DOB",
-            r"(?i)(?<=\b(?:born(?:\s+on)?|birthday(?:\s+is)?|d\.?o\.?b\.?|date\s+of\s+birth)\s*[:\-]?\s*)"
+            r"(?i)(?<=\b(?:born(?:\s+on)?|birthday|d\.?o\.?b\.?|date\s+of\s+birth)(?:\s+(?:is|was|on))?\s*[:\-]?\s*)"
             r"(?:\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{1,2}(?:st|nd|rd|th)?\s+[A-Za-z]{3,9}\.?,?\s+\d{4}"
             r"|[A-Za-z]{3,9}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})",
             0.85,
         )
     ],
-    "US_ZIP_CODE": [("state and zip", r"\b(?<=[A-Z]{2}\s)\d{5}(?:-\d{4})?\b", 0.6)],
+    "US_ZIP_CODE": [("state and zip", rf"(?<=\b(?:{US_STATES}),?\s)\d{{5}}(?:-\d{{4}})?\b", 0.6)],
+    # Continental postcodes where addresses put them: after a comma or line break, before a town's
+    # capitalised words that end the line or clause ("Hauptstr. 5, 10115 Berlin", "3511 AB Utrecht").
+    # (Presidio's regex module: \p{Lu} is an upper-case letter.)
+    "POSTCODE": [
+        (
+            "postcode before a town",
+            r"(?<=(?:,|\n)[ \t]*)(?:[A-Z]{1,2}-)?\d{4,5}(?:[ ]?[A-Z]{2})?"
+            r"(?=[ \t]+\p{Lu}[\w'’-]+(?:[ -]\p{Lu}[\w'’-]+)*[ \t]*(?:[.,;)\n]|$))",
+            0.6,
+        )
+    ],
 }
 
 # entity type -> what every match of its recognizer contains (kept next to the patterns it mirrors)
