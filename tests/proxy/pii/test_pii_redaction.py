@@ -226,6 +226,7 @@ def test_holdback_catches_an_entity_split_across_deltas(pattern_detector: Detect
         ("I am 42 years ol", False, "42 years ol"),
         ("My name is Christiane de Va", True, "Christiane de Va"),
         ("My name is Christiane de Va", False, "Va"),
+        ("Sure. Please find the report attached. The ", True, ""),  # capitalised stop words are no names
         ("Write to ann@example.org", False, "ann@example.org"),
     ],
 )

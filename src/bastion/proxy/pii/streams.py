@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from spacy.lang.en.stop_words import STOP_WORDS
+
 from bastion.proxy.pii.bodies import walk
 from bastion.proxy.pii.redactor import MAX_PLACEHOLDER
 from bastion.proxy.sse import EventBuffer, parse_event
@@ -40,7 +42,11 @@ class Blocked(Exception):
 
 
 def _could_be_part(word: str, names: bool) -> bool:
-    return VALUE_PART.search(word) is not None or (names and word[:1].isupper())
+    if VALUE_PART.search(word) is not None:
+        return True
+    # A capitalised word may be a name, unless it is a stop word ("Please", "The", "I"): as ner.py
+    # assumes, those are not the names the model finds.
+    return names and word[:1].isupper() and word.strip(".,;:!?()'\"").lower() not in STOP_WORDS
 
 
 def held_from(text: str, names: bool) -> int:
@@ -96,7 +102,7 @@ class HoldBack:
                     cut = space
                 elif len(text) < MAX_HOLD:
                     return 0  # one long token so far: wait for its end
-            if cut > 0:
+            if 0 < cut < len(text):  # (nothing held: no entity can reach into the tail)
                 for start, end in self.spans(text):
                     if start < cut < end:
                         cut = start
