@@ -11,6 +11,7 @@ matters most.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -131,9 +132,15 @@ class Windowed(Gated):
 
     MARGIN = 3
 
+    def __init__(self, inner: EntityRecognizer, gate: str, keep: Callable[[str], bool] = lambda piece: True) -> None:
+        super().__init__(inner, gate)
+        self.keep = keep
+
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts) -> list[RecognizerResult]:
         windows: list[tuple[int, int]] = []
         for match in self.gate.finditer(text):
+            if not self.keep(match.group()):
+                continue
             start, end = max(match.start() - self.MARGIN, 0), min(match.end() + self.MARGIN, len(text))
             if windows and start <= windows[-1][1]:
                 windows[-1] = (windows[-1][0], end)
@@ -152,9 +159,17 @@ class Windowed(Gated):
 WINDOWS = {"PHONE_NUMBER": r"[+(]?\d[\d ().\-/x]{4,30}\d(?:\s*(?:ext\.?|x)\s*\d{1,5})?"}
 
 
+def phone_digits(piece: str) -> bool:
+    """Whether a piece of text has as many digits as a phone number can (7 to 15, E.164), before any
+    extension: a card number or a long id does not go through phonenumbers' region-by-region match."""
+    number = piece.split("x", 1)[0].split("ext", 1)[0]
+    digits = sum(c.isdigit() for c in number)
+    return 7 <= digits <= 15
+
+
 def gated(entity: str, recognizer: EntityRecognizer) -> EntityRecognizer:
-    if entity in WINDOWS:
-        return Windowed(recognizer, WINDOWS[entity])
+    if entity == "PHONE_NUMBER":
+        return Windowed(recognizer, WINDOWS[entity], phone_digits)
     gate = GATES.get(entity)
     return recognizer if gate is None else Gated(recognizer, gate)
 
