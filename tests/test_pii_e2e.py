@@ -22,7 +22,8 @@ import pytest
 from bastion.proxy import mcp
 from factories import clients, processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
-from support import AUTH, copy_policies, create_key, free_ports
+from factories.pausing_mcp import PROGRESS, PausingServer, pausing_server
+from support import AUTH, ROOT, copy_policies, create_key, free_ports
 
 EMAIL = "alice.w@example.com"
 SSN = "536-22-8954"
@@ -42,6 +43,11 @@ entities:
   CREDIT_CARD: mask
   AWS_ACCESS_KEY: block
   IP_ADDRESS: {request: allow, response: block}
+  LOCATION: {request: pseudonymize, response: allow}
+  AGE: {request: pseudonymize, response: allow}
+  DATE_OF_BIRTH: {request: pseudonymize, response: allow}
+  UK_POSTCODE: {request: pseudonymize, response: allow}
+  STRIPE_KEY: block
 overrides:
   - agent: agent-2
     entities:
@@ -173,6 +179,43 @@ def test_the_model_sees_no_raw_pii_and_the_agent_gets_its_values_back(stack: Sta
     )
 
 
+INTERNATIONAL = {
+    "PHONE_NUMBER": ["07700 900123", "+33 1 42 68 53 00", "030 12345678", "06-82237745"],
+    "PERSON": [NAME],
+    "LOCATION": ["London"],
+    "AGE": ["42 years old"],
+    "DATE_OF_BIRTH": ["14 March 1983"],
+    "UK_POSTCODE": ["SW1A 2AA"],
+    "CREDIT_CARD": ["2223 0031 2200 3222"],
+}
+INTERNATIONAL_PROMPT = (
+    f"Ring {NAME} on 07700 900123 or +33 1 42 68 53 00, the Berlin desk on 030 12345678, Utrecht on "
+    "06-82237745. She is 42 years old, born on 14 March 1983, and lives at 10 Downing Street, London "
+    "SW1A 2AA. Her Mastercard is 2223 0031 2200 3222."
+)
+
+
+@pytest.mark.parametrize(("api", "stream"), APIS, ids=IDS)
+def test_international_phones_names_addresses_ages_and_cards_do_not_reach_the_model(
+    stack: Stack, api: str, stream: bool
+) -> None:
+    stack.clear()
+    text, _ = ask(stack.proxy, stack.key, api, stream, INTERNATIONAL_PROMPT)
+    body = json.dumps(stack.upstream_requests(), ensure_ascii=False)
+    assert [v for values in INTERNATIONAL.values() for v in values if v in body] == []
+    assert "<PHONE_NUMBER_4>" in body and "<AGE_1>" in body and "<UK_POSTCODE_1>" in body
+    # Pseudonyms come back as the values; the card stays masked.
+    assert "Berlin desk on 030 12345678" in text and "born on 14 March 1983" in text and "SW1A 2AA" in text
+    assert "************3222" in text
+
+
+def test_cloud_keys_are_blocked(stack: Stack) -> None:
+    stack.clear()
+    with pytest.raises(openai.PermissionDeniedError, match="STRIPE_KEY"):
+        ask(stack.proxy, stack.key, "chat", True, "charge with sk_live_4eC39HqLyjWDarjtT1zdp7dc now")
+    assert stack.upstream_requests() == []
+
+
 @pytest.mark.parametrize(("api", "stream"), APIS, ids=IDS)
 def test_tool_calls_the_model_emits_get_the_original_arguments(stack: Stack, api: str, stream: bool) -> None:
     stack.clear()
@@ -210,6 +253,18 @@ def test_the_same_value_keeps_its_placeholder_across_turns(stack: Stack) -> None
         "Scripted reply to: I am <EMAIL_ADDRESS_1>",
         "Also <EMAIL_ADDRESS_1> and <EMAIL_ADDRESS_2>",
     ]
+
+
+def test_a_name_found_once_is_replaced_everywhere_and_in_later_turns(stack: Stack) -> None:
+    stack.clear()
+    client = openai_client(stack.proxy, stack.key)
+    messages: Any = [{"role": "user", "content": f"My name is {NAME} but everyone calls me Maria"}]
+    first = client.chat.completions.create(model="scripted-small", messages=messages).choices[0].message.content
+    assert first == f"Scripted reply to: My name is {NAME} but everyone calls me Maria"
+    messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "Gonzalez is fine too"}]
+    client.chat.completions.create(model="scripted-small", messages=messages)
+    seen = json.dumps([r["body"] for r in stack.upstream_requests()])
+    assert "Maria" not in seen and "Gonzalez" not in seen
 
 
 def test_a_blocked_type_refuses_the_call(stack: Stack) -> None:
@@ -302,3 +357,43 @@ def test_mcp_tool_calls_are_redacted_both_ways(stack: Stack, client: str) -> Non
     assert weather["error"]["code"] == mcp.POLICY_DENIED and "IP_ADDRESS" in weather["error"]["message"]
     if client == "mcp1":  # the SSE answer's log notification held the address too
         assert seen["logs"] == []
+
+
+@pytest.fixture
+def pausing_proxy(stack: Stack, tmp_path: Path) -> Iterator[tuple[str, PausingServer, str]]:
+    """A proxy with the main pii.yaml (MCP enforced) in front of a tool server that pauses mid-answer."""
+    with pausing_server() as server:
+        ports = free_ports(2)
+        env = {
+            **processes.routes_env(stack.model, tmp_path / "keys.yaml", stack.collector),
+            "BASTION_MCP_TOOLS_URL": f"{server.url}/mcp",
+        }
+        key = create_key(tmp_path / "keys.yaml", "agent-1")
+        with processes.proxy(tmp_path, "pausing", ports, env, policies(tmp_path, "pausing", PII_YAML)) as proxy:
+            processes.ready(proxy)
+            yield f"{proxy.url}/mcp/tools", server, key
+
+
+def test_an_mcp_progress_notification_reaches_the_agent_while_the_server_pauses(
+    pausing_proxy: tuple[str, PausingServer, str],
+) -> None:
+    url, server, key = pausing_proxy
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "get_weather", "arguments": {}}}
+    headers = {
+        "authorization": f"Bearer {key}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "get_weather",
+    }
+    messages, during_pause = [], []
+    with httpx.stream("POST", url, json=call, headers=headers, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                messages.append(json.loads(line[6:]))
+                during_pause.append(not server.answered.is_set())
+                server.release.set()  # the server answers once the agent has seen the notification
+    assert [m.get("method") for m in messages] == ["notifications/progress", None]
+    assert messages[0]["params"]["message"] == PROGRESS and messages[1]["result"]["content"][0]["text"]
+    assert during_pause[0], "the notification was held until the server answered"

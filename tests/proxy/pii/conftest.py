@@ -5,7 +5,16 @@ import pytest
 from bastion.proxy.pii.config import KNOWN_ENTITIES
 from bastion.proxy.pii.detector import Detector
 
-ENTITIES = KNOWN_ENTITIES - {"URL", "CRYPTO", "MAC_ADDRESS", "US_BANK_NUMBER", "US_PASSPORT", "ORGANIZATION", "NRP"}
+ENTITIES = KNOWN_ENTITIES - {
+    "DATE_TIME",
+    "URL",
+    "CRYPTO",
+    "MAC_ADDRESS",
+    "US_BANK_NUMBER",
+    "US_PASSPORT",
+    "ORGANIZATION",
+    "NRP",
+}
 
 
 @pytest.fixture(scope="session")

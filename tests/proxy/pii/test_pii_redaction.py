@@ -10,7 +10,7 @@ from bastion.proxy.pii import audit, bodies
 from bastion.proxy.pii.config import Action, EntityRule
 from bastion.proxy.pii.detector import Detector, whitespace_pipeline
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key, mask
-from bastion.proxy.pii.streams import HoldBack, StreamRedactor
+from bastion.proxy.pii.streams import HoldBack, StreamRedactor, held_from
 
 LABELLED = json.loads((Path(__file__).resolve().parents[2] / "data" / "pii_labelled.json").read_text())
 STRUCTURED = {
@@ -215,6 +215,25 @@ def test_holdback_catches_an_entity_split_across_deltas(pattern_detector: Detect
         assert out == "Sure. You can reach her at <EMAIL_ADDRESS> or on <PHONE_NUMBER> any time this week, she said."
 
 
+@pytest.mark.parametrize(
+    ("text", "names", "held"),
+    [
+        ("Thanks for the report, the fix ships ", False, ""),  # prose flows at once
+        ("Thanks for the rep", False, "rep"),  # an unfinished word may still become a value
+        ("Call me on +44 20 7946", False, "+44 20 7946"),
+        ("Call me on +44 20 7946 ", False, "+44 20 7946 "),
+        ("Call me on 415-555-0134 now ", False, ""),
+        ("I am 42 years ol", False, "42 years ol"),
+        ("My name is Christiane de Va", True, "Christiane de Va"),
+        ("My name is Christiane de Va", False, "Va"),
+        ("Sure. Please find the report attached. The ", True, ""),  # capitalised stop words are no names
+        ("Write to ann@example.org", False, "ann@example.org"),
+    ],
+)
+def test_only_what_could_be_part_of_a_value_is_held(text: str, names: bool, held: str) -> None:
+    assert text[held_from(text, names) :] == held
+
+
 def test_holdback_restores_a_placeholder_split_across_deltas() -> None:
     conversation = Conversation()
     placeholder = conversation.placeholder("EMAIL_ADDRESS", EMAIL)
@@ -286,3 +305,22 @@ def test_without_ner_texts_are_split_only_at_whitespace(pattern_detector: Detect
     text = "[" * 5000 + " mail:alice@example.com, " + "]" * 5000
     (finding,) = pattern_detector.analyze(text)
     assert text[finding.start : finding.end] == "alice@example.com"
+
+
+def test_vault_keeps_at_most_its_conversations_least_recently_used_first() -> None:
+    vault = Vault(ttl=3600, max_conversations=2)
+    first = vault.conversation("a")
+    vault.conversation("b")
+    assert vault.conversation("a") is first  # "a" is now the most recently used
+    vault.conversation("c")
+    assert len(vault) == 2 and vault.conversation("a") is first and vault.evicted == 1
+
+
+def test_vault_keeps_at_most_its_bytes_and_counts_growth() -> None:
+    vault = Vault(ttl=3600, max_bytes=10_000)
+    for n in range(50):
+        conversation = vault.conversation(f"call-{n}")
+        for i in range(3):
+            conversation.placeholder("EMAIL_ADDRESS", f"user{i}.{n}@example.com")
+    assert vault.bytes <= 10_000 and 1 < len(vault) < 50
+    assert vault.bytes == sum(c.size for c in vault._conversations.values())

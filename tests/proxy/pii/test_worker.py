@@ -49,3 +49,18 @@ def test_the_end_waits_at_most_the_timeout_and_drops_the_rest(pool: ThreadPoolEx
     worker = StreamWorker(rewrite, pool, timeout=0.05)
     assert worker(b"slow") == [] and worker(b"") == []
     release.set()
+
+
+def test_a_rewritten_chunk_is_announced_and_collected_without_waiting_for_the_next(pool: ThreadPoolExecutor) -> None:
+    go, ready = threading.Event(), threading.Event()
+
+    def rewrite(chunk: bytes) -> list[bytes]:
+        go.wait(5)
+        return [chunk.upper()]
+
+    worker = StreamWorker(rewrite, pool, timeout=5, ready=ready.set)
+    assert worker(b"event") == []  # still being analyzed
+    go.set()
+    assert ready.wait(5)
+    assert worker.collect() == [b"EVENT"]
+    assert worker(b"") == []

@@ -23,12 +23,12 @@ from typing import Any
 from mitmproxy import http
 
 from bastion import semconv
-from bastion.proxy import jsonlimits, mcp
+from bastion.proxy import jsonlimits, mcp, push
 from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
-from bastion.proxy.pii import audit, bodies
-from bastion.proxy.pii.config import Action, EntityRule, OnError, PiiConfig
+from bastion.proxy.pii import audit, bodies, occurrences
+from bastion.proxy.pii.config import NER_ENTITIES, Action, EntityRule, OnError, PiiConfig
 from bastion.proxy.pii.detector import Detector, Finding
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key
 from bastion.proxy.pii.streams import Blocked, StreamRedactor
@@ -73,7 +73,11 @@ class Redaction:
             self.detector = Detector(config.all_entities, config.cache_size)
         salt = config.salt.get() if config and config.salt else None
         self.redactor = Redactor(salt, config.cache_size if config else 0)
-        self.vault = Vault(config.pseudonym_ttl_seconds if config else 3600.0)
+        self.vault = Vault(
+            config.pseudonym_ttl_seconds if config else 3600.0,
+            config.vault_max_conversations if config else 10_000,
+            config.vault_max_bytes if config else 64 << 20,
+        )
         # Responses API response id -> its conversation's key (ids only, never values).
         self._responses: OrderedDict[str, str] = OrderedDict()
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bastion-pii")
@@ -90,6 +94,8 @@ class Redaction:
         redactor = Redactor(config.salt.get() if config.salt else None, config.cache_size)
         turning_on = self.config is None
         self.detector, self.redactor, self.config = detector, redactor, config
+        self.vault.ttl, self.vault.max_conversations = config.pseudonym_ttl_seconds, config.vault_max_conversations
+        self.vault.max_bytes = config.vault_max_bytes
         if turning_on:
             audit.install(self.audit_text)
 
@@ -140,8 +146,15 @@ class Redaction:
         pii = flow.metadata[_META] = FlowPii(rules, conversation, provider, st.call.endpoint, enforce, key)
         blocked: set[str] = set()
 
+        # A value found anywhere in the request (or pseudonymized earlier in the conversation) is
+        # replaced wherever it occurs, a first or last name alone included.
+        known = occurrences.values(found, rules)
+        if conversation is not None:
+            known |= {v for entity, value in conversation.values() for v in occurrences.expand(entity, value, 1.0)}
+
         def redact(text: str) -> str:
-            result = self.redactor.apply(text, found.get(text, ()), rules, "request", conversation, rules_key)
+            findings = occurrences.extend(text, found.get(text, ()), known)
+            result = self.redactor.apply(text, findings, rules, "request", conversation, rules_key)
             pii.counts.update(result.counts)
             blocked.update(result.blocked)
             return result.text
@@ -265,12 +278,18 @@ class Redaction:
         else:
             message = "Bastion stopped the response: it contains personal data the PII policy does not let through."
             error = _error_event(pii.provider, pii.endpoint, message)
-            redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error)
+            names = any(e in NER_ENTITIES for e in pii.rules)
+            redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error, names)
+        worker = None
         if _analyzes(pii):
-            redactor = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
+            worker = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
+            worker.ready = push.pusher(flow, lambda: worker.streaming)
+            redactor = worker
         inner = response.stream if callable(response.stream) else None
 
         def on_chunk(chunk: bytes) -> list[bytes]:
+            if chunk is push.NUDGE:  # the worker has finished a chunk: send it now
+                return worker.collect() if worker is not None else []
             data = chunk
             if inner is not None:
                 out = inner(chunk)

@@ -25,9 +25,13 @@ DIRECTIONS = ("request", "response")
 NER_ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION", "NRP")
 PATTERN_ENTITIES = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "URL", "CRYPTO",
-    "MAC_ADDRESS", "US_BANK_NUMBER", "US_PASSPORT",
+    "MAC_ADDRESS", "US_BANK_NUMBER", "US_PASSPORT", "DATE_TIME", "DATE_OF_BIRTH", "AGE", "UK_POSTCODE",
+    "US_ZIP_CODE", "POSTCODE",
 )  # fmt: skip
-SECRET_ENTITIES = ("AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "OPENAI_API_KEY", "JWT", "PRIVATE_KEY")
+SECRET_ENTITIES = (
+    "AWS_ACCESS_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "OPENAI_API_KEY", "JWT", "PRIVATE_KEY", "GOOGLE_API_KEY",
+    "STRIPE_KEY", "AZURE_CONNECTION_STRING", "CREDENTIAL",
+)  # fmt: skip
 KNOWN_ENTITIES = frozenset({*NER_ENTITIES, *PATTERN_ENTITIES, *SECRET_ENTITIES})
 
 
@@ -73,9 +77,11 @@ class PiiConfig:
     timeout_seconds: float = 2.0
     on_error: OnError = OnError.BLOCK
     route_on_error: Mapping[str, OnError] = field(default_factory=dict)
-    holdback_chars: int = 32
+    holdback_chars: int = 64
     cache_size: int = 4096
     pseudonym_ttl_seconds: float = 3600.0
+    vault_max_conversations: int = 10_000
+    vault_max_bytes: int = 64 << 20
     # MCP tools/call arguments and results: "audit" counts and keeps them out of the store only;
     # "enforce" also applies the request/response actions to what the tool server and agent see.
     mcp: str = "audit"
@@ -157,7 +163,7 @@ def parse(
         raise ConfigError(f"{path}: expected a mapping at the top level")
     allowed = {
         "entities", "overrides", "salt_env", "timeout_ms", "on_error", "routes", "holdback_chars",
-        "cache_size", "pseudonym_ttl_seconds", "mcp", "force_error",
+        "cache_size", "pseudonym_ttl_seconds", "mcp", "force_error", "vault_max_conversations", "vault_max_mb",
     }  # fmt: skip
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -199,7 +205,12 @@ def parse(
             raise ConfigError(f"{_where(path, f'routes.{name}')} must be {{on_error: block|allow}}")
         route_on_error[str(name)] = _on_error(path, f"routes.{name}.on_error", spec["on_error"])
     ints = {}
-    for key, default, low in (("holdback_chars", 32, 0), ("cache_size", 4096, 0)):
+    for key, default, low in (
+        ("holdback_chars", 64, 0),
+        ("cache_size", 4096, 0),
+        ("vault_max_conversations", 10_000, 1),
+        ("vault_max_mb", 64, 1),
+    ):
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{_where(path, key)} has value {value!r}. Not an integer >= {low}.")
@@ -218,6 +229,8 @@ def parse(
         holdback_chars=ints["holdback_chars"],
         cache_size=ints["cache_size"],
         pseudonym_ttl_seconds=float(ttl),
+        vault_max_conversations=ints["vault_max_conversations"],
+        vault_max_bytes=ints["vault_max_mb"] << 20,
         mcp=str(mcp),
         force_error=bool(raw.get("force_error", False)),
     )

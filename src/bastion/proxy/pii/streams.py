@@ -1,18 +1,23 @@
 """Redaction and restoration on SSE streams, with a hold-back buffer per text channel.
 
 Text arrives in deltas (a choice's content, a call's argument fragments, a content block's text).
-Each channel keeps back the tail of what arrived: the last ``window`` characters to the previous
-whitespace (so an entity split across events is analyzed whole), any detected entity that reaches
-into that tail, and an unfinished ``<...`` that may be a placeholder. The rest is redacted,
-restored and sent at once; what is held goes out when the channel ends. Every event stays a valid
-event of its API: a delta that is held becomes an empty delta.
+Each channel keeps back only what could start or continue a match (:func:`held_from`): the last,
+unfinished word, and before it the run of words that could belong to a value (a digit, ``@``, ``+``,
+a key's shape; with names configured, a capital; a short word between two such words, as in
+"Christiane de Vaan" or "42 years old"); plus any detected entity that reaches into that tail, and
+an unfinished ``<...`` that may be a placeholder. Everything before it is redacted, restored and
+sent at once, so ordinary prose is not delayed; what is held goes out when the channel ends. Every
+event stays a valid event of its API: a delta that is held becomes an empty delta.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
+
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from bastion.proxy import jsonlimits
 from bastion.proxy.pii.bodies import walk
@@ -21,6 +26,10 @@ from bastion.proxy.sse import EventBuffer, parse_event
 
 log = logging.getLogger(__name__)
 MAX_HOLD = 4096  # characters without whitespace held at most (a long token, a key)
+WORD = re.compile(r"\S+")
+# Could be part of a structured value or a secret: a digit, @ or +, a PEM armour line, a long token.
+VALUE_PART = re.compile(r"[\d@+]|^-----|^[A-Za-z0-9_/+=.-]{16,}$")
+SHORT_WORD = 5  # letters: "de", "van", "years", "old" inside a value's run
 
 Json = dict[str, Any]
 # (text, json_string) -> the text to send
@@ -32,9 +41,44 @@ class Blocked(Exception):
     """``process`` found a type configured to block: the stream ends with an error event."""
 
 
+def _could_be_part(word: str, names: bool) -> bool:
+    if VALUE_PART.search(word) is not None:
+        return True
+    # A capitalised word may be a name, unless it is a stop word ("Please", "The", "I"): as ner.py
+    # assumes, those are not the names the model finds.
+    return names and word[:1].isupper() and word.strip(".,;:!?()'\"").lower() not in STOP_WORDS
+
+
+def held_from(text: str, names: bool) -> int:
+    """Where the tail of ``text`` that could still start or continue a match begins (``len(text)``
+    when nothing could): the unfinished last word, and the words before it that could be part of
+    a value, with short plain words between two of them."""
+    words = list(WORD.finditer(text))
+    start = len(text)
+    i = len(words) - 1
+    if words and words[-1].end() == len(text):  # the last word may go on in the next delta
+        start = words[-1].start()
+        i -= 1
+    while i >= 0:
+        word = words[i].group()
+        inside = start < len(text) and i > 0 and _could_be_part(words[i - 1].group(), names)
+        if _could_be_part(word, names) or (inside and word.isalpha() and len(word) <= SHORT_WORD):
+            start = words[i].start()
+            i -= 1
+            continue
+        break
+    return start
+
+
 class HoldBack:
-    def __init__(self, process: Process, spans: Spans | None, window: int, json_string: bool = False) -> None:
+    """One text channel of a stream. ``window`` (0: no analysis, only placeholders are held) is the
+    most characters of words held back; ``names`` holds capitalised words too."""
+
+    def __init__(
+        self, process: Process, spans: Spans | None, window: int, json_string: bool = False, names: bool = False
+    ) -> None:
         self.process, self.spans, self.window, self.json_string = process, spans, window, json_string
+        self.names = names
         self.pending = ""
 
     def feed(self, delta: str) -> str:
@@ -51,17 +95,17 @@ class HoldBack:
         text = self.pending
         cut = len(text)
         if self.spans is not None and self.window:
-            cut = len(text) - self.window
-            if cut <= 0:
-                return 0
-            space = max(text.rfind(c, 0, cut + 1) for c in " \n\t")
-            if space > 0:
-                cut = space
-            elif len(text) < MAX_HOLD:
-                return 0  # one long token so far: wait for its end
-            for start, end in self.spans(text):
-                if start < cut < end:
-                    cut = start
+            cut = held_from(text, self.names)
+            if cut < len(text) - self.window:  # a long run: hold only its last words
+                space = max(text.rfind(c, 0, len(text) - self.window + 1) for c in " \n\t")
+                if space > 0:
+                    cut = space
+                elif len(text) < MAX_HOLD:
+                    return 0  # one long token so far: wait for its end
+            if 0 < cut < len(text):  # (nothing held: no entity can reach into the tail)
+                for start, end in self.spans(text):
+                    if start < cut < end:
+                        cut = start
         opening = text.rfind("<", 0, cut)
         if opening != -1 and ">" not in text[opening:cut] and cut - opening <= MAX_PLACEHOLDER:
             cut = opening
@@ -76,8 +120,10 @@ def _event(data: Json, name: str | None) -> bytes:
 class StreamRedactor:
     """One response stream: whole events in, events with their texts rewritten out."""
 
-    def __init__(self, endpoint: str, process: Process, spans: Spans | None, window: int, error: bytes = b"") -> None:
-        self.endpoint, self.process, self.spans, self.window = endpoint, process, spans, window
+    def __init__(
+        self, endpoint: str, process: Process, spans: Spans | None, window: int, error: bytes = b"", names: bool = False
+    ) -> None:
+        self.endpoint, self.process, self.spans, self.window, self.names = endpoint, process, spans, window, names
         self.channels: dict[Any, HoldBack] = {}
         self.events = EventBuffer()
         self.error = error  # the event that ends a blocked stream
@@ -86,7 +132,7 @@ class StreamRedactor:
     def _channel(self, key: Any, json_string: bool) -> HoldBack:
         found = self.channels.get(key)
         if found is None:
-            found = self.channels[key] = HoldBack(self.process, self.spans, self.window, json_string)
+            found = self.channels[key] = HoldBack(self.process, self.spans, self.window, json_string, self.names)
         return found
 
     def _flush(self, key: Any) -> str:
