@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from bastion.collector import audit_store, schema
+from bastion.collector import schema
 
 LOCAL: Final = "_local"
 
@@ -26,13 +26,13 @@ def _replicated(engine: str) -> str:
 def statements(database: str = "bastion", cluster: str | None = None) -> list[str]:
     """Every statement, in order, for a server (no ``cluster``) or a cluster."""
     if not cluster:
-        return [*schema.statements(database), audit_store.ddl(database), audit_store.keys_ddl(database)]
+        return [*schema.statements(database), schema.audit_ddl(database), schema.keys_ddl(database)]
     db = schema.identifier(database)
     on = f" ON CLUSTER {schema.identifier(cluster)}"
     traces = schema.TRACES_TABLE
     out = schema.statements(database, table=traces + LOCAL, engine=_replicated("MergeTree"), cluster=cluster)
     engine = _replicated("ReplacingMergeTree")
-    for table, render in ((audit_store.AUDIT_TABLE, audit_store.ddl), (audit_store.KEYS_TABLE, audit_store.keys_ddl)):
+    for table, render in ((schema.AUDIT_TABLE, schema.audit_ddl), (schema.KEYS_TABLE, schema.keys_ddl)):
         # the audit DDL names the table itself: rename it to the local table
         out.append(
             render(database, engine=engine, cluster=cluster).replace(
@@ -42,8 +42,8 @@ def statements(database: str = "bastion", cluster: str | None = None) -> list[st
     for table, key in (
         (traces, "cityHash64(TraceId)"),
         (f"{traces}_trace_id_ts", "cityHash64(TraceId)"),
-        (audit_store.AUDIT_TABLE, "cityHash64(Instance)"),
-        (audit_store.KEYS_TABLE, "cityHash64(Instance)"),
+        (schema.AUDIT_TABLE, "cityHash64(Instance)"),
+        (schema.KEYS_TABLE, "cityHash64(Instance)"),
     ):
         local = f"{table}{LOCAL}" if table != f"{traces}_trace_id_ts" else f"{traces}{LOCAL}_trace_id_ts"
         out.append(
