@@ -1,11 +1,11 @@
-"""The span store's tables, as data.
+"""The store's tables, as data: every table's DDL lives here.
 
 ``otel_traces`` and its trace-id lookup table match the OpenTelemetry Collector's ClickHouse
 exporter (``exporter/clickhouseexporter``, bloom-filter variant), so the real Collector, Grafana's
 ClickHouse plugin and Bastion can share one store. :func:`statements` renders their DDL for the
 embedded store; :func:`audit_ddl`, :func:`audit_upgrade` and :func:`keys_ddl` render the audit
-tables'. Every table's DDL lives here: ``collector/deploy.py`` renders server or cluster variants
-with ``engine`` and ``cluster`` (``deploy/*.sql``), and the stores run the same statements.
+tables', :func:`controls_ddl` the approvals board's. ``collector/deploy.py`` renders server or
+cluster variants from here alone (``deploy/*.sql``), and the stores run the same statements.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Final, NamedTuple
 TRACES_TABLE: Final = "otel_traces"
 AUDIT_TABLE: Final = "audit_chain"
 KEYS_TABLE: Final = "audit_keys"
+CONTROLS_TABLE: Final = "bastion_controls"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -154,6 +155,16 @@ CREATE TABLE IF NOT EXISTS {db}.{keys}{on_cluster} (
 ) ENGINE = {engine}
 ORDER BY (Instance, PublicKey)"""
 
+# The approvals board: approvals, grants and agent controls, one JSON body per (Kind, Id) version.
+_CONTROLS = """\
+CREATE TABLE IF NOT EXISTS {db}.{controls}{on_cluster} (
+    Kind LowCardinality(String),
+    Id String,
+    Version UInt64,
+    Body String
+) ENGINE = {engine}
+ORDER BY (Kind, Id)"""
+
 INSERT_COLUMNS: Final = (
     ("Timestamp", "DateTime64(9)"),
     ("TraceId", "String"),
@@ -219,23 +230,29 @@ def statements(
 
 def audit_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
     """The audit chain table (see :mod:`bastion.collector.audit_store`)."""
-    return _AUDIT.format(**_audit_names(database, cluster), engine=engine)
+    return _AUDIT.format(**_names(database, cluster), engine=engine)
 
 
 def keys_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
     """Each proxy instance's audit public keys."""
-    return _KEYS.format(**_audit_names(database, cluster), engine=engine)
+    return _KEYS.format(**_names(database, cluster), engine=engine)
+
+
+def controls_ddl(database: str, *, engine: str = "ReplacingMergeTree(Version)", cluster: str | None = None) -> str:
+    """The approvals board's table (see :mod:`bastion.collector.approvals`)."""
+    return _CONTROLS.format(**_names(database, cluster), engine=engine)
 
 
 def audit_upgrade(database: str, table: str = AUDIT_TABLE, cluster: str | None = None) -> str:
     """Adds the signature columns to an audit table made before records were signed."""
-    return _UPGRADE.format(**{**_audit_names(database, cluster), "audit": identifier(table)})
+    return _UPGRADE.format(**{**_names(database, cluster), "audit": identifier(table)})
 
 
-def _audit_names(database: str, cluster: str | None) -> dict[str, str]:
+def _names(database: str, cluster: str | None) -> dict[str, str]:
     return {
         "db": identifier(database),
         "audit": identifier(AUDIT_TABLE),
         "keys": identifier(KEYS_TABLE),
+        "controls": identifier(CONTROLS_TABLE),
         "on_cluster": f" ON CLUSTER {identifier(cluster)}" if cluster else "",
     }

@@ -92,7 +92,7 @@ def default_addons(
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
         ToolCalls(engine, tracer, config.tool_calls),
-        # Last, so that it records what every addon before it decided.
+        # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.
         None if outbox is None else Durability(outbox),
