@@ -95,6 +95,14 @@ CREATE TABLE IF NOT EXISTS `bastion`.`audit_keys_local` ON CLUSTER `bastion_clus
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 ORDER BY (Instance, PublicKey);
 
+CREATE TABLE IF NOT EXISTS `bastion`.`bastion_controls_local` ON CLUSTER `bastion_cluster` (
+    Kind LowCardinality(String),
+    Id String,
+    Version UInt64,
+    Body String
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', Version)
+ORDER BY (Kind, Id);
+
 CREATE TABLE IF NOT EXISTS `bastion`.`otel_traces` ON CLUSTER `bastion_cluster` AS `bastion`.`otel_traces_local`
 ENGINE = Distributed(`bastion_cluster`, `bastion`, `otel_traces_local`, cityHash64(TraceId));
 
@@ -106,4 +114,7 @@ ENGINE = Distributed(`bastion_cluster`, `bastion`, `audit_chain_local`, cityHash
 
 CREATE TABLE IF NOT EXISTS `bastion`.`audit_keys` ON CLUSTER `bastion_cluster` AS `bastion`.`audit_keys_local`
 ENGINE = Distributed(`bastion_cluster`, `bastion`, `audit_keys_local`, cityHash64(Instance));
+
+CREATE TABLE IF NOT EXISTS `bastion`.`bastion_controls` ON CLUSTER `bastion_cluster` AS `bastion`.`bastion_controls_local`
+ENGINE = Distributed(`bastion_cluster`, `bastion`, `bastion_controls_local`, cityHash64(Id));
 

@@ -95,3 +95,11 @@ CREATE TABLE IF NOT EXISTS `bastion`.`audit_keys` (
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (Instance, PublicKey);
 
+CREATE TABLE IF NOT EXISTS `bastion`.`bastion_controls` (
+    Kind LowCardinality(String),
+    Id String,
+    Version UInt64,
+    Body String
+) ENGINE = ReplacingMergeTree(Version)
+ORDER BY (Kind, Id);
+

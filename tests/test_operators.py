@@ -16,10 +16,9 @@ from bastion.operators import (
     Role,
     add_operator,
     list_operators,
-    read_proxy_token,
     remove_operator,
 )
-from bastion.settings import Secret
+from bastion.settings import Secret, read_proxy_token
 
 
 def test_a_token_verifies_as_its_operator_and_nothing_else(tmp_path: Path) -> None:

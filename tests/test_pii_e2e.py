@@ -23,7 +23,7 @@ from bastion.proxy import mcp
 from factories import clients, processes
 from factories.mcp_sessions import mcp1_session, mcp2_session
 from factories.pausing_mcp import PROGRESS, PausingServer, pausing_server
-from support import AUTH, ROOT, copy_policies, create_key, free_ports
+from support import AUTH, copy_policies, create_key, free_ports
 
 EMAIL = "alice.w@example.com"
 SSN = "536-22-8954"

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from bastion.proxy.config import ConfigError, expand_env
+from bastion.files import ConfigError, expand_env
 
 WEBHOOK_ENV = "BASTION_APPROVAL_WEBHOOK_URL"
 DEFAULT_TIMEOUT = 300.0

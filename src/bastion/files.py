@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 Stamp = tuple[int, int] | None
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the key."""
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Expand ``${NAME}`` and ``${NAME:-default}`` references."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        value = env.get(match.group(1))
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise ConfigError(f"environment variable {match.group(1)} is referenced but not set")
+
+    return _ENV_REFERENCE.sub(substitute, text)
 
 
 def stamp(path: Path) -> Stamp:

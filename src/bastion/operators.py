@@ -41,7 +41,6 @@ TOKEN_PREFIX = "bop_"
 LEGACY_TOKEN_PREFIX = "bap_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 # Long enough that guessing is hopeless; shorter proxy tokens are refused at start-up.
-MIN_PROXY_TOKEN_LENGTH = 24
 
 
 class Role(StrEnum):
@@ -145,20 +144,6 @@ def list_operators(path: Path) -> list[Principal]:
     ]
     legacy = _read(path.parent / LEGACY_FILE_NAME, "approvers")
     return found + [Principal(str(e.get("id")), str(e.get("name")), Role.APPROVER) for e in legacy]
-
-
-def read_proxy_token(value: str, file: Path | None) -> Secret | None:
-    """The proxy credential from its value or file; ``ValueError`` naming the problem when weak."""
-    if not value and file is not None:
-        try:
-            value = file.read_text().strip()
-        except OSError as e:
-            raise ValueError(f"Cannot read the proxy token file {file}: {e.strerror}.") from None
-    if not value:
-        return None
-    if len(value) < MIN_PROXY_TOKEN_LENGTH:
-        raise ValueError(f"The proxy token must be at least {MIN_PROXY_TOKEN_LENGTH} characters long.")
-    return Secret(value)
 
 
 def new_proxy_token() -> str:

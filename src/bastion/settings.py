@@ -301,12 +301,27 @@ def add_proxy_token_option(parser: argparse.ArgumentParser) -> None:
 
 
 def proxy_token(args: argparse.Namespace) -> Secret | None:
-    from bastion.operators import read_proxy_token
-
     try:
         return read_proxy_token(os.environ.get(PROXY_TOKEN_ENV, ""), getattr(args, "proxy_token_file", None))
     except ValueError as e:
         raise SystemExit(f"bastion: {e}") from None
+
+
+MIN_PROXY_TOKEN_LENGTH = 24
+
+
+def read_proxy_token(value: str, file: Path | None) -> Secret | None:
+    """The proxy credential from its value or file; ``ValueError`` naming the problem when weak."""
+    if not value and file is not None:
+        try:
+            value = file.read_text().strip()
+        except OSError as e:
+            raise ValueError(f"Cannot read the proxy token file {file}: {e.strerror}.") from None
+    if not value:
+        return None
+    if len(value) < MIN_PROXY_TOKEN_LENGTH:
+        raise ValueError(f"The proxy token must be at least {MIN_PROXY_TOKEN_LENGTH} characters long.")
+    return Secret(value)
 
 
 def add_operators_file_option(parser: argparse.ArgumentParser) -> None:

@@ -28,13 +28,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from bastion.approval_config import call_digest
+from bastion.collector import schema
 from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 
-TABLE: Final = "bastion_controls"
+TABLE: Final = schema.CONTROLS_TABLE
 PENDING: Final = "pending"
 APPROVED: Final = "approved"
 DENIED: Final = "denied"
@@ -61,14 +62,6 @@ _CONTEXT_FIELDS: Final = (
 # Largest clear arguments sealed for approvers; larger ones are shown redacted only.
 MAX_SEALED_BYTES: Final = 64 * 1024
 
-DDL: Final = """\
-CREATE TABLE IF NOT EXISTS {db:Identifier}.{table:Identifier} (
-    Kind LowCardinality(String),
-    Id String,
-    Version UInt64,
-    Body String
-) ENGINE = ReplacingMergeTree(Version)
-ORDER BY (Kind, Id)"""
 _LOAD: Final = """\
 SELECT Kind, Id, argMax(Body, Version) FROM {db:Identifier}.{table:Identifier} GROUP BY Kind, Id"""
 
@@ -108,7 +101,7 @@ class Board:
         if self.store is None:
             return
         names = {"db": self.store.database, "table": TABLE}
-        self.store.command(DDL, names)
+        self.store.command(schema.controls_ddl(self.store.database), {})
         for kind, _, body in self.store.rows(_LOAD, names):
             record = json.loads(body)
             {"approval": self.approvals, "grant": self.grants, "agent": self.agents}[kind][_key(kind, record)] = record

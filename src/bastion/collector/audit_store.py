@@ -33,57 +33,17 @@ from typing import Any, Final
 
 from bastion import audit_keys, audit_verify, semconv
 from bastion.audit_chain import SpanView
-from bastion.collector import schema
-from bastion.collector.schema import SpanRow
+from bastion.collector import deploy, schema
+from bastion.collector.schema import AUDIT_TABLE, KEYS_TABLE, SpanRow
 from bastion.collector.store import Store
 
 log = logging.getLogger(__name__)
 
-AUDIT_TABLE: Final = "audit_chain"
-KEYS_TABLE: Final = "audit_keys"
 WINDOW_GAP_NS: Final = 5 * 10**9
 WINDOW_SPAN_NS: Final = 60 * 10**9
 RECORD: Final = audit_keys.RECORD
 HEAD: Final = audit_keys.HEAD
 ANCHOR: Final = audit_keys.ANCHOR
-
-_AUDIT = """\
-CREATE TABLE IF NOT EXISTS {db}.{audit}{on_cluster} (
-    Instance LowCardinality(String) CODEC(ZSTD(1)),
-    Type LowCardinality(String) CODEC(ZSTD(1)),
-    Seq UInt64 CODEC(Delta(8), ZSTD(1)),
-    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    Agent LowCardinality(String) CODEC(ZSTD(1)),
-    Decision LowCardinality(String) CODEC(ZSTD(1)),
-    Rule LowCardinality(String) CODEC(ZSTD(1)),
-    PolicyVersion LowCardinality(String) CODEC(ZSTD(1)),
-    Kind LowCardinality(String) CODEC(ZSTD(1)),
-    Target String CODEC(ZSTD(1)),
-    PrevHash String CODEC(ZSTD(1)),
-    Hash String CODEC(ZSTD(1)),
-    ViewHash String CODEC(ZSTD(1)),
-    Signature String CODEC(ZSTD(1))
-) ENGINE = {engine}
-PARTITION BY toYYYYMM(Timestamp)
-ORDER BY (Instance, Type, Seq, Hash)
-SETTINGS ttl_only_drop_parts = 1"""
-
-# Tables made before records were signed get the new columns (empty in old rows).
-_UPGRADE = """\
-ALTER TABLE {db}.{audit}{on_cluster}
-    ADD COLUMN IF NOT EXISTS ViewHash String CODEC(ZSTD(1)) AFTER Hash,
-    ADD COLUMN IF NOT EXISTS Signature String CODEC(ZSTD(1)) AFTER ViewHash"""
-
-_KEYS = """\
-CREATE TABLE IF NOT EXISTS {db}.{keys}{on_cluster} (
-    Instance LowCardinality(String) CODEC(ZSTD(1)),
-    PublicKey String CODEC(ZSTD(1)),
-    Signature String CODEC(ZSTD(1)),
-    FirstSeen DateTime64(9) CODEC(Delta(8), ZSTD(1))
-) ENGINE = {engine}
-ORDER BY (Instance, PublicKey)"""
 
 # Table column <-> canonical record field.
 COLUMNS: Final = (
@@ -151,27 +111,6 @@ FROM (
     WHERE ServiceName = {service:String} OR {service:String} = ''
     GROUP BY id
 )"""
-
-
-def ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
-    return _AUDIT.format(**_names(database, cluster), engine=engine)
-
-
-def keys_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
-    return _KEYS.format(**_names(database, cluster), engine=engine)
-
-
-def upgrade(database: str, table: str = AUDIT_TABLE, cluster: str | None = None) -> str:
-    return _UPGRADE.format(**{**_names(database, cluster), "audit": schema.identifier(table)})
-
-
-def _names(database: str, cluster: str | None) -> dict[str, str]:
-    return {
-        "db": schema.identifier(database),
-        "audit": schema.identifier(AUDIT_TABLE),
-        "keys": schema.identifier(KEYS_TABLE),
-        "on_cluster": f" ON CLUSTER {schema.identifier(cluster)}" if cluster else "",
-    }
 
 
 def windows(timestamps: Sequence[int], gap: int = WINDOW_GAP_NS, span: int = WINDOW_SPAN_NS) -> list[tuple[int, int]]:
@@ -243,17 +182,15 @@ class AuditStore:
 
     def migrate(self, cluster: str | None = None) -> None:
         """Create the audit table (embedded or server), or every table of a cluster."""
-        from bastion.collector import deploy
-
         if cluster:
             for statement in deploy.statements(self.store.database, cluster):
                 self.store.command(statement, {})
             for table in (deploy.local_table(AUDIT_TABLE, cluster), AUDIT_TABLE):
-                self.store.command(upgrade(self.store.database, table, cluster), {})
+                self.store.command(schema.audit_upgrade(self.store.database, table, cluster), {})
         else:
-            self.store.command(ddl(self.store.database), {})
-            self.store.command(upgrade(self.store.database), {})
-            self.store.command(keys_ddl(self.store.database), {})
+            self.store.command(schema.audit_ddl(self.store.database), {})
+            self.store.command(schema.audit_upgrade(self.store.database), {})
+            self.store.command(schema.keys_ddl(self.store.database), {})
 
     def insert_spans(self, rows: Sequence[SpanRow]) -> None:
         """Write ``rows``, their audit records and keys, skipping what is already stored."""
@@ -377,14 +314,12 @@ class AuditStore:
     def apply_ttl(self, traces_days: int, audit_days: int, cluster: str | None = None) -> None:
         """Set each table's TTL if it is not already the configured one (idempotent)."""
         table = self.store.table
-        from bastion.collector.deploy import local_table
-
         for name, column, days in (
             (table, "Timestamp", traces_days),
             (f"{table}_trace_id_ts", "Start", traces_days),
             (AUDIT_TABLE, "Timestamp", audit_days),
         ):
-            self._ttl(local_table(name, cluster), column, days, cluster)
+            self._ttl(deploy.local_table(name, cluster), column, days, cluster)
 
     def _ttl(self, table: str, column: str, days: int, cluster: str | None) -> None:
         rows = self.store.rows(

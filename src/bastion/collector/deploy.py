@@ -1,10 +1,11 @@
 """DDL for a ClickHouse server or cluster, rendered from :mod:`bastion.collector.schema`.
 
 * Server: the embedded layout as is (``otel_traces`` MergeTree, its lookup table and view, and
-  ``audit_chain`` and ``audit_keys`` ReplacingMergeTree).
+  ``audit_chain``, ``audit_keys`` and the approvals board's ``bastion_controls`` ReplacingMergeTree).
 * Cluster ``NAME``: each table becomes ``<table>_local`` (Replicated*MergeTree, ``ON CLUSTER``)
   behind a ``Distributed`` table with the original name, so the collector's queries and inserts
-  are unchanged. Spans shard by TraceId, audit records and keys by Instance (a chain stays on one shard).
+  are unchanged. Spans shard by TraceId, audit records and keys by Instance (a chain stays on one shard),
+  the approvals board by Id.
 
 ``bastion schema [--cluster NAME]`` prints it; ``deploy/*.sql`` are that output, checked by a test.
 """
@@ -13,27 +14,36 @@ from __future__ import annotations
 
 from typing import Final
 
-from bastion.collector import audit_store, schema
+from bastion.collector import schema
 
 LOCAL: Final = "_local"
 
 
-def _replicated(engine: str) -> str:
+def _replicated(engine: str, *args: str) -> str:
     path = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-    return f"Replicated{engine}({path})"
+    return f"Replicated{engine}({', '.join([path, *args])})"
 
 
 def statements(database: str = "bastion", cluster: str | None = None) -> list[str]:
     """Every statement, in order, for a server (no ``cluster``) or a cluster."""
     if not cluster:
-        return [*schema.statements(database), audit_store.ddl(database), audit_store.keys_ddl(database)]
+        return [
+            *schema.statements(database),
+            schema.audit_ddl(database),
+            schema.keys_ddl(database),
+            schema.controls_ddl(database),
+        ]
     db = schema.identifier(database)
     on = f" ON CLUSTER {schema.identifier(cluster)}"
     traces = schema.TRACES_TABLE
     out = schema.statements(database, table=traces + LOCAL, engine=_replicated("MergeTree"), cluster=cluster)
-    engine = _replicated("ReplacingMergeTree")
-    for table, render in ((audit_store.AUDIT_TABLE, audit_store.ddl), (audit_store.KEYS_TABLE, audit_store.keys_ddl)):
-        # the audit DDL names the table itself: rename it to the local table
+    replacing = _replicated("ReplacingMergeTree")
+    for table, render, engine in (
+        (schema.AUDIT_TABLE, schema.audit_ddl, replacing),
+        (schema.KEYS_TABLE, schema.keys_ddl, replacing),
+        (schema.CONTROLS_TABLE, schema.controls_ddl, _replicated("ReplacingMergeTree", "Version")),
+    ):
+        # these DDLs name the table themselves: rename it to the local table
         out.append(
             render(database, engine=engine, cluster=cluster).replace(
                 f"{db}.{schema.identifier(table)}", f"{db}.{schema.identifier(table + LOCAL)}", 1
@@ -42,8 +52,9 @@ def statements(database: str = "bastion", cluster: str | None = None) -> list[st
     for table, key in (
         (traces, "cityHash64(TraceId)"),
         (f"{traces}_trace_id_ts", "cityHash64(TraceId)"),
-        (audit_store.AUDIT_TABLE, "cityHash64(Instance)"),
-        (audit_store.KEYS_TABLE, "cityHash64(Instance)"),
+        (schema.AUDIT_TABLE, "cityHash64(Instance)"),
+        (schema.KEYS_TABLE, "cityHash64(Instance)"),
+        (schema.CONTROLS_TABLE, "cityHash64(Id)"),
     ):
         local = f"{table}{LOCAL}" if table != f"{traces}_trace_id_ts" else f"{traces}{LOCAL}_trace_id_ts"
         out.append(

@@ -1,9 +1,11 @@
-"""The span store's tables, as data.
+"""The store's tables, as data: every table's DDL lives here.
 
 ``otel_traces`` and its trace-id lookup table match the OpenTelemetry Collector's ClickHouse
 exporter (``exporter/clickhouseexporter``, bloom-filter variant), so the real Collector, Grafana's
-ClickHouse plugin and Bastion can share one store. :func:`statements` renders the DDL for the
-embedded store; ``deploy/`` can render server or cluster variants with ``engine`` and ``cluster``.
+ClickHouse plugin and Bastion can share one store. :func:`statements` renders their DDL for the
+embedded store; :func:`audit_ddl`, :func:`audit_upgrade` and :func:`keys_ddl` render the audit
+tables', :func:`controls_ddl` the approvals board's. ``collector/deploy.py`` renders server or
+cluster variants from here alone (``deploy/*.sql``), and the stores run the same statements.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import re
 from typing import Final, NamedTuple
 
 TRACES_TABLE: Final = "otel_traces"
+AUDIT_TABLE: Final = "audit_chain"
+KEYS_TABLE: Final = "audit_keys"
+CONTROLS_TABLE: Final = "bastion_controls"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -112,6 +117,54 @@ class SpanRow(NamedTuple):
 
 
 # The exporter's INSERT column list (traces_insert.sql) with each column's type.
+_AUDIT = """\
+CREATE TABLE IF NOT EXISTS {db}.{audit}{on_cluster} (
+    Instance LowCardinality(String) CODEC(ZSTD(1)),
+    Type LowCardinality(String) CODEC(ZSTD(1)),
+    Seq UInt64 CODEC(Delta(8), ZSTD(1)),
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    Agent LowCardinality(String) CODEC(ZSTD(1)),
+    Decision LowCardinality(String) CODEC(ZSTD(1)),
+    Rule LowCardinality(String) CODEC(ZSTD(1)),
+    PolicyVersion LowCardinality(String) CODEC(ZSTD(1)),
+    Kind LowCardinality(String) CODEC(ZSTD(1)),
+    Target String CODEC(ZSTD(1)),
+    PrevHash String CODEC(ZSTD(1)),
+    Hash String CODEC(ZSTD(1)),
+    ViewHash String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1))
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (Instance, Type, Seq, Hash)
+SETTINGS ttl_only_drop_parts = 1"""
+
+# Tables made before records were signed get the new columns (empty in old rows).
+_UPGRADE = """\
+ALTER TABLE {db}.{audit}{on_cluster}
+    ADD COLUMN IF NOT EXISTS ViewHash String CODEC(ZSTD(1)) AFTER Hash,
+    ADD COLUMN IF NOT EXISTS Signature String CODEC(ZSTD(1)) AFTER ViewHash"""
+
+_KEYS = """\
+CREATE TABLE IF NOT EXISTS {db}.{keys}{on_cluster} (
+    Instance LowCardinality(String) CODEC(ZSTD(1)),
+    PublicKey String CODEC(ZSTD(1)),
+    Signature String CODEC(ZSTD(1)),
+    FirstSeen DateTime64(9) CODEC(Delta(8), ZSTD(1))
+) ENGINE = {engine}
+ORDER BY (Instance, PublicKey)"""
+
+# The approvals board: approvals, grants and agent controls, one JSON body per (Kind, Id) version.
+_CONTROLS = """\
+CREATE TABLE IF NOT EXISTS {db}.{controls}{on_cluster} (
+    Kind LowCardinality(String),
+    Id String,
+    Version UInt64,
+    Body String
+) ENGINE = {engine}
+ORDER BY (Kind, Id)"""
+
 INSERT_COLUMNS: Final = (
     ("Timestamp", "DateTime64(9)"),
     ("TraceId", "String"),
@@ -173,3 +226,33 @@ def statements(
         _TRACE_ID_TS.format(engine=aggregating(engine), **names),
         _TRACE_ID_TS_MV.format(**names),
     ]
+
+
+def audit_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
+    """The audit chain table (see :mod:`bastion.collector.audit_store`)."""
+    return _AUDIT.format(**_names(database, cluster), engine=engine)
+
+
+def keys_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
+    """Each proxy instance's audit public keys."""
+    return _KEYS.format(**_names(database, cluster), engine=engine)
+
+
+def controls_ddl(database: str, *, engine: str = "ReplacingMergeTree(Version)", cluster: str | None = None) -> str:
+    """The approvals board's table (see :mod:`bastion.collector.approvals`)."""
+    return _CONTROLS.format(**_names(database, cluster), engine=engine)
+
+
+def audit_upgrade(database: str, table: str = AUDIT_TABLE, cluster: str | None = None) -> str:
+    """Adds the signature columns to an audit table made before records were signed."""
+    return _UPGRADE.format(**{**_names(database, cluster), "audit": identifier(table)})
+
+
+def _names(database: str, cluster: str | None) -> dict[str, str]:
+    return {
+        "db": identifier(database),
+        "audit": identifier(AUDIT_TABLE),
+        "keys": identifier(KEYS_TABLE),
+        "controls": identifier(CONTROLS_TABLE),
+        "on_cluster": f" ON CLUSTER {identifier(cluster)}" if cluster else "",
+    }

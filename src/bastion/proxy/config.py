@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bastion.files import ConfigError as ConfigError
+from bastion.files import expand_env as expand_env
 from bastion.settings import Secret
 
 PROVIDERS = ("openai", "anthropic", "http")
@@ -18,11 +20,6 @@ PROVIDERS = ("openai", "anthropic", "http")
 MCP_PROVIDER = "mcp"
 MCP_MOUNT = "/mcp/"
 _MCP_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -114,21 +111,6 @@ class GatewayConfig:
 
     def route_for_host(self, host: str) -> Route | None:
         return next((r for r in self.routes if host in r.hosts), None)
-
-
-def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
-    """Expand ``${NAME}`` and ``${NAME:-default}`` references."""
-    env = os.environ if environ is None else environ
-
-    def substitute(match: re.Match[str]) -> str:
-        value = env.get(match.group(1))
-        if value:
-            return value
-        if match.group(2) is not None:
-            return match.group(2)
-        raise ConfigError(f"environment variable {match.group(1)} is referenced but not set")
-
-    return _ENV_REFERENCE.sub(substitute, text)
 
 
 def load_shadow_rules(policies_dir: Path) -> list[str]:

@@ -53,3 +53,21 @@ def deny(rule: str, reason: str, policy_version: str = "") -> Decision:
 def refuse(rule: str, reason: str) -> Decision:
     """A refusal before policy: the rule names what was wrong with the request."""
     return Decision(Effect.ERROR, rule, reason)
+
+
+DENIED_CODE = "policy_denied"
+REVIEW_CODE = "approval_required"
+
+
+def refusal_message(request: PolicyRequest, decision: Decision) -> str:
+    """What the agent reads when ``decision`` refuses (or holds) ``request``."""
+    verb = "holds" if decision.effect is Effect.REVIEW else "denied"
+    return (
+        f"Bastion policy {verb} {request.act} on {request.obj}: {decision.reason} "
+        f"(policy version {decision.policy_version})."
+    )
+
+
+def refusal_code(decision: Decision) -> str:
+    """The error code of a refusal: a review held for a human has its own."""
+    return REVIEW_CODE if decision.effect is Effect.REVIEW else DENIED_CODE

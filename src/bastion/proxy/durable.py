@@ -1,4 +1,5 @@
-"""Wires the outbox into the proxy: signing key, tracer provider, shipper, chain heads and the response hold."""
+"""Wires the outbox into the proxy: signing key, tracer provider, shipper and chain heads (the response
+hold is the ``Durability`` addon, given the outbox)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from opentelemetry.trace import Tracer
 
 from bastion import audit_keys
 from bastion.audit_keys import Signer
-from bastion.proxy.addons.durability import Durability
 from bastion.proxy.outbox import Outbox
 from bastion.proxy.outbox_tracing import HeadTicker, OutboxSpanProcessor, Shipper, start_records
 from bastion.proxy.telemetry import tracer_provider
@@ -27,7 +27,6 @@ class DurableTelemetry:
     outbox: Outbox
     provider: TracerProvider
     shipper: Shipper
-    addon: Durability
     head_interval: float
     signer: Signer
     ticker: HeadTicker | None = field(default=None)
@@ -55,9 +54,7 @@ class DurableTelemetry:
             outbox.chain_seq,
             outbox.unacknowledged(),
         )
-        return cls(
-            outbox, provider, Shipper(outbox, collector_url, headers=headers), Durability(outbox), head_interval, signer
-        )
+        return cls(outbox, provider, Shipper(outbox, collector_url, headers=headers), head_interval, signer)
 
     def start(self, tracer: Tracer) -> None:
         """Record the public key (and an anchor) before any call, then ship and tick."""

@@ -13,9 +13,7 @@ from prometheus_client import start_http_server
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
-from bastion.proxy.addons import default_addons
-from bastion.proxy.addons.metrics import Metrics
-from bastion.proxy.addons.redaction import Redaction
+from bastion.proxy.addons import Redaction, default_addons
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
@@ -74,14 +72,23 @@ async def run(settings: ProxySettings) -> None:
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
     sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
-    addons = default_addons(config, keys, engine, tracer, settings.max_body_bytes, control, pii, sessions=sessions)
-    master.addons.add(*addons)  # type: ignore[no-untyped-call]
-    if durable is not None:
-        master.addons.add(durable.addon)  # type: ignore[no-untyped-call]  # after Tracing
-        durable.start(tracer)
     metrics = ProxyMetrics()
     metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
-    master.addons.add(Metrics(metrics))  # type: ignore[no-untyped-call]  # last: after the outbox's fsync
+    addons = default_addons(
+        config,
+        keys,
+        engine,
+        tracer,
+        settings.max_body_bytes,
+        control,
+        pii,
+        sessions=sessions,
+        outbox=durable.outbox if durable else None,
+        metrics=metrics,
+    )
+    master.addons.add(*addons)  # type: ignore[no-untyped-call]
+    if durable is not None:
+        durable.start(tracer)
     metrics_line = ""
     if settings.metrics_port is not None:
         start_http_server(settings.metrics_port, settings.host, metrics.registry)

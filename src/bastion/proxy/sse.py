@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mitmproxy import http
+
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
@@ -46,3 +48,9 @@ class EventBuffer:
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return rest
+
+
+def is_event_stream(response: http.Response) -> bool:
+    """The response is a server-sent event stream (by its content type)."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";", 1)[0].strip() == "text/event-stream"

@@ -10,13 +10,17 @@ from mitmproxy.flow import Flow
 from opentelemetry.trace import Span
 
 from bastion.proxy.classify import Call
-from bastion.proxy.config import Route
+from bastion.proxy.config import McpServer, Route
 from bastion.proxy.decision import Decision
 from bastion.proxy.hold import Hold
 from bastion.proxy.keys import Identity
 from bastion.proxy.usage import Usage
 
 _KEY = "bastion"
+# flow.metadata key: not an agent's call (the health check): no span, no audit record, not counted.
+INTERNAL = "bastion.internal"
+# flow.metadata key: the McpServer a flow is for (set by McpRouting, read by the MCP addons after it).
+MCP_SERVER = "bastion.mcp.server"
 
 
 @dataclass
@@ -49,3 +53,9 @@ def state(flow: Flow) -> CallState:
 def answered(flow: http.HTTPFlow) -> bool:
     """An earlier addon already answered (or killed) the flow."""
     return flow.response is not None or flow.error is not None
+
+
+def mcp_server(flow: http.HTTPFlow) -> McpServer | None:
+    """The MCP server McpRouting found for the flow, if any."""
+    found = flow.metadata.get(MCP_SERVER)
+    return found if isinstance(found, McpServer) else None

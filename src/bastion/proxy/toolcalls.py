@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.proxy import jsonedit, jsonlimits
-from bastion.proxy.decision import Decision, Effect, PolicyRequest
+from bastion.proxy.decision import DENIED_CODE, REVIEW_CODE, Decision, Effect, PolicyRequest, refusal_message
 from bastion.proxy.sse import EventBuffer, parse_event
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,6 @@ def parse_arguments(raw: Any) -> tuple[Json, str | None]:
     return {}, "missing" if raw is None else f"a JSON {type(raw).__name__}, not an object"
 
 
-def _refusal(request: PolicyRequest, decision: Decision) -> str:
-    # Imported here: the addons package imports every addon, one of which imports this module.
-    from bastion.proxy.addons.authorization import refusal_message
-
-    return refusal_message(request, decision)
-
-
 @dataclass(frozen=True)
 class Verdict:
     call: ToolCall
@@ -74,7 +67,7 @@ class Verdict:
         """What the agent reads in place of a blocked call."""
         return (
             f"Bastion blocked the model's call of tool '{self.call.name}' (call id {self.call.id or 'none'}, "
-            f"rule '{self.decision.rule}'); it was not run. {_refusal(self.request, self.decision)}"
+            f"rule '{self.decision.rule}'); it was not run. {refusal_message(self.request, self.decision)}"
         )
 
 
@@ -118,13 +111,11 @@ class Judge:
 
 def blocked_message(denied: Iterable[Verdict]) -> str:
     """The error an agent gets when a response is blocked whole."""
-    reasons = " ".join(_refusal(v.request, v.decision) for v in denied)
+    reasons = " ".join(refusal_message(v.request, v.decision) for v in denied)
     return f"Bastion blocked the model's response because it calls a tool the policy does not allow. {reasons}"
 
 
 def blocked_code(denied: Iterable[Verdict]) -> str:
-    from bastion.proxy.addons.authorization import DENIED_CODE, REVIEW_CODE
-
     effects = {v.decision.effect for v in denied}
     return REVIEW_CODE if effects == {Effect.REVIEW} else DENIED_CODE
 

@@ -8,12 +8,11 @@ from mitmproxy import http
 from mitmproxy.test import tutils
 
 from bastion import semconv
-from bastion.proxy.addons.health import INTERNAL
 from bastion.proxy.addons.metrics import Metrics
 from bastion.proxy.decision import deny
 from bastion.proxy.errors import error_response
 from bastion.proxy.metrics import ProxyMetrics
-from bastion.proxy.state import state
+from bastion.proxy.state import INTERNAL, state
 from factories.proxy import flow
 
 

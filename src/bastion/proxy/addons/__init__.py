@@ -1,4 +1,8 @@
-"""The proxy's addons, in the order they run for each hook."""
+"""The proxy's addons, in the order they run for each hook.
+
+Only this package knows the addon modules: code outside it imports from here, and no addon imports
+another (they share values through ``proxy/state.py`` and pure modules; tests/test_structure.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from opentelemetry.trace import Tracer
 from bastion.proxy.addons.approval import HoldForApproval
 from bastion.proxy.addons.authorization import Authorize
 from bastion.proxy.addons.classification import Classify
+from bastion.proxy.addons.durability import Durability
 from bastion.proxy.addons.egress import Egress
 from bastion.proxy.addons.forwarding import Forward
 from bastion.proxy.addons.health import Health
@@ -16,6 +21,7 @@ from bastion.proxy.addons.mcp import McpGovernance
 from bastion.proxy.addons.mcp_routing import McpRouting
 from bastion.proxy.addons.mcp_sessions import McpSessions
 from bastion.proxy.addons.mcp_tools import McpToolList
+from bastion.proxy.addons.metrics import Metrics
 from bastion.proxy.addons.redaction import ConversationHeader, Redaction
 from bastion.proxy.addons.routing import Routing
 from bastion.proxy.addons.streaming import ResponseStream
@@ -27,8 +33,12 @@ from bastion.proxy.control import Control
 from bastion.proxy.egress import Resolver
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.mcp_sessions import SessionBinder
+from bastion.proxy.metrics import ProxyMetrics
+from bastion.proxy.outbox import Outbox
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
+
+__all__ = ["Redaction", "default_addons"]
 
 
 def default_addons(
@@ -41,10 +51,13 @@ def default_addons(
     pii: PiiConfig | None = None,
     resolver: Resolver | None = None,
     sessions: SessionBinder | None = None,
+    outbox: Outbox | None = None,
+    metrics: ProxyMetrics | None = None,
 ) -> list[object]:
     """The addons; with ``control``, reviews are held for a human and humans can step in.
     ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
-    with ``sessions`` (replicas share its secret), or with a secret of this process."""
+    with ``sessions`` (replicas share its secret), or with a secret of this process. With ``outbox``,
+    each response waits for its spans' fsync; with ``metrics``, every call is counted."""
     hold = None if control is None else control.holds_reviews
     human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
     addons: list[object | None] = [
@@ -79,7 +92,11 @@ def default_addons(
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
         ToolCalls(engine, tracer, config.tool_calls),
-        # Last, so that it records what every addon before it decided.
+        # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
+        # After Tracing ended the call's span: waits until the outbox has it on disk.
+        None if outbox is None else Durability(outbox),
+        # Last: its request hook runs after every decision and hold, its response after the fsync.
+        None if metrics is None else Metrics(metrics),
     ]
     return [a for a in addons if a is not None]

@@ -10,26 +10,11 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from bastion.proxy.decision import Decision, Effect, PolicyRequest
+from bastion.proxy.decision import Effect, PolicyRequest, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.hold import Hold
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.state import answered, state
-
-DENIED_CODE = "policy_denied"
-REVIEW_CODE = "approval_required"
-
-
-def refusal_message(request: PolicyRequest, decision: Decision) -> str:
-    verb = "holds" if decision.effect is Effect.REVIEW else "denied"
-    return (
-        f"Bastion policy {verb} {request.act} on {request.obj}: {decision.reason} "
-        f"(policy version {decision.policy_version})."
-    )
-
-
-def refusal_code(decision: Decision) -> str:
-    return REVIEW_CODE if decision.effect is Effect.REVIEW else DENIED_CODE
 
 
 class Authorize:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from bastion.proxy.addons.health import INTERNAL
 from bastion.proxy.outbox import Outbox
+from bastion.proxy.state import INTERNAL
 
 
 class Durability:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from bastion.proxy.state import INTERNAL
+
 HEALTH_PATH = "/healthz"
-INTERNAL = "bastion.internal"
 
 
 class Health:

@@ -19,15 +19,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from bastion import semconv
 from bastion.proxy import mcp
-from bastion.proxy.addons.authorization import refusal_code, refusal_message
-from bastion.proxy.addons.mcp_routing import mcp_server
-from bastion.proxy.addons.streaming import is_event_stream
-from bastion.proxy.addons.tracing import start_call_span
 from bastion.proxy.classify import mcp_call
-from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow
+from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, refusal_code, refusal_message
 from bastion.proxy.hold import Hold
 from bastion.proxy.policy import PolicyEngine, tool_object
-from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.sse import is_event_stream
+from bastion.proxy.state import CallState, answered, mcp_server, state
+from bastion.proxy.telemetry import start_call_span
 
 log = logging.getLogger(__name__)
 PROTOCOL_RULE = "mcp-protocol"

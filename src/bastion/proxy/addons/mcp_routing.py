@@ -8,18 +8,10 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from bastion import semconv
 from bastion.proxy import mcp
-from bastion.proxy.config import MCP_PROVIDER, GatewayConfig, McpServer
+from bastion.proxy.config import MCP_PROVIDER, GatewayConfig
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_response
-from bastion.proxy.state import answered, state
-
-# flow.metadata key: the McpServer a flow is for, for the MCP addons after this one.
-MCP_SERVER = "bastion.mcp.server"
-
-
-def mcp_server(flow: http.HTTPFlow) -> McpServer | None:
-    found = flow.metadata.get(MCP_SERVER)
-    return found if isinstance(found, McpServer) else None
+from bastion.proxy.state import MCP_SERVER, answered, state
 
 
 class McpRouting:

@@ -16,12 +16,11 @@ from __future__ import annotations
 from mitmproxy import http
 
 from bastion.proxy import mcp
-from bastion.proxy.addons.mcp_routing import mcp_server
 from bastion.proxy.config import MCP_PROVIDER
 from bastion.proxy.decision import deny
 from bastion.proxy.errors import error_response
 from bastion.proxy.mcp_sessions import SessionBinder
-from bastion.proxy.state import answered, state
+from bastion.proxy.state import answered, mcp_server, state
 
 UNKNOWN_SESSION_CODE = "unknown_mcp_session"
 

@@ -14,10 +14,9 @@ from typing import Any
 from mitmproxy import http
 
 from bastion.proxy import mcp
-from bastion.proxy.addons.mcp_routing import mcp_server
-from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.policy import PolicyEngine, tool_object
-from bastion.proxy.state import state
+from bastion.proxy.sse import is_event_stream
+from bastion.proxy.state import mcp_server, state
 
 log = logging.getLogger(__name__)
 

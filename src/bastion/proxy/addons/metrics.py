@@ -7,9 +7,8 @@ import time
 from mitmproxy import http
 
 from bastion import semconv
-from bastion.proxy.addons.health import INTERNAL
 from bastion.proxy.metrics import ProxyMetrics
-from bastion.proxy.state import state
+from bastion.proxy.state import INTERNAL, state
 
 _FORWARDED = "bastion.metrics.forwarded"  # wall time the request left for upstream
 _COUNTED = "bastion.metrics.counted"

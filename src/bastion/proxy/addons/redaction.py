@@ -24,7 +24,6 @@ from mitmproxy import http
 
 from bastion import semconv
 from bastion.proxy import jsonlimits, mcp, push
-from bastion.proxy.addons.streaming import is_event_stream
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_body, error_response
 from bastion.proxy.pii import audit, bodies, occurrences
@@ -33,7 +32,7 @@ from bastion.proxy.pii.detector import Detector, Finding
 from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversation_key
 from bastion.proxy.pii.streams import Blocked, StreamRedactor
 from bastion.proxy.pii.worker import StreamWorker
-from bastion.proxy.sse import EventBuffer, parse_event
+from bastion.proxy.sse import EventBuffer, is_event_stream, parse_event
 from bastion.proxy.state import CallState, answered, state
 
 log = logging.getLogger(__name__)

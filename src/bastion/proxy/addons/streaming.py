@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from bastion.proxy.sse import EventBuffer, parse_event
+from bastion.proxy.sse import EventBuffer, is_event_stream, parse_event
 from bastion.proxy.state import state
 from bastion.proxy.usage import Usage
 
@@ -27,11 +27,6 @@ def usage_tee(usage: Usage) -> Callable[[bytes], bytes]:
         return chunk
 
     return on_chunk
-
-
-def is_event_stream(response: http.Response) -> bool:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.split(";", 1)[0].strip() == "text/event-stream"
 
 
 class ResponseStream:

@@ -16,14 +16,13 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
 from bastion.proxy import jsonlimits, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
-from bastion.proxy.addons.authorization import refusal_code, refusal_message
-from bastion.proxy.addons.streaming import is_event_stream
-from bastion.proxy.addons.tracing import decision_attributes
 from bastion.proxy.config import ToolCallSettings
-from bastion.proxy.decision import PolicyRequest, deny
+from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.telemetry import decision_attributes
 from bastion.proxy.toolcalls import (
     CHECK_FAILED_CODE,
     ApiFormat,

@@ -10,15 +10,13 @@ import logging
 from typing import Any
 
 from mitmproxy import http, tcp
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion import semconv
-from bastion.proxy.addons.health import INTERNAL
-from bastion.proxy.decision import Decision
-from bastion.proxy.state import CallState, state
+from bastion.proxy.state import INTERNAL, CallState, state
+from bastion.proxy.telemetry import decision_attributes, start_call_span
 
 log = logging.getLogger(__name__)
 _propagator = TraceContextTextMapPropagator()
@@ -126,22 +124,6 @@ class Tracing:
             span.end()
 
 
-def start_call_span(tracer: Tracer, flow: http.HTTPFlow, parent: Context) -> dict[str, str]:
-    """Start the call's span under ``parent`` and pass its context upstream in the W3C headers;
-    returns those headers. Called again when the body names another parent (MCP's
-    ``params._meta``): the span started from the headers is then dropped, never ended, so never
-    exported."""
-    start = int(flow.request.timestamp_start * 1e9)
-    span = tracer.start_span("bastion call", context=parent, kind=SpanKind.CLIENT, start_time=start)
-    state(flow).span = span
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(span))
-    for name in ("traceparent", "tracestate"):
-        flow.request.headers.pop(name, None)
-    flow.request.headers.update(carrier)
-    return carrier
-
-
 def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
     """The span attributes for a finished call; absent values are left out."""
     attrs: dict[str, Any] = {
@@ -206,23 +188,4 @@ def tunnel_attributes(host: str, port: int, kind: str, st: CallState) -> dict[st
     if st.decision is not None:
         attrs.update(decision_attributes(st.decision))
     attrs.update(st.attributes)
-    return attrs
-
-
-def decision_attributes(decision: Decision) -> dict[str, Any]:
-    """Bastion's own decision attributes and their GenAI security-convention counterparts."""
-    attrs: dict[str, Any] = {
-        semconv.BASTION_DECISION: decision.effect.value,
-        semconv.BASTION_POLICY_RULE: decision.rule,
-        semconv.GEN_AI_SECURITY_DECISION_TYPE: decision.effect.value,
-        semconv.GEN_AI_SECURITY_DECISION_REASON: decision.rule,
-        semconv.GEN_AI_SECURITY_POLICY_NAME: decision.rule,
-    }
-    if decision.policy_version:
-        attrs[semconv.BASTION_POLICY_VERSION] = decision.policy_version
-        attrs[semconv.GEN_AI_SECURITY_POLICY_VERSION] = decision.policy_version
-        attrs[semconv.GEN_AI_SECURITY_POLICY_ID] = "bastion"
-    if decision.shadow_effect is not None:
-        attrs[semconv.BASTION_SHADOW_DECISION] = decision.shadow_effect.value
-        attrs[semconv.BASTION_SHADOW_RULE] = decision.shadow_rule or ""
     return attrs
