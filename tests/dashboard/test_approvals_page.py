@@ -85,9 +85,13 @@ def test_approve_one_with_a_reason(collector: Collector, monkeypatch: pytest.Mon
     assert not at.exception
     record = status(collector.url, approval["id"])
     assert (record["status"], record["approver"], record["decision_reason"]) == ("approved", "bob", "invoice checked")
-    assert any(approval["id"] in s.value for s in at.success)
-    (history,) = [d.value.to_dict("records") for d in at.dataframe if "Approver" in d.value.columns]
+    # the confirmation sits above the tabs (the whole page reran), and the History tab has the decision
+    assert f"{approval['id']}: approved by bob." in [s.value for s in at.success]
+    assert not any(approval["id"] in s.value for s in at.tabs[0].success)
+    (history,) = [d.value.to_dict("records") for d in at.tabs[1].dataframe]
     assert any(r["Id"] == approval["id"] and r["Approver"] == "bob" for r in history)
+    at.run()  # shown once
+    assert not any(approval["id"] in s.value for s in at.success)
 
 
 def test_batch_approve_and_deny(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
