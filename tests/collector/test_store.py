@@ -112,6 +112,8 @@ def test_an_audit_item_has_every_field_and_null_for_what_is_missing(store: Store
         "mcp_method": None,
         "shadow_decision": None,
         "shadow_rule": None,
+        "approval_status": None,
+        "approval_approver": None,
         "verified": False,
         "unverified_reason": "not checked against the audit chain",
     }
@@ -138,3 +140,10 @@ def test_alerts_are_listed_newest_first(store: Store) -> None:
     add(store, span(start=NOW + 2_000, attributes=decision_span()))
     items = store.alerts(10)
     assert [(i["type"], i["message"]) for i in items] == [("policy_rejected", "bad edit"), ("policy_rejected", "older")]
+
+
+def test_an_audit_item_says_how_a_held_call_was_approved_and_by_whom(store: Store) -> None:
+    approval = {"bastion.approval.status": "approved", "bastion.approval.approver": "bob"}
+    add(store, span(attributes=decision_span(kind="mcp", **approval)))
+    [item] = store.audit(AuditFilters())["items"]
+    assert (item["approval_status"], item["approval_approver"]) == ("approved", "bob")

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from streamlit.testing.v1 import AppTest
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+from streamlit.testing.v1 import AppTest, local_script_runner
 
 from support import AUTH, BASTION, OPERATORS_FILE, ROOT, TOKENS, free_port, running, wait_for_http
 
@@ -85,9 +86,34 @@ def test_approve_one_with_a_reason(collector: Collector, monkeypatch: pytest.Mon
     assert not at.exception
     record = status(collector.url, approval["id"])
     assert (record["status"], record["approver"], record["decision_reason"]) == ("approved", "bob", "invoice checked")
-    assert any(approval["id"] in s.value for s in at.success)
-    (history,) = [d.value.to_dict("records") for d in at.dataframe if "Approver" in d.value.columns]
+    # the confirmation sits above the tabs (the whole page reran), and the History tab has the decision
+    assert f"{approval['id']}: approved by bob." in [s.value for s in at.success]
+    assert not any(approval["id"] in s.value for s in at.tabs[0].success)
+    (history,) = [d.value.to_dict("records") for d in at.tabs[1].dataframe]
     assert any(r["Id"] == approval["id"] and r["Approver"] == "bob" for r in history)
+    at.run()  # shown once
+    assert not any(approval["id"] in s.value for s in at.success)
+
+
+def test_a_decision_in_the_refreshing_list_reruns_the_whole_page(
+    collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a browser a click inside the pending fragment reruns only that fragment, but AppTest always
+    reruns the whole script; so the click's run is made fragment-only here, as the browser asks for it
+    (streamlit is pinned in uv.lock; this reaches into its test runner's RerunData and fragment storage)."""
+    approval = hold(collector.url, 900)
+    at = page(collector, monkeypatch, collector.token)
+    (fragment_id,) = list(at._fragment_storage._fragments)  # the pending list
+
+    def from_the_fragment(**kw: Any) -> RerunData:
+        return RerunData(**kw, fragment_id_queue=[fragment_id])
+
+    monkeypatch.setattr(local_script_runner, "RerunData", from_the_fragment)
+    at.button(key=f"approve_{approval['id']}").click().run()
+    assert not at.exception
+    assert f"{approval['id']}: approved by bob." in [s.value for s in at.success]
+    (history,) = [d.value.to_dict("records") for d in at.tabs[1].dataframe]  # the whole page ran again
+    assert any(r["Id"] == approval["id"] for r in history)
 
 
 def test_batch_approve_and_deny(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:

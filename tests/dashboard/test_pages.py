@@ -35,6 +35,7 @@ class Exported:
     http_trace: str  # crawler, plain HTTP call, allowed
     denied_trace: str  # assistant-bot, scripted-large, denied (exported last, so newest)
     # 12 more allowed calls by the agent "pager", two days old (outside the default last hour)
+    # an MCP tools/call by "payer", held and approved by bob, two hours old
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/healthz", timeout=60, proc=proc)
         exported = export_spans(url)
-        wait_for_audit(url, count=3 + PAGER_SPANS)
+        wait_for_audit(url, count=3 + PAGER_SPANS + 1)
         yield exported
 
 
@@ -131,6 +132,21 @@ def export_spans(url: str) -> Exported:
     for n in range(PAGER_SPANS):
         start = two_days_ago + n * 10**6
         tracer.start_span(f"pager {n}", start_time=start, attributes=pager).end(end_time=start + 10**5)
+    two_hours_ago = time.time_ns() - 2 * 3600 * 10**9
+    approved_tool_call = {
+        sc.BASTION_AGENT_ID: "payer",
+        sc.BASTION_CALL_KIND: sc.KIND_MCP,
+        sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+        sc.MCP_METHOD_NAME: "tools/call",
+        sc.GEN_AI_TOOL_NAME: "send_money",
+        sc.BASTION_DECISION: "allow",
+        sc.BASTION_POLICY_RULE: "large-payments-need-approval",
+        sc.BASTION_APPROVAL_STATUS: "approved",
+        sc.BASTION_APPROVAL_APPROVER: "bob",
+    }
+    tracer.start_span("tools/call send_money", start_time=two_hours_ago, attributes=approved_tool_call).end(
+        end_time=two_hours_ago + 10**6
+    )
     provider.shutdown()
     return Exported(
         url=url,
@@ -214,9 +230,11 @@ def test_audit_page_lists_decisions_newest_first(collector_env: Exported) -> Non
     ]
     denied, http_call, allowed = rows
     assert (denied["Agent"], denied["Decision"], denied["Rule"]) == ("assistant-bot", "⛔ deny", "no-large-models")
-    assert (denied["Model"], denied["HTTP"]) == ("scripted-large", 403)
+    assert (denied["Model"], denied["HTTP"]) == ("scripted-large", "403")
     assert (http_call["Agent"], http_call["Kind"], http_call["Operation"]) == ("crawler", "http", "http")
-    assert (allowed["Decision"], allowed["Tokens in"], allowed["Tokens out"]) == ("✅ allow", 12, 7)
+    assert (allowed["Decision"], allowed["Tokens in"], allowed["Tokens out"]) == ("✅ allow", "12", "7")
+    assert (http_call["Model"], http_call["Tokens in"], http_call["Duration (ms)"] != "") == ("", "", True)
+    assert all(isinstance(v, str) and v not in ("None", "nan") for r in rows for v in r.values())
     assert "connected" in at.sidebar.caption[0].value
 
 
@@ -254,13 +272,23 @@ def test_audit_filters(collector_env: Exported, widget: str, value: str, expecte
 def test_audit_custom_time_range_in_the_past_is_empty(collector_env: Exported) -> None:
     at = app().run()
     at.selectbox(key="audit_range").select("Custom").run()
-    assert len(audit_table(at)) == 3
+    assert len(audit_table(at)) == 4  # the last day: the three calls and the approved tool call
     past = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=3)
     at.datetime_input(key="audit_from").set_value(past - timedelta(days=1))
     at.datetime_input(key="audit_to").set_value(past)
     at.run()
     assert not at.exception
     assert at.info[0].value == "No audit records match these filters."
+
+
+def test_an_approved_tool_call_names_its_tool_and_its_approver(collector_env: Exported) -> None:
+    at = app().run()
+    at.selectbox(key="audit_range").select("Last day")
+    at.text_input(key="audit_agent").input("payer")
+    at.run()
+    (row,) = audit_table(at)
+    assert (row["Operation"], row["Decision"]) == ("execute_tool send_money", "✅ approved by bob")
+    assert (row["Role"], row["Model"], row["Tokens in"], row["HTTP"]) == ("", "", "", "")
 
 
 def test_audit_pages_through_older_records(collector_env: Exported) -> None:

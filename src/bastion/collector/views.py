@@ -35,6 +35,8 @@ AUDIT_STRINGS: Final = {
     "mcp_method": semconv.MCP_METHOD_NAME,
     "shadow_decision": semconv.BASTION_SHADOW_DECISION,
     "shadow_rule": semconv.BASTION_SHADOW_RULE,
+    "approval_status": semconv.BASTION_APPROVAL_STATUS,
+    "approval_approver": semconv.BASTION_APPROVAL_APPROVER,
 }
 AUDIT_INTS: Final = {
     "input_tokens": semconv.GEN_AI_USAGE_INPUT_TOKENS,

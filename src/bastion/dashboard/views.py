@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -51,26 +52,57 @@ def show_time(text: str | None) -> str:
 
 
 def audit_rows(items: list[Json]) -> list[Json]:
-    """One table row per audit record, in the collector's order (newest first)."""
+    """One table row per audit record, in the collector's order (newest first); no cell is ``None``."""
     return [
         {
             "Time (UTC)": show_time(item.get("timestamp")),
-            "Agent": item.get("agent_id"),
-            "Role": item.get("agent_role"),
-            "Decision": _decision(item.get("decision")),
-            "Rule": item.get("rule"),
-            "Kind": item.get("kind"),
-            "Operation": item.get("operation"),
-            "Model": item.get("request_model") or item.get("response_model"),
-            "Tokens in": item.get("input_tokens"),
-            "Tokens out": item.get("output_tokens"),
-            "HTTP": item.get("http_status"),
-            "Duration (ms)": _round(item.get("duration_ms")),
-            "Trace": item.get("trace_id"),
+            "Agent": cell(item.get("agent_id")),
+            "Role": cell(item.get("agent_role")),
+            "Decision": decision_label(
+                item.get("decision"), item.get("approval_status"), item.get("approval_approver")
+            ),
+            "Rule": cell(item.get("rule")),
+            "Kind": cell(item.get("kind")),
+            "Operation": operation(item),
+            "Model": cell(item.get("request_model") or item.get("response_model")),
+            "Tokens in": cell(item.get("input_tokens")),
+            "Tokens out": cell(item.get("output_tokens")),
+            "HTTP": cell(item.get("http_status")),
+            "Duration (ms)": cell(_round(item.get("duration_ms"))),
+            "Trace": cell(item.get("trace_id")),
             "Audit": SIGNED if item.get("verified") is True else UNVERIFIED,
         }
         for item in items
     ]
+
+
+def cell(value: Any) -> str:
+    """What a table cell shows: the value as text, and an empty string (never ``None`` or ``nan``) when missing.
+
+    Text throughout, so a column with a gap reads the same as one without (Streamlit would turn it
+    to text anyway, or show the gap as ``None``).
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def operation(item: Json) -> str:
+    """The operation with what it acted on: the tool's name, else the MCP method (``execute_tool send_money``)."""
+    target = item.get("tool_name") or item.get("mcp_method")
+    return " ".join(str(part) for part in (item.get("operation"), target) if part)
+
+
+def decision_label(decision: Any, approval: Any = None, approver: Any = None) -> str:
+    """The decision with its icon; a held call says how its approval ended and who decided it."""
+    if approval == "approved":
+        return f"{DECISION_ICONS['allow']} approved" + (f" by {approver}" if approver else "")
+    label = _decision(decision)
+    if approval == "denied" and approver:
+        return f"{DECISION_ICONS['deny']} denied by {approver}"
+    if approval:
+        return f"{label} (approval {approval})".lstrip()
+    return label
 
 
 def unverified(items: list[Json]) -> list[str]:
@@ -82,9 +114,9 @@ def unverified(items: list[Json]) -> list[str]:
     ]
 
 
-def _decision(value: Any) -> str | None:
+def _decision(value: Any) -> str:
     if not isinstance(value, str):
-        return None
+        return ""
     icon = DECISION_ICONS.get(value)
     return f"{icon} {value}" if icon else value
 
@@ -124,13 +156,17 @@ def span_rows(tree: list[tuple[int, Json]]) -> list[Json]:
         attributes = span.get("attributes") or {}
         rows.append(
             {
-                "Span": "\u2003" * depth + ("↳ " if depth else "") + str(span.get("span_name")),
-                "Service": span.get("service_name"),
-                "Kind": span.get("span_kind"),
-                "Start (ms)": _round(offset),
-                "Duration (ms)": _round(span.get("duration_ms")),
-                "Status": span.get("status_code"),
-                "Decision": _decision(attributes.get(semconv.BASTION_DECISION)),
+                "Span": "\u2003" * depth + ("↳ " if depth else "") + cell(span.get("span_name")),
+                "Service": cell(span.get("service_name")),
+                "Kind": cell(span.get("span_kind")),
+                "Start (ms)": cell(_round(offset)),
+                "Duration (ms)": cell(_round(span.get("duration_ms"))),
+                "Status": cell(span.get("status_code")),
+                "Decision": decision_label(
+                    attributes.get(semconv.BASTION_DECISION),
+                    attributes.get(semconv.BASTION_APPROVAL_STATUS),
+                    attributes.get(semconv.BASTION_APPROVAL_APPROVER),
+                ),
             }
         )
     return rows
@@ -138,5 +174,10 @@ def span_rows(tree: list[tuple[int, Json]]) -> list[Json]:
 
 def span_label(depth: int, span: Json) -> str:
     duration = _round(span.get("duration_ms"))
-    parts = [str(span.get("span_name")), str(span.get("service_name")), f"{duration} ms", str(span.get("status_code"))]
+    parts = [
+        cell(span.get("span_name")),
+        cell(span.get("service_name")),
+        f"{cell(duration)} ms",
+        cell(span.get("status_code")),
+    ]
     return "\u2003" * depth + " · ".join(parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bastion.dashboard import session
+from bastion.dashboard import session, views
 from bastion.dashboard.client import CollectorError
 
 session.require()
@@ -21,11 +21,11 @@ if not alerts:
     st.stop()
 rows = [
     {
-        "time": a.get("timestamp"),
-        "type": a.get("type"),
-        "message": a.get("message"),
-        "policy still serving": a.get("policy_version"),
-        "from": a.get("service_name"),
+        "time": views.cell(a.get("timestamp")),
+        "type": views.cell(a.get("type")),
+        "message": views.cell(a.get("message")),
+        "policy still serving": views.cell(a.get("policy_version")),
+        "from": views.cell(a.get("service_name")),
     }
     for a in alerts
 ]

@@ -1,7 +1,8 @@
 """Approvals: calls held for a human, decided in one click; past decisions; suspending and guiding agents.
 
 Viewers read; deciding and stepping in need an approver's or admin's token (signed in from the sidebar).
-The pending list refreshes itself every few seconds.
+The pending list refreshes itself every few seconds (only that fragment reruns); a decision reruns the
+whole page, so the history and the confirmation above the tabs show it at once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ session.require()
 
 REFRESH_SECONDS = 2.0
 FLASH = "approvals_flash"
+DECIDED = "approvals_decided"  # set by a decision; the pending fragment then reruns the whole page
 AGENTS_FLASH = "agents_flash"
 
 
@@ -36,6 +38,7 @@ def _decide(ids: list[str], approve: bool, reason_key: str | None) -> None:
         except CollectorError as e:
             messages.append(("error", f"{approval_id}: {e}"))
     st.session_state[FLASH] = messages
+    st.session_state[DECIDED] = True
 
 
 def _flash(key: str = FLASH) -> None:
@@ -85,7 +88,8 @@ def _approval(item: dict[str, Any], can_decide: bool) -> None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def pending() -> None:
-    _flash()
+    if st.session_state.pop(DECIDED, False):  # a click here reran only this fragment: the history is stale
+        st.rerun(scope="app")
     try:
         items = session.client().approvals("pending")
     except CollectorError as e:
@@ -196,6 +200,8 @@ def agents() -> None:
 
 
 st.title("Approvals")
+st.session_state.pop(DECIDED, None)  # this run is the whole page already
+_flash()
 waiting_tab, history_tab, agents_tab = st.tabs(["Waiting", "History", "Agents"])
 with waiting_tab:
     pending()
