@@ -19,7 +19,19 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import BASTION, create_key, free_port, free_ports, running, wait_for_http  # noqa: E402
+from support import (  # noqa: E402
+    BASTION,
+    SESSION_POLICIES,
+    copy_policies,
+    create_key,
+    free_port,
+    free_ports,
+    running,
+    wait_for_http,
+)
+
+# As in the tests: processes that name no policies read a copy of the bundled ones, never the live folder.
+os.environ.setdefault("BASTION_POLICIES", str(SESSION_POLICIES))
 
 __all__ = [
     "BASTION",
@@ -138,3 +150,15 @@ def print_latency_table(samples: dict[str, list[float]], rates: dict[str, float]
         rows.append((name, len(values), p50, p99, p50 - base50, p99 - base99, rates[name]))
     print(f"\nChat completion, non-streaming; {os.cpu_count()} CPUs; latency at concurrency 1, throughput at 32\n")
     print_table(["target", "requests", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "req/s @32"], rows)
+
+
+def pii_proxy(tmp: Path, i: int, ports: Sequence[int], pii_yaml: str | None) -> list[str]:
+    """The ``i``-th of several proxies side by side (reverse and explicit ports ``ports[2i]``,
+    ``ports[2i+1]``), on a copy of the bundled policies with ``pii_yaml`` (none: without the file)."""
+    target = copy_policies(tmp / f"policies-{i}", "tests", "pii.yaml")
+    if pii_yaml is not None:
+        (target / "pii.yaml").write_text(pii_yaml)
+    return [
+        *BASTION, "proxy", "--proxy-port", str(ports[2 * i]), "--explicit-port", str(ports[2 * i + 1]),
+        "--policies", str(target), "--confdir", str(tmp / f"conf-{i}"), "--outbox-dir", str(tmp / f"outbox-{i}"),
+    ]  # fmt: skip

@@ -11,7 +11,6 @@ shipped policies/pii.yaml, and the same with its PERSON and LOCATION lines switc
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import tempfile
 import time
@@ -22,17 +21,9 @@ from typing import Any
 
 import httpx
 import openai
-from harness import BASTION, ROOT, create_key, free_ports, print_table, running, wait_for_http
+from harness import BASTION, ROOT, create_key, free_ports, pii_proxy, print_table, running, wait_for_http
 
 DATA = ROOT / "tests" / "data" / "pii_labelled_large.json"
-
-
-def policies(tmp: Path, name: str, pii_yaml: str | None) -> Path:
-    target = tmp / name
-    shutil.copytree(ROOT / "policies", target, ignore=shutil.ignore_patterns("tests", "pii.yaml"))
-    if pii_yaml is not None:
-        (target / "pii.yaml").write_text(pii_yaml)
-    return target
 
 
 def upstream_text(model: str) -> str:
@@ -67,12 +58,7 @@ def main() -> None:
         stack.enter_context(running(collector))
         clients = {}
         for i, (name, pii_yaml) in enumerate(configs.items()):
-            args = [
-                *BASTION, "proxy", "--proxy-port", str(ports[2 * i]), "--explicit-port", str(ports[2 * i + 1]),
-                "--policies", str(policies(tmp, f"policies-{i}", pii_yaml)), "--confdir", str(tmp / f"conf-{i}"),
-                "--outbox-dir", str(tmp / f"outbox-{i}"),
-            ]  # fmt: skip
-            stack.enter_context(running(args, env, log=tmp / f"proxy-{i}.log"))
+            stack.enter_context(running(pii_proxy(tmp, i, ports, pii_yaml), env, log=tmp / f"proxy-{i}.log"))
             clients[name] = openai.OpenAI(base_url=f"http://127.0.0.1:{ports[2 * i]}/openai/v1", api_key=key)
         wait_for_http(f"{model}/healthz")
         for i in range(len(configs)):

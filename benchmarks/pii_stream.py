@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -20,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import BASTION, ROOT, create_key, free_ports, percentile, print_table, running, wait_for_http
+from harness import (
+    BASTION,
+    ROOT,
+    create_key,
+    free_ports,
+    percentile,
+    pii_proxy,
+    print_table,
+    running,
+    wait_for_http,
+)
 
 CHUNK_DELAY = 0.02
 PROMPT = (
@@ -47,14 +56,6 @@ def text_in(chunk: dict[str, Any]) -> bool:
     return any((choice.get("delta") or {}).get("content") for choice in chunk.get("choices") or [])
 
 
-def policies(tmp: Path, name: str, pii_yaml: str | None) -> Path:
-    target = tmp / name
-    shutil.copytree(ROOT / "policies", target, ignore=shutil.ignore_patterns("tests", "pii.yaml"))
-    if pii_yaml is not None:
-        (target / "pii.yaml").write_text(pii_yaml)
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -76,22 +77,13 @@ def main() -> None:
         "BASTION_COLLECTOR_URL": f"http://127.0.0.1:{collector_port}",
     }
 
-    def proxy(i: int, name: str, pii_yaml: str | None) -> list[str]:
-        return [
-            *BASTION,
-            "proxy",
-            *("--proxy-port", str(ports[2 * i]), "--explicit-port", str(ports[2 * i + 1])),
-            *("--policies", str(policies(tmp, f"policies-{i}", pii_yaml)), "--confdir", str(tmp / f"conf-{i}")),
-            *("--outbox-dir", str(tmp / f"outbox-{i}")),
-        ]
-
     collector = [*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]
     scripted = {"BASTION_SCRIPTED_CHUNK_DELAY": str(CHUNK_DELAY)}
     with ExitStack() as processes:
         processes.enter_context(running([*BASTION, "scripted-model", "--port", str(model_port)], scripted))
         processes.enter_context(running(collector))
-        for i, (name, pii_yaml) in enumerate(configs.items()):
-            processes.enter_context(running(proxy(i, name, pii_yaml), env, log=tmp / f"proxy-{i}.log"))
+        for i, pii_yaml in enumerate(configs.values()):
+            processes.enter_context(running(pii_proxy(tmp, i, ports, pii_yaml), env, log=tmp / f"proxy-{i}.log"))
         wait_for_http(f"{model}/v1/models")
         wait_for_http(f"http://127.0.0.1:{collector_port}/healthz", timeout=60)
         targets = {"direct": (f"{model}/v1/chat/completions", {})}
