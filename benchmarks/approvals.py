@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-from harness import BASTION, ROOT, free_ports, percentile, print_table, running, wait_for_http
+from harness import BASTION, copy_policies, free_ports, percentile, print_table, running, wait_for_http
 
 RULE = "p, role:assistant, model:bench-review, *, review, bench-review,\n"
 received: dict[str, float] = {}
@@ -56,8 +56,7 @@ class Upstream(BaseHTTPRequestHandler):
 
 def main(rounds: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-approvals-"))
-    policies = tmp / "policies"
-    shutil.copytree(ROOT / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+    policies = copy_policies(tmp / "policies", "tests")
     with (policies / "policy.csv").open("a") as f:
         f.write(RULE)
     with (policies / "bastion.yaml").open("a") as f:

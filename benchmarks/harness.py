@@ -36,6 +36,7 @@ os.environ.setdefault("BASTION_POLICIES", str(SESSION_POLICIES))
 __all__ = [
     "BASTION",
     "ROOT",
+    "copy_policies",
     "create_key",
     "free_port",
     "free_ports",

@@ -8,14 +8,13 @@ Rounds alternate between the targets so that machine noise hits them alike.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from harness import (
     BASTION,
-    ROOT,
+    copy_policies,
     create_key,
     free_ports,
     measure_targets,
@@ -38,8 +37,8 @@ def main() -> None:
     model_port, bare_port, collector_port, *proxy_ports = free_ports(7)
     model = f"http://127.0.0.1:{model_port}"
     key = create_key(tmp / "keys.yaml", "bench")
-    without_pii = tmp / "policies-without-pii"
-    shutil.copytree(ROOT / "policies", without_pii, ignore=shutil.ignore_patterns("tests", "pii.yaml"))
+    bundled = copy_policies(tmp / "policies", "tests")
+    without_pii = copy_policies(tmp / "policies-without-pii", "tests", "pii.yaml")
     env = {
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": "provider-key",
@@ -56,7 +55,7 @@ def main() -> None:
         running([*BASTION, "scripted-model", "--port", str(model_port)]),
         running([sys.executable, str(Path(__file__).parent / "bare_mitmproxy.py"), model, str(bare_port)]),
         running([*BASTION, "collector", "--collector-port", str(collector_port), "--data-dir", str(tmp / "data")]),
-        running(proxy("bastion", proxy_ports[0], proxy_ports[1], ROOT / "policies"), env),
+        running(proxy("bastion", proxy_ports[0], proxy_ports[1], bundled), env),
         running(proxy("without-pii", proxy_ports[2], proxy_ports[3], without_pii), env),
     ):
         wait_for_http(f"{model}/v1/models")
