@@ -424,7 +424,7 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         parser,
         "--workers",
         env="BASTION_PROXY_WORKERS",
-        default="auto",
+        default=d.workers,
         cast=_workers,
         help="proxy processes sharing the ports (SO_REUSEPORT), each its own replica; auto: one per core, at most 8",
     )

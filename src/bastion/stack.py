@@ -252,6 +252,8 @@ def up(args: argparse.Namespace) -> int:
                 *(["--outbox-dir", str(args.outbox_dir)] if args.outbox_dir is not None else []),
                 *(["--keys-file", str(args.keys_file)] if args.keys_file else []),
                 *(["--metrics-port", str(args.metrics_port)] if args.metrics_port is not None else []),
+                "--workers",
+                str(args.workers),
             ],
             proxy_env,
         )
