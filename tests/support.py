@@ -146,7 +146,13 @@ atexit.register(shutil.rmtree, _OPERATORS_DIR, True)
 OPERATORS_FILE = _OPERATORS_DIR / "operators.yaml"
 TOKENS = {role: add_operator(OPERATORS_FILE, f"test-{role}", role) for role in OPERATOR_ROLES}
 TOKENS[Role.PROXY] = PROXY_TOKEN
-CREDENTIALS_ENV = {"BASTION_PROXY_TOKEN": PROXY_TOKEN, "BASTION_OPERATORS_FILE": str(OPERATORS_FILE)}
+CREDENTIALS_ENV = {
+    "BASTION_PROXY_TOKEN": PROXY_TOKEN,
+    "BASTION_OPERATORS_FILE": str(OPERATORS_FILE),
+    # One process per proxy whatever the environment says: tests read one outbox and chain per proxy
+    # and start many proxies on 2 cores. tests/proxy/test_workers.py runs several.
+    "BASTION_PROXY_WORKERS": "1",
+}
 # The routes only proxies may use.
 _PROXY_ROUTES = re.compile(r"/v1/traces|/api/approvals(/[^/]+/(wait|close))?|/api/agents/[^/]+/guidance/[^/]+/claim")
 

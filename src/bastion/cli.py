@@ -24,10 +24,21 @@ def _collector(args: argparse.Namespace) -> int:
 
 def _proxy(args: argparse.Namespace) -> int:
     settings = s.proxy_settings(args)
+    if settings.worker:  # one of a supervisor's workers: the ports are already shared with its siblings
+        from bastion.proxy.server import run
+
+        asyncio.run(run(settings))
+        return 0
     listen.check_free("proxy (reverse, --proxy-port)", settings.host, settings.reverse_port)
     listen.check_free("proxy (explicit, --explicit-port)", settings.host, settings.explicit_port)
     if settings.metrics_port is not None:
-        listen.check_free("proxy (metrics, --metrics-port)", settings.host, settings.metrics_port)
+        for worker in range(settings.workers):
+            port = settings.metrics_port + worker
+            listen.check_free("proxy (metrics, --metrics-port)", settings.host, port)
+    if settings.workers > 1:
+        from bastion.proxy.workers import Supervisor
+
+        return Supervisor(settings, sys.argv[1:]).run()
     from bastion.proxy.server import run
 
     asyncio.run(run(settings))

@@ -141,6 +141,11 @@ class ProxySettings:
     proxy_token: Secret | None = None
     # Prometheus /metrics on its own port (on the proxy's host); None: not served.
     metrics_port: int | None = None
+    # Worker processes sharing the listening ports (SO_REUSEPORT); 1: this process serves alone.
+    workers: int = 1
+    # Which worker this process is, 1 to workers (set by the supervisor through BASTION_PROXY_WORKER,
+    # never by hand); 0: a proxy serving alone.
+    worker: int = 0
 
     @property
     def collector_headers(self) -> dict[str, str]:
@@ -149,9 +154,17 @@ class ProxySettings:
 
     @property
     def outbox_path(self) -> Path | None:
-        if self.outbox_dir is None:
-            return self.confdir.parent / "outbox"
-        return None if self.outbox_dir in ("", "off") else Path(self.outbox_dir)
+        """The first worker's outbox is the directory itself, worker N's ``worker-N`` inside it: each
+        worker is a replica with its own chain instance."""
+        if self.outbox_dir in ("", "off"):
+            return None
+        base = self.confdir.parent / "outbox" if self.outbox_dir is None else Path(self.outbox_dir)
+        return base / f"worker-{self.worker}" if self.worker > 1 else base
+
+    @property
+    def worker_metrics_port(self) -> int | None:
+        """Each worker serves its own /metrics: worker N on ``metrics_port + N - 1``."""
+        return None if self.metrics_port is None else self.metrics_port + max(self.worker - 1, 0)
 
     @property
     def state_dir(self) -> Path:
@@ -407,8 +420,31 @@ def add_proxy_options(parser: argparse.ArgumentParser) -> None:
         cast=int,
         help="serve Prometheus /metrics on this port (on the proxy's host, apart from agents' ports); default off",
     )
+    add_option(
+        parser,
+        "--workers",
+        env="BASTION_PROXY_WORKERS",
+        default=d.workers,
+        cast=_workers,
+        help="proxy processes sharing the ports (SO_REUSEPORT), each its own replica; auto: one per core, at most 8",
+    )
     add_keys_file_option(parser)
     add_proxy_token_option(parser)
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def _workers(raw: str) -> int:
+    if raw == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+_workers.__name__ = "worker count (a number of at least 1, or auto)"
 
 
 def add_keys_file_option(parser: argparse.ArgumentParser) -> None:
@@ -493,7 +529,13 @@ def proxy_settings(args: argparse.Namespace) -> ProxySettings:
         audit_head_interval=args.audit_head_interval,
         proxy_token=proxy_token(args),
         metrics_port=args.metrics_port,
+        workers=args.workers,
+        worker=int(os.environ.get(WORKER_ENV) or 0),
     )
+
+
+# The supervisor (proxy/workers.py) tells each worker process which one it is.
+WORKER_ENV = "BASTION_PROXY_WORKER"
 
 
 def add_dashboard_options(parser: argparse.ArgumentParser) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -16,6 +14,7 @@ import httpx
 
 from bastion import listen, logs
 from bastion import settings as s
+from bastion.children import die_with_parent
 from bastion.operators import Role, add_operator, new_proxy_token
 
 DEMO_AGENT = "demo-agent"
@@ -24,23 +23,14 @@ SCRIPTED_PROVIDER_KEY = "scripted-provider-key"
 BASTION = [sys.executable, "-m", "bastion.cli"]
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: Linux sends SIGTERM when `up` dies, however it dies (even SIGKILL)."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: `up` still stops them when it can
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class Stack:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         # Own process group: a Ctrl-C reaches only `up`, which then stops the children in order;
-        # and they end with `up` even when it is killed hard (_die_with_parent).
-        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, process_group=0, preexec_fn=_die_with_parent)
+        # and they end with `up` even when it is killed hard (die_with_parent).
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, process_group=0, preexec_fn=die_with_parent)
         self.children.append((name, proc))
         return proc
 
@@ -262,6 +252,8 @@ def up(args: argparse.Namespace) -> int:
                 *(["--outbox-dir", str(args.outbox_dir)] if args.outbox_dir is not None else []),
                 *(["--keys-file", str(args.keys_file)] if args.keys_file else []),
                 *(["--metrics-port", str(args.metrics_port)] if args.metrics_port is not None else []),
+                "--workers",
+                str(args.workers),
             ],
             proxy_env,
         )

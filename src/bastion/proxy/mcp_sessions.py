@@ -5,7 +5,7 @@ Bastion hands the client ``<upstream id>.<tag>`` instead, where the tag is an HM
 secret, of the agent, the MCP server and the upstream id. Each request carrying a session id must
 bear the tag for its own agent; only the upstream id goes on to the server. A replica checks a tag
 without knowing the session, so replicas behind a load balancer need only share the secret
-(``BASTION_PROXY_TOKEN``). Without one each process draws a random secret: a restart then ends
+(``BASTION_PROXY_TOKEN``). Without one each proxy draws a random secret (its workers share it): a restart then ends
 every session, and clients start new ones (an MCP server's 404 for an unknown session means that).
 """
 
@@ -15,9 +15,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 
 TAG_BYTES = 16
+# Without a proxy token, the secret `bastion proxy --workers N` draws for its workers (proxy/workers.py).
+SECRET_ENV = "BASTION_PROXY_SESSION_SECRET"
 _PURPOSE = b"bastion mcp session binding"
 
 
@@ -28,8 +31,10 @@ class SessionBinder:
 
     @classmethod
     def from_token(cls, token: str | None) -> SessionBinder:
-        """From the proxy token shared by replicas, or a random secret for this process alone."""
-        return cls(token.encode() if token else secrets.token_bytes(32))
+        """From the proxy token shared by replicas; else the secret shared by this proxy's workers, or a
+        random secret for this process alone."""
+        shared = token or os.environ.get(SECRET_ENV)
+        return cls(shared.encode() if shared else secrets.token_bytes(32))
 
     def _tag(self, agent: str, server: str, upstream: str) -> str:
         message = json.dumps([agent, server, upstream]).encode()

@@ -7,7 +7,6 @@ import logging
 import signal
 
 from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
 from prometheus_client import start_http_server
 
 from bastion import approval_config, semconv
@@ -17,6 +16,7 @@ from bastion.proxy.addons import Redaction, default_addons
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.master import lean_master, share_ports
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.pii import config as pii_config
@@ -56,17 +56,15 @@ async def run(settings: ProxySettings) -> None:
         durable.provider if durable else tracer_provider(settings.collector_url, headers=settings.collector_headers)
     )
     settings.confdir.mkdir(parents=True, exist_ok=True)
-    master = DumpMaster(
-        options.Options(mode=modes(settings), confdir=str(settings.confdir)),
-        with_termlog=False,
-        with_dumper=False,
-    )
+    if settings.worker:
+        share_ports()
+    master = lean_master(options.Options(mode=modes(settings), confdir=str(settings.confdir)))
     master.options.update(connection_strategy="lazy")  # type: ignore[no-untyped-call]
     tracer = provider.get_tracer("bastion.proxy")
     control = Control(
         settings.collector_url,
         approval_config.load(settings.policies_dir),
-        proxy_name=f"{settings.host}:{settings.reverse_port}",
+        proxy_name=f"{settings.host}:{settings.reverse_port}{f' worker {settings.worker}' if settings.worker else ''}",
         policies_dir=settings.policies_dir,
         headers=settings.collector_headers,
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
@@ -90,9 +88,9 @@ async def run(settings: ProxySettings) -> None:
     if durable is not None:
         durable.start(tracer)
     metrics_line = ""
-    if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port, settings.host, metrics.registry)
-        metrics_line = f"\n  metrics: http://{settings.host}:{settings.metrics_port}/metrics"
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, settings.host, metrics.registry)
+        metrics_line = f"\n  metrics: http://{settings.host}:{settings.worker_metrics_port}/metrics"
 
     def record_rejection(message: str, alert: str = semconv.ALERT_POLICY_REJECTED) -> None:
         metrics.policy_reload_failures.inc()
@@ -123,8 +121,9 @@ async def run(settings: ProxySettings) -> None:
     routes = ", ".join(
         f"{r.prefix} -> {r.upstream.scheme}://{r.upstream.authority}{r.upstream.base_path}" for r in config.routes
     )
+    worker = f" (worker {settings.worker} of {settings.workers})" if settings.worker else ""
     print(
-        f"Bastion proxy: reverse http://{settings.host}:{settings.reverse_port}  "
+        f"Bastion proxy{worker}: reverse http://{settings.host}:{settings.reverse_port}  "
         f"explicit (HTTPS_PROXY) http://AGENT:KEY@{settings.host}:{settings.explicit_port}\n"
         f"  routes: {routes}\n"
         f"  CA certificate: {(settings.confdir / CA_CERT_NAME).resolve()}\n"
