@@ -54,12 +54,10 @@ def default_addons(
     outbox: Outbox | None = None,
     metrics: ProxyMetrics | None = None,
 ) -> list[object]:
-    """The addons; with ``control``, reviews are held for a human and humans can step in.
+    """The addons; with ``control``, reviews are held for a human (else refused) and humans can step in.
     ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
     with ``sessions`` (replicas share its secret), or with a secret of this process. With ``outbox``,
     each response waits for its spans' fsync; with ``metrics``, every call is counted."""
-    hold = None if control is None else control.holds_reviews
-    human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
     addons: list[object | None] = [
         Health(),
         McpRouting(config),
@@ -72,16 +70,18 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, hold_reviews=hold, refusals=config.mcp_refusals),
+        McpGovernance(engine, tracer, refusals=config.mcp_refusals),
         # Checks session ids in requestheaders (before every request hook); binds the server's id in
         # responseheaders, after McpGovernance noted it unbound.
         McpSessions(sessions or SessionBinder.from_token(None)),
-        Authorize(engine, hold_reviews=hold),
+        Authorize(engine),
         # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
         # calls to hosts no route claims (before a human is asked to approve them); pins connections.
         Egress(config, keys, engine, resolver),
-        # Waits for a human on held calls (async: other calls flow on), then adds guidance.
-        *human,
+        # The one place reviews are held for a human (async: other calls flow on) or, without
+        # approvals, refused; then guidance is added.
+        HoldForApproval(control),
+        None if control is None else Guidance(control),
         Forward(),
         ResponseStream(),
         # Wraps the stream callback ResponseStream set, so after it.

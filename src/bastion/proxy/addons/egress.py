@@ -47,10 +47,9 @@ from bastion.proxy.egress import (
     names_host,
     tcp_object,
 )
-from bastion.proxy.errors import error_response
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.policy import NO_MATCH_RULE, PolicyEngine
-from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.state import CallState, answered, refuse, state
 
 log = logging.getLogger(__name__)
 REALM = 'Basic realm="bastion"'
@@ -116,8 +115,8 @@ class Egress:
                 if key is None
                 else "The Bastion key in Proxy-Authorization is unknown or revoked."
             )
-            st.decision = deny(rule, message)
-            flow.response = error_response("http", 407, message, rule)
+            refuse(flow, deny(rule, message), 407, message, rule, "http")
+            assert flow.response is not None
             flow.response.headers["proxy-authenticate"] = REALM
             return
         route = self.config.route_for_host(host)
@@ -136,11 +135,11 @@ class Egress:
         )
         if found is None:
             reason = f"no rule allows agent {identity.agent_id} any call to {host}:{port}, so '{NO_MATCH_RULE}' applies"
-            self._refuse(flow, st, Decision(Effect.DENY, NO_MATCH_RULE, reason, version), f"CONNECT {host}:{port}")
+            self._refuse(flow, Decision(Effect.DENY, NO_MATCH_RULE, reason, version), f"CONNECT {host}:{port}")
             return
         refusal, pin = await self._check(flow.client_conn.id, host, port, found.named is not None)
         if refusal is not None:
-            self._refuse(flow, st, replace(refusal, policy_version=version), f"CONNECT {host}:{port}")
+            self._refuse(flow, replace(refusal, policy_version=version), f"CONNECT {host}:{port}")
             return
         assert pin is not None
         rule = found.named or found.rule
@@ -163,7 +162,7 @@ class Egress:
         refusal, pin = await self._check(flow.client_conn.id, host, port, self._named(st, obj, act, host))
         if refusal is not None:
             st.hold = None
-            self._refuse(flow, st, replace(refusal, policy_version=st.decision.policy_version), "the call")
+            self._refuse(flow, replace(refusal, policy_version=st.decision.policy_version), "the call")
         elif pin is not None:
             st.attributes[semconv.NETWORK_PEER_ADDRESS] = pin.address
 
@@ -272,10 +271,8 @@ class Egress:
         )
         return deny(INTERNAL_ADDRESS_RULE, reason)
 
-    def _refuse(self, flow: http.HTTPFlow, st: CallState, decision: Decision, what: str) -> None:
-        st.decision = decision
+    def _refuse(self, flow: http.HTTPFlow, decision: Decision, what: str) -> None:
         status = 502 if decision.rule == UNRESOLVABLE_RULE else 403
         version = f" (policy version {decision.policy_version})" if decision.policy_version else ""
         message = f"Bastion refused {what}: {decision.reason}{version}."
-        provider = st.route.provider if st.route is not None else "http"
-        flow.response = error_response(provider, status, message, _CODES.get(decision.rule, "policy_denied"))
+        refuse(flow, decision, status, message, _CODES.get(decision.rule, "policy_denied"))

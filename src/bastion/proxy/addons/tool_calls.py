@@ -21,7 +21,7 @@ from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_me
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.sse import is_event_stream
-from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.state import CallState, answered, refuse, state
 from bastion.proxy.telemetry import decision_attributes
 from bastion.proxy.toolcalls import (
     CHECK_FAILED_CODE,
@@ -77,9 +77,8 @@ class ToolCalls:
             decision = self.engine.decide(request)
             if decision.allowed:  # visible() and decide() disagree: the tool stays hidden
                 decision = deny("tool-not-offered", f"{request.obj} is not offered to agent {agent}")
-            st.decision = decision
             message = f"The request forces a tool the agent may not call. {refusal_message(request, decision)}"
-            flow.response = error_response(fmt.provider, 403, message, refusal_code(decision))
+            refuse(flow, decision, 403, message, refusal_code(decision), fmt.provider)
         elif result.text is not None:
             flow.request.content = result.text.encode()
 
