@@ -113,6 +113,19 @@ class GatewayConfig:
         return next((r for r in self.routes if host in r.hosts), None)
 
 
+class LiveConfig:
+    """The gateway configuration in force. The proxy swaps it whole when bastion.yaml changes
+    (``bastion/reload.py``), so the addons that route read ``current`` on every call."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.current = config
+
+
+def live(config: GatewayConfig | LiveConfig) -> LiveConfig:
+    """``config`` as a LiveConfig (a fixed configuration never changes)."""
+    return config if isinstance(config, LiveConfig) else LiveConfig(config)
+
+
 def load_shadow_rules(policies_dir: Path) -> list[str]:
     """Names of the rules in shadow mode: decided and recorded, but not enforced."""
     path = policies_dir / "bastion.yaml"

@@ -28,7 +28,7 @@ from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.mode_specs import RegularMode
 
 from bastion import semconv
-from bastion.proxy.config import GatewayConfig
+from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.credentials import proxy_key
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, deny
 from bastion.proxy.egress import (
@@ -74,9 +74,13 @@ async def resolve(host: str, port: int) -> list[str]:
 
 class Egress:
     def __init__(
-        self, config: GatewayConfig, keys: KeyStore, engine: PolicyEngine, resolver: Resolver | None = None
+        self,
+        config: GatewayConfig | LiveConfig,
+        keys: KeyStore,
+        engine: PolicyEngine,
+        resolver: Resolver | None = None,
     ) -> None:
-        self.config = config
+        self.live = live(config)
         self.keys = keys
         self.engine = engine
         self.resolve = resolver or resolve
@@ -85,8 +89,20 @@ class Egress:
         self._tunnels: dict[str, Tunnel] = {}  # client connection id -> its tunnel
         self._pins: dict[str, dict[tuple[str, int], Pin]] = {}  # client id -> (host, port) -> checked address
         self._asked: dict[str, tuple[str, int]] = {}  # server connection id -> (host, port) while it connects
-        routes = [*config.routes, *(s.route for s in config.mcp_servers)]
-        self._configured = frozenset((r.upstream.host, r.upstream.port) for r in routes)
+        self._upstreams: tuple[GatewayConfig, frozenset[tuple[str, int]]] | None = None
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.current
+
+    @property
+    def _configured(self) -> frozenset[tuple[str, int]]:
+        """The upstreams of the configuration in force (routes and MCP servers)."""
+        config = self.config
+        if self._upstreams is None or self._upstreams[0] is not config:
+            routes = [*config.routes, *(s.route for s in config.mcp_servers)]
+            self._upstreams = (config, frozenset((r.upstream.host, r.upstream.port) for r in routes))
+        return self._upstreams[1]
 
     async def running(self) -> None:
         proxyserver = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]

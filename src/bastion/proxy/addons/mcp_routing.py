@@ -8,14 +8,18 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from bastion import semconv
 from bastion.proxy import mcp
-from bastion.proxy.config import MCP_PROVIDER, GatewayConfig
+from bastion.proxy.config import MCP_PROVIDER, GatewayConfig, LiveConfig, live
 from bastion.proxy.decision import error
 from bastion.proxy.state import MCP_SERVER, answered, refuse, state
 
 
 class McpRouting:
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+    def __init__(self, config: GatewayConfig | LiveConfig) -> None:
+        self.live = live(config)  # MCP servers added to bastion.yaml apply without a restart
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.current
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if answered(flow) or not isinstance(flow.client_conn.proxy_mode, ReverseMode):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
-from bastion.proxy.config import GatewayConfig, Route, Upstream
+from bastion.proxy.config import GatewayConfig, LiveConfig, Route, Upstream, live
 from bastion.proxy.decision import error
 from bastion.proxy.state import answered, refuse, state
 
@@ -23,8 +23,12 @@ def upstream_path(route: Route, path: str, reverse: bool) -> str:
 
 
 class Routing:
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+    def __init__(self, config: GatewayConfig | LiveConfig) -> None:
+        self.live = live(config)  # routes added to bastion.yaml apply without a restart
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.current
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
