@@ -46,7 +46,7 @@ def modes(settings: ProxySettings) -> list[str]:
 
 async def run(settings: ProxySettings) -> None:
     config = LiveConfig(gateway_config.load(settings.policies_dir, settings.keys_file))
-    keys = KeyStore(config.current.keys_file)
+    keys = KeyStore(config.current.keys_file, check_on_lookup=False)  # the Reloader checks it
     engine = PolicyEngine(settings.policies_dir)
     pii = pii_config.load(settings.policies_dir)  # a bad pii.yaml stops the start: fail closed
     durable = None
