@@ -71,7 +71,7 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, refusals=current.current.mcp_refusals),
+        McpGovernance(engine, tracer, current),
         # Checks session ids in requestheaders (before every request hook); binds the server's id in
         # responseheaders, after McpGovernance noted it unbound.
         McpSessions(sessions or SessionBinder.from_token(None)),
@@ -92,7 +92,7 @@ def default_addons(
         # emits are decided on restored arguments. Idle without pii.yaml until one appears.
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
-        ToolCalls(engine, tracer, current.current.tool_calls),
+        ToolCalls(engine, tracer, current),
         # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.

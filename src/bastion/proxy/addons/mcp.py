@@ -20,6 +20,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from bastion import semconv
 from bastion.proxy import mcp
 from bastion.proxy.classify import mcp_call
+from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, refusal_code, refusal_message
 from bastion.proxy.hold import Hold
 from bastion.proxy.policy import PolicyEngine, tool_object
@@ -40,14 +41,19 @@ class McpGovernance:
         self,
         engine: PolicyEngine,
         tracer: Tracer,
-        refusals: str = "tool_result",
+        config: GatewayConfig | LiveConfig,
     ) -> None:
         self.engine = engine
         self.tracer = tracer
-        # tool_result: a refused tools/call is a tool result with isError; jsonrpc_error: an error.
-        self.refusals = refusals
+        self.live = live(config)
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
         self._streams: OrderedDict[str, bool] = OrderedDict()
+
+    @property
+    def refusals(self) -> str:
+        """tool_result: a refused tools/call is a tool result with isError; jsonrpc_error: an error
+        (bastion.yaml's mcp_refusals, as in force now)."""
+        return self.live.current.mcp_refusals
 
     def request(self, flow: http.HTTPFlow) -> None:
         server = mcp_server(flow)

@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
 from bastion.proxy import jsonlimits, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
-from bastion.proxy.config import ToolCallSettings
+from bastion.proxy.config import GatewayConfig, LiveConfig, ToolCallSettings, live
 from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
@@ -47,9 +47,14 @@ SPAN_NAME = f"{semconv.OPERATION_APPLY_GUARDRAIL} {semconv.TARGET_TOOL_CALL}"
 
 
 class ToolCalls:
-    def __init__(self, engine: PolicyEngine, tracer: Tracer, settings: ToolCallSettings | None = None) -> None:
+    def __init__(self, engine: PolicyEngine, tracer: Tracer, config: GatewayConfig | LiveConfig) -> None:
         self.engine, self.tracer = engine, tracer
-        self.settings = settings or ToolCallSettings()
+        self.live = live(config)
+
+    @property
+    def settings(self) -> ToolCallSettings:
+        """bastion.yaml's tool_calls section, as in force now."""
+        return self.live.current.tool_calls
 
     def request(self, flow: http.HTTPFlow) -> None:
         if answered(flow):
