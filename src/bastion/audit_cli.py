@@ -248,12 +248,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         s.add_part(p, s.CLIENT)
 
     ddl = commands.add_parser("schema", help="print the ClickHouse DDL for a server or a cluster")
-    s.add_option(
-        ddl,
-        "--cluster",
-        env="BASTION_CLICKHOUSE_CLUSTER",
-        default="",
-        help="cluster name: Replicated tables ON CLUSTER + Distributed",
-    )
+    cluster = s.CLICKHOUSE_CLUSTER  # spelt --cluster here, as deploy/*.sql's headers name the command
+    s.add_option(ddl, "--cluster", env=cluster.env, default=cluster.default, help=cluster.help)
     s.add_setting(ddl, s.DATABASE)
     ddl.set_defaults(run=schema)

@@ -192,12 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic-compatible model")
     s.add_option(scripted, "--host", env="BASTION_SCRIPTED_MODEL_HOST", default="127.0.0.1", help="listen address")
-    s.add_option(scripted, "--port", env="BASTION_SCRIPTED_MODEL_PORT", default=9100, cast=int, help="port")
+    model_port = s.SCRIPTED_MODEL_PORT  # the same setting as up's --scripted-model-port
+    s.add_option(scripted, "--port", env=model_port.env, default=model_port.default, cast=int, help="port")
     scripted.set_defaults(run=_scripted_model)
 
     tools = commands.add_parser("tool-server", help="run the offline demo MCP tool server")
     s.add_option(tools, "--host", env="BASTION_TOOL_SERVER_HOST", default="127.0.0.1", help="listen address")
-    s.add_option(tools, "--port", env="BASTION_TOOL_SERVER_PORT", default=9200, cast=int, help="port")
+    tools_port = s.TOOL_SERVER_PORT  # the same setting as up's --tool-server-port
+    s.add_option(tools, "--port", env=tools_port.env, default=tools_port.default, cast=int, help="port")
     tools.set_defaults(run=_tool_server)
 
     _add_keys_commands(commands)
