@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import openai
 import pytest
 
 from factories import processes
+from factories.mcp_sessions import mcp2_session
 from support import AUTH, BASTION, ROOT, SESSION_POLICIES, copy_policies, create_key, free_ports
 
 # The scripted model on its loopback port: the rule names both (http:127.0.0.1/... would mean port 80 or 443).
@@ -96,12 +98,51 @@ def test_a_broken_edit_is_rejected_and_the_previous_policy_keeps_serving(proxy: 
         rules.write_text(original)
 
 
-def ask(proxy: Proxy, model: str) -> str:
-    with openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key=proxy.key, max_retries=0) as client:
+def test_a_route_and_an_mcp_server_added_to_bastion_yaml_are_served_without_a_restart(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    config = proxy.policies / "bastion.yaml"
+    original = config.read_text()
+    headers = {"authorization": f"Bearer {proxy.key}"}
+    before = httpx.post(f"{proxy.url}/extra/v1/chat/completions", headers=headers, json={"model": "scripted-small"})
+    assert before.status_code == 404 and before.headers["x-bastion-error"] == "unknown_route"
+    with processes.tool_server(tmp_path, free_ports(1)[0]) as tools:
+        processes.ready(tools)
+        route = (
+            "routes:\n  - name: extra\n    prefix: /extra/\n    provider: openai\n"
+            f"    upstream: {proxy.model}/\n    api_key_env: OPENAI_API_KEY\n"
+        )
+        server = f"mcp_servers:\n  - name: extra\n    url: {tools.url}/mcp\n"
+        config.write_text(original.replace("routes:\n", route, 1).replace("mcp_servers:\n", server, 1))
+        try:
+            assert eventually(lambda: ask(proxy, "scripted-small", "/extra/v1") == "allowed", timeout=5.0)
+            seen = asyncio.run(mcp2_session(f"{proxy.url}/mcp/extra", proxy.key, []))
+            assert "get_weather" in seen["tools"]
+        finally:
+            config.write_text(original)
+        assert eventually(lambda: "unknown_route" in ask(proxy, "scripted-small", "/extra/v1"), timeout=5.0)
+
+
+def test_a_broken_bastion_yaml_edit_is_rejected_and_routes_keep_serving(proxy: Proxy) -> None:
+    config = proxy.policies / "bastion.yaml"
+    original = config.read_text()
+    config.write_text(original + "mcp_refusals: shout\n")
+    try:
+        alerts = lambda: httpx.get(auth=AUTH, url=f"{proxy.collector}/api/alerts").json()["items"]  # noqa: E731
+        assert eventually(lambda: any("shout" in (a["message"] or "") for a in alerts()), timeout=10.0)
+        assert proxy.chat() == "allowed"
+    finally:
+        config.write_text(original)
+
+
+def ask(proxy: Proxy, model: str, base: str = "/openai/v1") -> str:
+    with openai.OpenAI(base_url=f"{proxy.url}{base}", api_key=proxy.key, max_retries=0) as client:
         try:
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
         except openai.PermissionDeniedError as e:
             return f"denied: {e.message}"
+        except openai.NotFoundError as e:
+            return f"not found: {e.message} {e.response.headers.get('x-bastion-error')}"
     return "allowed"
 
 

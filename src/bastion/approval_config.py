@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bastion.files import ConfigError, expand_env
+from bastion.files import ConfigError, read_bastion_yaml
 
 WEBHOOK_ENV = "BASTION_APPROVAL_WEBHOOK_URL"
 DEFAULT_TIMEOUT = 300.0
@@ -74,13 +72,7 @@ def _number(path: Path, key: str, value: Any, cast: type[int] | type[float]) -> 
 
 
 def load(policies_dir: Path) -> ApprovalConfig:
-    path = policies_dir / "bastion.yaml"
-    try:
-        raw = yaml.safe_load(expand_env(path.read_text())) or {}
-    except FileNotFoundError:
-        raw = {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+    path, raw = read_bastion_yaml(policies_dir, missing_ok=True)
     section = raw.get("approvals") if isinstance(raw, dict) else None
     webhook = os.environ.get(WEBHOOK_ENV) or None
     if section is None:

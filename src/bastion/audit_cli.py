@@ -245,16 +245,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     for p in (check, out):
         p.add_argument("--since", help="ISO-8601 start (verify: the first record in range is the anchor)")
         p.add_argument("--until", help="ISO-8601 end")
-        s.add_collector_url_option(p)
-        s.add_token_option(p)
+        s.add_part(p, s.CLIENT)
 
     ddl = commands.add_parser("schema", help="print the ClickHouse DDL for a server or a cluster")
-    s.add_option(
-        ddl,
-        "--cluster",
-        env="BASTION_CLICKHOUSE_CLUSTER",
-        default="",
-        help="cluster name: Replicated tables ON CLUSTER + Distributed",
-    )
-    s.add_option(ddl, "--database", env="BASTION_DATABASE", default="bastion", help="database name")
+    cluster = s.CLICKHOUSE_CLUSTER  # spelt --cluster here, as deploy/*.sql's headers name the command
+    s.add_option(ddl, "--cluster", env=cluster.env, default=cluster.default, help=cluster.help)
+    s.add_setting(ddl, s.DATABASE)
     ddl.set_defaults(run=schema)

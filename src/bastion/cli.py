@@ -158,9 +158,7 @@ def _add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     test.add_argument("files", nargs="+", type=Path, help="YAML test files")
     test.set_defaults(run=_policy_test)
     for p in (check, test):
-        s.add_option(
-            p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies directory"
-        )
+        s.add_setting(p, s.POLICIES)
 
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -177,15 +175,7 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     rev.add_argument("--agent", help="revoke every key of this agent")
     rev.set_defaults(run=_keys_revoke)
     for p in (create, listing, rev):
-        s.add_option(
-            p,
-            "--policies",
-            env="BASTION_POLICIES",
-            default=Path("policies"),
-            cast=Path,
-            help="policies directory",
-        )
-        s.add_keys_file_option(p)
+        s.add_settings(p, s.POLICIES, s.KEYS_FILE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,62 +183,34 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start collector, proxy and dashboard together")
-    s.add_collector_options(up)
-    s.add_proxy_options(up)
-    s.add_dashboard_options(up)
+    s.add_settings(up, *s.up_settings())
     up.add_argument(
         "--demo", action="store_true", help="also start the scripted model and tool server, and run the reference agent"
-    )
-    s.add_option(
-        up,
-        "--scripted-model-port",
-        env="BASTION_SCRIPTED_MODEL_PORT",
-        default=9100,
-        cast=int,
-        help="scripted model port (with --demo)",
-    )
-    s.add_option(
-        up,
-        "--tool-server-port",
-        env="BASTION_TOOL_SERVER_PORT",
-        default=9200,
-        cast=int,
-        help="demo MCP tool server port (with --demo)",
     )
     up.set_defaults(run=_up)
 
     collector = commands.add_parser("collector", help="run the collector: OTLP intake, store and API")
-    s.add_collector_options(collector)
-    s.add_option(
-        collector,
-        "--policies",
-        env="BASTION_POLICIES",
-        default=Path("policies"),
-        cast=Path,
-        help="policies directory (operators.yaml, keys.yaml, approvals settings in bastion.yaml)",
-    )
-    s.add_keys_file_option(collector)
-    s.add_proxy_token_option(collector)
+    s.add_part(collector, s.COLLECTOR)
     collector.set_defaults(run=_collector)
 
     proxy = commands.add_parser("proxy", help="run the governance proxy")
-    s.add_proxy_options(proxy)
-    s.add_collector_url_option(proxy)
+    s.add_part(proxy, s.PROXY)
     proxy.set_defaults(run=_proxy)
 
     dashboard = commands.add_parser("dashboard", help="run the Streamlit dashboard")
-    s.add_dashboard_options(dashboard)
-    s.add_collector_url_option(dashboard)
+    s.add_part(dashboard, s.DASHBOARD)
     dashboard.set_defaults(run=_dashboard)
 
     scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic-compatible model")
     s.add_option(scripted, "--host", env="BASTION_SCRIPTED_MODEL_HOST", default="127.0.0.1", help="listen address")
-    s.add_option(scripted, "--port", env="BASTION_SCRIPTED_MODEL_PORT", default=9100, cast=int, help="port")
+    model_port = s.SCRIPTED_MODEL_PORT  # the same setting as up's --scripted-model-port
+    s.add_option(scripted, "--port", env=model_port.env, default=model_port.default, cast=int, help="port")
     scripted.set_defaults(run=_scripted_model)
 
     tools = commands.add_parser("tool-server", help="run the offline demo MCP tool server")
     s.add_option(tools, "--host", env="BASTION_TOOL_SERVER_HOST", default="127.0.0.1", help="listen address")
-    s.add_option(tools, "--port", env="BASTION_TOOL_SERVER_PORT", default=9200, cast=int, help="port")
+    tools_port = s.TOOL_SERVER_PORT  # the same setting as up's --tool-server-port
+    s.add_option(tools, "--port", env=tools_port.env, default=tools_port.default, cast=int, help="port")
     tools.set_defaults(run=_tool_server)
 
     _add_keys_commands(commands)

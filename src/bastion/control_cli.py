@@ -133,13 +133,11 @@ def _agents_guide(args: argparse.Namespace) -> int:
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:
-    s.add_collector_url_option(p)
-    s.add_token_option(p)
+    s.add_part(p, s.CLIENT)
 
 
 def _file_options(p: argparse.ArgumentParser) -> None:
-    s.add_option(p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies dir")
-    s.add_operators_file_option(p)
+    s.add_settings(p, s.POLICIES, s.OPERATORS_FILE)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

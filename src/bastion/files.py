@@ -6,6 +6,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 Stamp = tuple[int, int] | None
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -28,6 +31,29 @@ def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
         raise ConfigError(f"environment variable {match.group(1)} is referenced but not set")
 
     return _ENV_REFERENCE.sub(substitute, text)
+
+
+BASTION_YAML = "bastion.yaml"
+
+
+def read_bastion_yaml(policies_dir: Path, *, expand: bool = True, missing_ok: bool = False) -> tuple[Path, Any]:
+    """``policies/bastion.yaml`` parsed (every module that reads a section of it comes here): its
+    path and its top-level value, with ``${NAME}`` references expanded unless ``expand`` is off.
+    ConfigError naming the file when it cannot be read or parsed; a missing file is ``{}`` when
+    ``missing_ok``."""
+    path = policies_dir / BASTION_YAML
+    try:
+        text = path.read_text()
+    except FileNotFoundError as e:
+        if missing_ok:
+            return path, {}
+        raise ConfigError(f"{path}: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    try:
+        return path, yaml.safe_load(expand_env(text) if expand else text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: {e}") from e
 
 
 def stamp(path: Path) -> Stamp:

@@ -87,6 +87,4 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p.add_argument("name", help="the list's name (policies/lists/<name>.txt)")
         p.add_argument("entries", nargs="+", help="entries, one argument each")
     for p in (listing, adding, removing):
-        s.add_option(
-            p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies directory"
-        )
+        s.add_setting(p, s.POLICIES)

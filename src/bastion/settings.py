@@ -75,34 +75,468 @@ def _shown_default(default: Any) -> str:
     return f", default {default}"
 
 
+# The parts of Bastion a setting is for. `bastion up` starts the first three as children.
+COLLECTOR, PROXY, DASHBOARD = "collector", "proxy", "dashboard"
+CHILDREN = (COLLECTOR, PROXY, DASHBOARD)
+UP = "up"  # `bastion up` itself (the demo's servers)
+CLIENT = "client"  # commands that call the collector API (approvals, agents, audit, ...)
+FILES = "files"  # commands that edit or check the policies folder (keys, policy, lists, operators)
+
+
+@dataclass(frozen=True)
+class Setting[T]:
+    """One setting, declared once: its flag (None: environment only), environment variable, type
+    (``cast`` from text), default, help, the parts that use it, and whether it is a secret (a secret
+    reaches `bastion up`'s children through the environment, never their command line)."""
+
+    name: str  # the attribute on parsed arguments
+    flag: str | None
+    env: str
+    default: T
+    cast: Callable[[str], T]
+    help: str
+    parts: tuple[str, ...]
+    secret: bool = False
+    # `bastion up` does not take it: it computes the value for its children (the collector's URL).
+    computed_by_up: bool = False
+
+
+def _optional_secret(raw: str) -> Secret | None:
+    return Secret(raw) if raw else None
+
+
+_optional_secret.__name__ = "URL"
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw else None
+
+
+_optional_path.__name__ = "path"
+
+
+def _optional_int(raw: str) -> int | None:
+    return int(raw) if raw else None
+
+
+_optional_int.__name__ = "int"
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+_optional_str.__name__ = "str"
+
+
+def default_collector_url() -> str:
+    """The collector `bastion up` starts with the same environment: BASTION_COLLECTOR_HOST and
+    BASTION_COLLECTOR_PORT when set (a wildcard listen address is reached on loopback)."""
+    host = os.environ.get(COLLECTOR_HOST.env, "").strip() or COLLECTOR_HOST.default
+    port = os.environ.get(COLLECTOR_PORT.env, "").strip()
+    return collector_url(host, int(port) if port.isdigit() else COLLECTOR_PORT.default)
+
+
+def collector_url(host: str, port: int) -> str:
+    """The URL of a collector listening on ``host``:``port`` (a wildcard address on loopback)."""
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+PROXY_TOKEN_ENV = "BASTION_PROXY_TOKEN"
+BOTH = (COLLECTOR, PROXY)
+
+COLLECTOR_HOST = Setting(
+    "collector_host",
+    "--collector-host",
+    "BASTION_COLLECTOR_HOST",
+    "127.0.0.1",
+    str,
+    "collector listen address",
+    (COLLECTOR,),
+)
+COLLECTOR_PORT = Setting(
+    "collector_port",
+    "--collector-port",
+    "BASTION_COLLECTOR_PORT",
+    4318,
+    int,
+    "collector port (OTLP/HTTP and API)",
+    (COLLECTOR,),
+)
+DATA_DIR = Setting(
+    "data_dir",
+    "--data-dir",
+    "BASTION_DATA_DIR",
+    Path(".bastion/data"),
+    Path,
+    "embedded chDB data directory",
+    (COLLECTOR,),
+)
+CLICKHOUSE_URL = Setting(
+    "clickhouse_url",
+    "--clickhouse-url",
+    "BASTION_CLICKHOUSE_URL",
+    None,
+    _optional_secret,
+    "ClickHouse server URL; replaces the embedded store",
+    (COLLECTOR,),
+    secret=True,
+)
+DATABASE = Setting(
+    "database", "--database", "BASTION_DATABASE", "bastion", str, "ClickHouse database name", (COLLECTOR, FILES)
+)
+BATCH_ROWS = Setting(
+    "batch_rows", "--batch-rows", "BASTION_BATCH_ROWS", 10_000, int, "rows per insert under load", (COLLECTOR,)
+)
+FLUSH_INTERVAL = Setting(
+    "flush_interval",
+    "--flush-interval",
+    "BASTION_FLUSH_INTERVAL",
+    0.25,
+    float,
+    "seconds between flushes at most",
+    (COLLECTOR,),
+)
+TRACES_TTL_DAYS = Setting(
+    "traces_ttl_days",
+    "--traces-ttl-days",
+    "BASTION_TRACES_TTL_DAYS",
+    30,
+    int,
+    "days spans (otel_traces) are kept; 0 forever",
+    (COLLECTOR,),
+)
+AUDIT_TTL_DAYS = Setting(
+    "audit_ttl_days",
+    "--audit-ttl-days",
+    "BASTION_AUDIT_TTL_DAYS",
+    365,
+    int,
+    "days decision records and the audit chain are kept; 0 forever",
+    (COLLECTOR,),
+)
+CLICKHOUSE_CLUSTER = Setting(
+    "clickhouse_cluster",
+    "--clickhouse-cluster",
+    "BASTION_CLICKHOUSE_CLUSTER",
+    "",
+    str,
+    "ClickHouse cluster name: replicated tables ON CLUSTER behind Distributed ones",
+    (COLLECTOR, FILES),
+)
+OPERATORS_FILE = Setting(
+    "operators_file",
+    "--operators-file",
+    "BASTION_OPERATORS_FILE",
+    None,
+    _optional_path,
+    "operators' hashed tokens; default operators.yaml in the policies directory",
+    (COLLECTOR, FILES),
+)
+APPROVALS_KEY_FILE = Setting(
+    "approvals_key_file",
+    "--approvals-key-file",
+    "BASTION_APPROVALS_KEY_FILE",
+    None,
+    _optional_path,
+    "key sealing held calls' arguments for approvers (created 0600); default in the data directory",
+    (COLLECTOR,),
+)
+POLICIES = Setting(
+    "policies",
+    "--policies",
+    "BASTION_POLICIES",
+    Path("policies"),
+    Path,
+    "policies directory (bastion.yaml, policy.csv, keys.yaml, operators.yaml, pii.yaml)",
+    (COLLECTOR, PROXY, FILES),
+)
+KEYS_FILE = Setting(
+    "keys_file",
+    "--keys-file",
+    "BASTION_KEYS_FILE",
+    None,
+    _optional_path,
+    "agent keys file; overrides keys_file in bastion.yaml",
+    (COLLECTOR, PROXY, FILES),
+)
+PROXY_TOKEN_FILE = Setting(
+    "proxy_token_file",
+    "--proxy-token-file",
+    "BASTION_PROXY_TOKEN_FILE",
+    None,
+    _optional_path,
+    f"file holding the proxies' service credential (or set {PROXY_TOKEN_ENV})",
+    BOTH,
+)
+# Never a flag: command lines are visible to every user of the machine.
+PROXY_TOKEN = Setting(
+    "proxy_token",
+    None,
+    PROXY_TOKEN_ENV,
+    None,
+    _optional_secret,
+    "the proxies' service credential (at least 24 characters)",
+    BOTH,
+    secret=True,
+)
+PROXY_HOST = Setting(
+    "proxy_host", "--proxy-host", "BASTION_PROXY_HOST", "127.0.0.1", str, "proxy listen address", (PROXY,)
+)
+PROXY_PORT = Setting(
+    "proxy_port", "--proxy-port", "BASTION_PROXY_PORT", 8080, int, "reverse-proxy port (agents' base URL)", (PROXY,)
+)
+EXPLICIT_PORT = Setting(
+    "explicit_port",
+    "--explicit-port",
+    "BASTION_EXPLICIT_PORT",
+    8081,
+    int,
+    "explicit-proxy port (HTTPS_PROXY)",
+    (PROXY,),
+)
+CONFDIR = Setting(
+    "confdir",
+    "--confdir",
+    "BASTION_CONFDIR",
+    Path(".bastion/mitmproxy"),
+    Path,
+    "directory of Bastion's CA certificate",
+    (PROXY,),
+)
+MAX_BODY_BYTES = Setting(
+    "max_body_bytes",
+    "--max-body-bytes",
+    "BASTION_MAX_BODY_BYTES",
+    10 * 1024 * 1024,
+    int,
+    "largest request body accepted",
+    (PROXY,),
+)
+# None: "outbox" beside the confdir (.bastion/outbox by default); "off" sends spans straight to the collector.
+OUTBOX_DIR = Setting(
+    "outbox_dir",
+    "--outbox-dir",
+    "BASTION_OUTBOX_DIR",
+    None,
+    _optional_str,
+    "durable span outbox, one per proxy replica (default: beside the confdir); off: send spans directly",
+    (PROXY,),
+)
+AUDIT_HEAD_INTERVAL = Setting(
+    "audit_head_interval",
+    "--audit-head-interval",
+    "BASTION_AUDIT_HEAD_INTERVAL",
+    10.0,
+    float,
+    "seconds between audit chain head records",
+    (PROXY,),
+)
+METRICS_PORT = Setting(
+    "metrics_port",
+    "--metrics-port",
+    "BASTION_METRICS_PORT",
+    None,
+    _optional_int,
+    "serve Prometheus /metrics on this port (on the proxy's host, apart from agents' ports); default off",
+    (PROXY,),
+)
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def _workers(raw: str) -> int:
+    if raw == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+_workers.__name__ = "worker count (a number of at least 1, or auto)"
+
+WORKERS = Setting(
+    "workers",
+    "--workers",
+    "BASTION_PROXY_WORKERS",
+    1,
+    _workers,
+    "proxy processes sharing the ports (SO_REUSEPORT), each its own replica; auto: one per core, at most 8",
+    (PROXY,),
+)
+# The supervisor (proxy/workers.py) tells each worker process which one it is; never set by hand.
+WORKER_ENV = "BASTION_PROXY_WORKER"
+COLLECTOR_URL = Setting(
+    "collector_url",
+    "--collector-url",
+    "BASTION_COLLECTOR_URL",
+    "http://127.0.0.1:4318",
+    str,
+    "collector base URL (default: the one --collector-host and --collector-port name)",
+    (PROXY, DASHBOARD, CLIENT),
+    computed_by_up=True,
+)
+TOKEN_FILE = Setting(
+    "token_file",
+    "--token-file",
+    "BASTION_TOKEN_FILE",
+    None,
+    _optional_path,
+    "file holding your operator token (or set BASTION_TOKEN)",
+    (CLIENT,),
+)
+DASHBOARD_HOST = Setting(
+    "dashboard_host",
+    "--dashboard-host",
+    "BASTION_DASHBOARD_HOST",
+    "127.0.0.1",
+    str,
+    "dashboard listen address",
+    (DASHBOARD,),
+)
+DASHBOARD_PORT = Setting(
+    "dashboard_port", "--dashboard-port", "BASTION_DASHBOARD_PORT", 8501, int, "dashboard port", (DASHBOARD,)
+)
+SCRIPTED_MODEL_PORT = Setting(
+    "scripted_model_port",
+    "--scripted-model-port",
+    "BASTION_SCRIPTED_MODEL_PORT",
+    9100,
+    int,
+    "scripted model port (with --demo)",
+    (UP,),
+)
+TOOL_SERVER_PORT = Setting(
+    "tool_server_port",
+    "--tool-server-port",
+    "BASTION_TOOL_SERVER_PORT",
+    9200,
+    int,
+    "demo MCP tool server port (with --demo)",
+    (UP,),
+)
+
+SETTINGS: tuple[Setting[Any], ...] = (
+    COLLECTOR_HOST, COLLECTOR_PORT, DATA_DIR, CLICKHOUSE_URL, DATABASE, BATCH_ROWS, FLUSH_INTERVAL,
+    TRACES_TTL_DAYS, AUDIT_TTL_DAYS, CLICKHOUSE_CLUSTER, OPERATORS_FILE, APPROVALS_KEY_FILE, POLICIES,
+    KEYS_FILE, PROXY_TOKEN_FILE, PROXY_TOKEN, PROXY_HOST, PROXY_PORT, EXPLICIT_PORT, CONFDIR, MAX_BODY_BYTES,
+    OUTBOX_DIR, AUDIT_HEAD_INTERVAL, METRICS_PORT, WORKERS, COLLECTOR_URL, TOKEN_FILE, DASHBOARD_HOST, DASHBOARD_PORT,
+    SCRIPTED_MODEL_PORT, TOOL_SERVER_PORT,
+)  # fmt: skip
+
+
+def for_part(part: str) -> list[Setting[Any]]:
+    return [setting for setting in SETTINGS if part in setting.parts]
+
+
+def up_settings() -> list[Setting[Any]]:
+    """What `bastion up` takes: every child's settings it does not compute, and its own."""
+    return [t for t in SETTINGS if (UP in t.parts or set(t.parts) & set(CHILDREN)) and not t.computed_by_up]
+
+
+def add_setting(parser: argparse.ArgumentParser, setting: Setting[Any]) -> None:
+    """The setting's flag on ``parser`` (its default from the environment); an environment-only
+    setting gets no flag and is read by :func:`value`."""
+    if setting.flag is None:
+        return
+    default: Any = setting.default
+    if setting is COLLECTOR_URL:
+        default = default_collector_url()
+    add_option(parser, setting.flag, env=setting.env, default=default, cast=setting.cast, help=setting.help)
+
+
+def add_settings(parser: argparse.ArgumentParser, *settings: Setting[Any]) -> None:
+    for setting in settings:
+        add_setting(parser, setting)
+
+
+def add_part(parser: argparse.ArgumentParser, part: str) -> None:
+    """Every setting of ``part`` on ``parser``."""
+    add_settings(parser, *for_part(part))
+
+
+def value[T](args: argparse.Namespace, setting: Setting[T]) -> T:
+    """The setting's value: from the parsed flag, or (environment-only settings) the environment."""
+    if setting.flag is not None and hasattr(args, setting.name):
+        found: T = getattr(args, setting.name)
+        return found
+    raw = os.environ.get(setting.env, "")
+    return setting.cast(raw) if raw else setting.default
+
+
+def _text(value: Any) -> str:
+    return value.get() if isinstance(value, Secret) else str(value)
+
+
+def child_command(
+    args: argparse.Namespace, part: str, overrides: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment `bastion up` gives the child running ``part``: every setting
+    of that part, from `up`'s own parsed ``args`` or ``overrides`` (by name); secrets in the
+    environment only. A value left unset (None) is not passed: the child's default applies."""
+    overrides = overrides or {}
+    argv: list[str] = []
+    env: dict[str, str] = {}
+    for setting in for_part(part):
+        found = overrides[setting.name] if setting.name in overrides else value(args, setting)
+        if found is None:
+            continue
+        if setting.secret or setting.flag is None:
+            env[setting.env] = _text(found)
+        else:
+            argv += [setting.flag, _text(found)]
+    return argv, env
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (docs/settings.md holds it; a test keeps them equal)."""
+    rows = [
+        "| Flag | Environment | Default | Used by | Help |",
+        "|---|---|---|---|---|",
+    ]
+    for t in SETTINGS:
+        flag = f"`{t.flag}`" if t.flag else "(environment only)"
+        default = "" if t.default in (None, "") else f"`{t.default}`"
+        used = ", ".join(t.parts) + (" (up computes it)" if t.computed_by_up else "")
+        secret = " Secret: passed by environment only, never shown." if t.secret else ""
+        rows.append(f"| {flag} | `{t.env}` | {default} | {used} | {t.help}.{secret} |")
+    return "\n".join(rows) + "\n"
+
+
 @dataclass(frozen=True)
 class CollectorSettings:
-    host: str = "127.0.0.1"
-    port: int = 4318
-    data_dir: Path = Path(".bastion/data")
-    clickhouse_url: Secret | None = None
-    database: str = "bastion"
-    batch_rows: int = 10_000
+    host: str = COLLECTOR_HOST.default
+    port: int = COLLECTOR_PORT.default
+    data_dir: Path = DATA_DIR.default
+    clickhouse_url: Secret | None = CLICKHOUSE_URL.default
+    database: str = DATABASE.default
+    batch_rows: int = BATCH_ROWS.default
     # Senders wait for the flush that stores their rows, so a short interval keeps each sender's
     # round trip short; under load a flush still carries batch_rows rows or all that arrived.
-    flush_interval: float = 0.25
+    flush_interval: float = FLUSH_INTERVAL.default
     # Retention, applied at start-up (ALTER TABLE ... MODIFY TTL); 0 keeps rows forever.
-    traces_ttl_days: int = 30
-    audit_ttl_days: int = 365
+    traces_ttl_days: int = TRACES_TTL_DAYS.default
+    audit_ttl_days: int = AUDIT_TTL_DAYS.default
     # A ClickHouse cluster name: tables are created ON CLUSTER as Replicated* + Distributed.
-    cluster: str = ""
+    cluster: str = CLICKHOUSE_CLUSTER.default
     # Where operators.yaml (who may use the API), keys.yaml and bastion.yaml (approvals webhook) live.
-    policies_dir: Path = Path("policies")
+    policies_dir: Path = POLICIES.default
     # Operators' hashed tokens; None: operators.yaml in the policies directory.
-    operators_file: Path | None = None
+    operators_file: Path | None = OPERATORS_FILE.default
     # Agent keys, for spans agents export with their key; None: keys.yaml in the policies directory.
-    keys_file: Path | None = None
+    keys_file: Path | None = KEYS_FILE.default
     # The proxies' shared service credential; None: no proxy can send spans or hold calls.
     proxy_token: Secret | None = None
     # Largest body of a JSON API request (OTLP has its own limit).
     max_json_bytes: int = 1024 * 1024
     # The key sealing held calls' clear arguments (collector/sealing.py); None: in the data directory.
-    approvals_key_file: Path | None = None
+    approvals_key_file: Path | None = APPROVALS_KEY_FILE.default
 
     @property
     def operators_path(self) -> Path:
@@ -125,24 +559,22 @@ class CollectorSettings:
 
 @dataclass(frozen=True)
 class ProxySettings:
-    host: str = "127.0.0.1"
-    reverse_port: int = 8080
-    explicit_port: int = 8081
-    policies_dir: Path = Path("policies")
-    collector_url: str = "http://127.0.0.1:4318"
-    confdir: Path = Path(".bastion/mitmproxy")
-    max_body_bytes: int = 10 * 1024 * 1024
-    keys_file: Path | None = None  # None: the keys_file named in bastion.yaml
-    # Durable outbox for spans and the audit chain. None: "outbox" beside the confdir (so
-    # .bastion/outbox by default); "off" sends spans straight to the collector instead.
-    outbox_dir: str | None = None
-    audit_head_interval: float = 10.0
+    host: str = PROXY_HOST.default
+    reverse_port: int = PROXY_PORT.default
+    explicit_port: int = EXPLICIT_PORT.default
+    policies_dir: Path = POLICIES.default
+    collector_url: str = COLLECTOR_URL.default
+    confdir: Path = CONFDIR.default
+    max_body_bytes: int = MAX_BODY_BYTES.default
+    keys_file: Path | None = KEYS_FILE.default  # None: the keys_file named in bastion.yaml
+    outbox_dir: str | None = OUTBOX_DIR.default
+    audit_head_interval: float = AUDIT_HEAD_INTERVAL.default
     # The service credential proxies present to the collector (BASTION_PROXY_TOKEN or a file).
     proxy_token: Secret | None = None
     # Prometheus /metrics on its own port (on the proxy's host); None: not served.
-    metrics_port: int | None = None
+    metrics_port: int | None = METRICS_PORT.default
     # Worker processes sharing the listening ports (SO_REUSEPORT); 1: this process serves alone.
-    workers: int = 1
+    workers: int = WORKERS.default
     # Which worker this process is, 1 to workers (set by the supervisor through BASTION_PROXY_WORKER,
     # never by hand); 0: a proxy serving alone.
     worker: int = 0
@@ -175,147 +607,35 @@ class ProxySettings:
 
 @dataclass(frozen=True)
 class DashboardSettings:
-    host: str = "127.0.0.1"
-    port: int = 8501
-    collector_url: str = "http://127.0.0.1:4318"
-
-
-def _optional_secret(raw: str) -> Secret | None:
-    return Secret(raw) if raw else None
-
-
-_optional_secret.__name__ = "URL"
-
-
-def add_collector_options(parser: argparse.ArgumentParser) -> None:
-    d = CollectorSettings()
-    add_option(
-        parser,
-        "--collector-host",
-        env="BASTION_COLLECTOR_HOST",
-        default=d.host,
-        help="collector listen address",
-    )
-    add_option(
-        parser,
-        "--collector-port",
-        env="BASTION_COLLECTOR_PORT",
-        default=d.port,
-        cast=int,
-        help="collector port (OTLP/HTTP and API)",
-    )
-    add_option(
-        parser,
-        "--data-dir",
-        env="BASTION_DATA_DIR",
-        default=d.data_dir,
-        cast=Path,
-        help="embedded chDB data directory",
-    )
-    add_option(
-        parser,
-        "--clickhouse-url",
-        env="BASTION_CLICKHOUSE_URL",
-        default=None,
-        cast=_optional_secret,
-        help="ClickHouse server URL; replaces the embedded store",
-    )
-    add_option(
-        parser,
-        "--database",
-        env="BASTION_DATABASE",
-        default=d.database,
-        help="ClickHouse database name",
-    )
-    add_option(
-        parser,
-        "--batch-rows",
-        env="BASTION_BATCH_ROWS",
-        default=d.batch_rows,
-        cast=int,
-        help="rows per insert under load",
-    )
-    add_option(
-        parser,
-        "--flush-interval",
-        env="BASTION_FLUSH_INTERVAL",
-        default=d.flush_interval,
-        cast=float,
-        help="seconds between flushes at most",
-    )
-    add_option(
-        parser,
-        "--traces-ttl-days",
-        env="BASTION_TRACES_TTL_DAYS",
-        default=d.traces_ttl_days,
-        cast=int,
-        help="days spans (otel_traces) are kept; 0 forever",
-    )
-    add_option(
-        parser,
-        "--audit-ttl-days",
-        env="BASTION_AUDIT_TTL_DAYS",
-        default=d.audit_ttl_days,
-        cast=int,
-        help="days decision records and the audit chain are kept; 0 forever",
-    )
-    add_option(
-        parser,
-        "--clickhouse-cluster",
-        env="BASTION_CLICKHOUSE_CLUSTER",
-        default=d.cluster,
-        help="ClickHouse cluster name: replicated tables ON CLUSTER behind Distributed ones",
-    )
-    add_operators_file_option(parser)
-    add_option(
-        parser,
-        "--approvals-key-file",
-        env="BASTION_APPROVALS_KEY_FILE",
-        default=None,
-        cast=Path,
-        help="key sealing held calls' arguments for approvers (created 0600); default in the data directory",
-    )
+    host: str = DASHBOARD_HOST.default
+    port: int = DASHBOARD_PORT.default
+    collector_url: str = COLLECTOR_URL.default
 
 
 def collector_settings(args: argparse.Namespace) -> CollectorSettings:
     return CollectorSettings(
-        host=args.collector_host,
-        port=args.collector_port,
-        data_dir=args.data_dir,
-        clickhouse_url=args.clickhouse_url,
-        database=args.database,
-        batch_rows=args.batch_rows,
-        flush_interval=args.flush_interval,
-        traces_ttl_days=args.traces_ttl_days,
-        audit_ttl_days=args.audit_ttl_days,
-        cluster=args.clickhouse_cluster,
-        policies_dir=getattr(args, "policies", None) or CollectorSettings.policies_dir,
-        operators_file=getattr(args, "operators_file", None),
-        approvals_key_file=args.approvals_key_file,
-        keys_file=getattr(args, "keys_file", None),
+        host=value(args, COLLECTOR_HOST),
+        port=value(args, COLLECTOR_PORT),
+        data_dir=value(args, DATA_DIR),
+        clickhouse_url=value(args, CLICKHOUSE_URL),
+        database=value(args, DATABASE),
+        batch_rows=value(args, BATCH_ROWS),
+        flush_interval=value(args, FLUSH_INTERVAL),
+        traces_ttl_days=value(args, TRACES_TTL_DAYS),
+        audit_ttl_days=value(args, AUDIT_TTL_DAYS),
+        cluster=value(args, CLICKHOUSE_CLUSTER),
+        policies_dir=value(args, POLICIES),
+        operators_file=value(args, OPERATORS_FILE),
+        approvals_key_file=value(args, APPROVALS_KEY_FILE),
+        keys_file=value(args, KEYS_FILE),
         proxy_token=proxy_token(args),
-    )
-
-
-PROXY_TOKEN_ENV = "BASTION_PROXY_TOKEN"
-
-
-def add_proxy_token_option(parser: argparse.ArgumentParser) -> None:
-    """The proxies' service credential: from BASTION_PROXY_TOKEN (never a flag: command lines are
-    visible to every user of the machine) or from a file."""
-    add_option(
-        parser,
-        "--proxy-token-file",
-        env="BASTION_PROXY_TOKEN_FILE",
-        default=None,
-        cast=Path,
-        help=f"file holding the proxies' service credential (or set {PROXY_TOKEN_ENV})",
     )
 
 
 def proxy_token(args: argparse.Namespace) -> Secret | None:
     try:
-        return read_proxy_token(os.environ.get(PROXY_TOKEN_ENV, ""), getattr(args, "proxy_token_file", None))
+        env = value(args, PROXY_TOKEN)
+        return read_proxy_token(env.get() if env else "", value(args, PROXY_TOKEN_FILE))
     except ValueError as e:
         raise SystemExit(f"bastion: {e}") from None
 
@@ -337,171 +657,15 @@ def read_proxy_token(value: str, file: Path | None) -> Secret | None:
     return Secret(value)
 
 
-def add_operators_file_option(parser: argparse.ArgumentParser) -> None:
-    add_option(
-        parser,
-        "--operators-file",
-        env="BASTION_OPERATORS_FILE",
-        default=None,
-        cast=Path,
-        help="operators' hashed tokens; default operators.yaml in the policies directory",
-    )
-
-
-def add_proxy_options(parser: argparse.ArgumentParser) -> None:
-    d = ProxySettings()
-    add_option(
-        parser,
-        "--proxy-host",
-        env="BASTION_PROXY_HOST",
-        default=d.host,
-        help="proxy listen address",
-    )
-    add_option(
-        parser,
-        "--proxy-port",
-        env="BASTION_PROXY_PORT",
-        default=d.reverse_port,
-        cast=int,
-        help="reverse-proxy port (agents' base URL)",
-    )
-    add_option(
-        parser,
-        "--explicit-port",
-        env="BASTION_EXPLICIT_PORT",
-        default=d.explicit_port,
-        cast=int,
-        help="explicit-proxy port (HTTPS_PROXY)",
-    )
-    add_option(
-        parser,
-        "--policies",
-        env="BASTION_POLICIES",
-        default=d.policies_dir,
-        cast=Path,
-        help="policies directory",
-    )
-    add_option(
-        parser,
-        "--confdir",
-        env="BASTION_CONFDIR",
-        default=d.confdir,
-        cast=Path,
-        help="directory of Bastion's CA certificate",
-    )
-    add_option(
-        parser,
-        "--max-body-bytes",
-        env="BASTION_MAX_BODY_BYTES",
-        default=d.max_body_bytes,
-        cast=int,
-        help="largest request body accepted",
-    )
-    add_option(
-        parser,
-        "--outbox-dir",
-        env="BASTION_OUTBOX_DIR",
-        default=d.outbox_dir,
-        help="durable span outbox, one per proxy replica (default: beside the confdir); off: send spans directly",
-    )
-    add_option(
-        parser,
-        "--audit-head-interval",
-        env="BASTION_AUDIT_HEAD_INTERVAL",
-        default=d.audit_head_interval,
-        cast=float,
-        help="seconds between audit chain head records",
-    )
-    add_option(
-        parser,
-        "--metrics-port",
-        env="BASTION_METRICS_PORT",
-        default=None,
-        cast=int,
-        help="serve Prometheus /metrics on this port (on the proxy's host, apart from agents' ports); default off",
-    )
-    add_option(
-        parser,
-        "--workers",
-        env="BASTION_PROXY_WORKERS",
-        default=d.workers,
-        cast=_workers,
-        help="proxy processes sharing the ports (SO_REUSEPORT), each its own replica; auto: one per core, at most 8",
-    )
-    add_keys_file_option(parser)
-    add_proxy_token_option(parser)
-
-
-MAX_AUTO_WORKERS = 8
-
-
-def _workers(raw: str) -> int:
-    if raw == "auto":
-        return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
-    value = int(raw)
-    if value < 1:
-        raise ValueError(raw)
-    return value
-
-
-_workers.__name__ = "worker count (a number of at least 1, or auto)"
-
-
-def add_keys_file_option(parser: argparse.ArgumentParser) -> None:
-    add_option(
-        parser,
-        "--keys-file",
-        env="BASTION_KEYS_FILE",
-        default=None,
-        cast=Path,
-        help="agent keys file; overrides keys_file in bastion.yaml",
-    )
-
-
-def default_collector_url() -> str:
-    """The collector `bastion up` starts with the same environment: BASTION_COLLECTOR_HOST and
-    BASTION_COLLECTOR_PORT when set (a wildcard listen address is reached on loopback)."""
-    d = CollectorSettings()
-    host = os.environ.get("BASTION_COLLECTOR_HOST", "").strip() or d.host
-    port = os.environ.get("BASTION_COLLECTOR_PORT", "").strip()
-    if host in ("0.0.0.0", "::", "[::]"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port if port.isdigit() else d.port}"
-
-
-def add_collector_url_option(parser: argparse.ArgumentParser) -> None:
-    add_option(
-        parser,
-        "--collector-url",
-        env="BASTION_COLLECTOR_URL",
-        default=default_collector_url(),
-        help="collector base URL",
-    )
-
-
 # An operator's token for the collector API; the second name is the one earlier versions read.
 TOKEN_ENVS = ("BASTION_TOKEN", "BASTION_APPROVER_TOKEN")
-
-
-def add_token_option(parser: argparse.ArgumentParser) -> None:
-    """An operator token for commands that call the collector API: BASTION_TOKEN or a file."""
-    add_option(
-        parser,
-        "--token-file",
-        env="BASTION_TOKEN_FILE",
-        default=None,
-        cast=Path,
-        help="file holding your operator token (or set BASTION_TOKEN)",
-    )
 
 
 def operator_token(args: argparse.Namespace) -> Secret | None:
     """The operator token from BASTION_TOKEN (or BASTION_APPROVER_TOKEN), else --token-file."""
     for env in TOKEN_ENVS:
-        if value := os.environ.get(env, "").strip():
-            return Secret(value)
+        if found := os.environ.get(env, "").strip():
+            return Secret(found)
     file: Path | None = getattr(args, "token_file", None)
     if file is None:
         return None
@@ -517,49 +681,30 @@ def collector_headers(token: Secret | None) -> dict[str, str]:
 
 def proxy_settings(args: argparse.Namespace) -> ProxySettings:
     return ProxySettings(
-        host=args.proxy_host,
-        reverse_port=args.proxy_port,
-        explicit_port=args.explicit_port,
-        policies_dir=args.policies,
-        collector_url=args.collector_url,
-        confdir=args.confdir,
-        max_body_bytes=args.max_body_bytes,
-        keys_file=args.keys_file,
-        outbox_dir=args.outbox_dir,
-        audit_head_interval=args.audit_head_interval,
+        host=value(args, PROXY_HOST),
+        reverse_port=value(args, PROXY_PORT),
+        explicit_port=value(args, EXPLICIT_PORT),
+        policies_dir=value(args, POLICIES),
+        collector_url=value(args, COLLECTOR_URL),
+        confdir=value(args, CONFDIR),
+        max_body_bytes=value(args, MAX_BODY_BYTES),
+        keys_file=value(args, KEYS_FILE),
+        outbox_dir=value(args, OUTBOX_DIR),
+        audit_head_interval=value(args, AUDIT_HEAD_INTERVAL),
         proxy_token=proxy_token(args),
-        metrics_port=args.metrics_port,
-        workers=args.workers,
+        metrics_port=value(args, METRICS_PORT),
+        workers=value(args, WORKERS),
         worker=int(os.environ.get(WORKER_ENV) or 0),
-    )
-
-
-# The supervisor (proxy/workers.py) tells each worker process which one it is.
-WORKER_ENV = "BASTION_PROXY_WORKER"
-
-
-def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
-    d = DashboardSettings()
-    add_option(
-        parser,
-        "--dashboard-host",
-        env="BASTION_DASHBOARD_HOST",
-        default=d.host,
-        help="dashboard listen address",
-    )
-    add_option(
-        parser,
-        "--dashboard-port",
-        env="BASTION_DASHBOARD_PORT",
-        default=d.port,
-        cast=int,
-        help="dashboard port",
     )
 
 
 def dashboard_settings(args: argparse.Namespace) -> DashboardSettings:
     return DashboardSettings(
-        host=args.dashboard_host,
-        port=args.dashboard_port,
-        collector_url=args.collector_url,
+        host=value(args, DASHBOARD_HOST),
+        port=value(args, DASHBOARD_PORT),
+        collector_url=value(args, COLLECTOR_URL),
     )
+
+
+if __name__ == "__main__":  # python -m bastion.settings > the table in docs/settings.md
+    print(settings_table(), end="")

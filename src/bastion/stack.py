@@ -29,7 +29,7 @@ class Stack:
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         # Own process group: a Ctrl-C reaches only `up`, which then stops the children in order;
-        # and they end with `up` even when it is killed hard (die_with_parent).
+        # and they end with `up` even when it is killed hard (children.die_with_parent).
         proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, process_group=0, preexec_fn=die_with_parent)
         self.children.append((name, proc))
         return proc
@@ -120,19 +120,6 @@ def _run_demo_agents(proxy_url: str, dashboard_url: str, key: str) -> None:
     print(f"\nSee their calls at {dashboard_url}\n", flush=True)
 
 
-def _collector_storage_args(args: argparse.Namespace) -> list[str]:
-    """The collector's storage settings given to `up`, passed on (the ClickHouse URL, a secret, goes
-    by environment: see up())."""
-    return [
-        "--database", args.database,
-        "--batch-rows", str(args.batch_rows),
-        "--flush-interval", str(args.flush_interval),
-        "--traces-ttl-days", str(args.traces_ttl_days),
-        "--audit-ttl-days", str(args.audit_ttl_days),
-        "--clickhouse-cluster", args.clickhouse_cluster,
-    ]  # fmt: skip
-
-
 def _operators_hint(args: argparse.Namespace) -> str:
     from bastion.operators import FILE_NAME, list_operators
 
@@ -173,9 +160,26 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def children(
+    args: argparse.Namespace, proxy_token: str, demo: dict[str, Path] | None = None
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each child's command line and environment, derived from `up`'s ``args`` and the settings'
+    one declaration (secrets in the environment only). ``demo`` names the demo's keys and operators
+    files, which replace the configured ones."""
+    url = s.collector_url(args.collector_host, args.collector_port)
+    overrides: dict[str, object] = {"proxy_token": s.Secret(proxy_token), "collector_url": url}
+    if demo is not None:
+        overrides |= {"keys_file": demo["keys"], "operators_file": demo["operators"]}
+    found = {}
+    for part in s.CHILDREN:
+        argv, env = s.child_command(args, part, overrides)
+        found[part] = ([*BASTION, part, *argv], env)
+    return found
+
+
 def up(args: argparse.Namespace) -> int:
     collector = s.collector_settings(args)
-    collector_url = f"http://{collector.host}:{collector.port}"
+    collector_url = s.collector_url(collector.host, collector.port)
     proxy_url = f"http://{args.proxy_host}:{args.proxy_port}"
     dashboard_url = f"http://{args.dashboard_host}:{args.dashboard_port}"
     try:  # a busy port stops `up` before it starts anything (another stack would answer its checks)
@@ -188,90 +192,29 @@ def up(args: argparse.Namespace) -> int:
     os.environ[logs.LEVEL_ENV], os.environ[logs.FORMAT_ENV] = args.log_level, args.log_format
     stack = Stack()
     signal.signal(signal.SIGTERM, _interrupt)
-    # The proxies' service credential: the one configured, else a fresh one for this run. It goes to
-    # the children in their environment, never on a command line.
-    proxy_token = os.environ.get(s.PROXY_TOKEN_ENV) or new_proxy_token()
-    collector_env = {s.PROXY_TOKEN_ENV: proxy_token}
-    if args.clickhouse_url is not None:
-        collector_env["BASTION_CLICKHOUSE_URL"] = args.clickhouse_url.get()
-    if args.operators_file is not None:
-        collector_env["BASTION_OPERATORS_FILE"] = str(args.operators_file)
-    dashboard_env: dict[str, str] = {}
+    # The proxies' service credential: the one configured (environment or file), else a fresh one
+    # for this run. It goes to the children in their environment, never on a command line.
+    proxy_token = collector.proxy_token.get() if collector.proxy_token else new_proxy_token()
     token_file = None
     try:
-        proxy_env: dict[str, str] = {s.PROXY_TOKEN_ENV: proxy_token}
+        demo_env: dict[str, str] = {}
+        dashboard_env: dict[str, str] = {}
         demo_key = None
+        demo_files = None
         if args.demo:
             demo_env, demo_key = _demo_setup(args, stack)
-            proxy_env.update(demo_env)
             operators, token_file = _demo_operator(Path(args.data_dir).parent / "demo")
-            collector_env["BASTION_OPERATORS_FILE"] = str(operators)
-            collector_env["BASTION_KEYS_FILE"] = demo_env["BASTION_KEYS_FILE"]
+            demo_files = {"keys": Path(demo_env["BASTION_KEYS_FILE"]), "operators": operators}
             dashboard_env["BASTION_TOKEN"] = token_file.read_text().strip()
-        elif args.keys_file:
-            collector_env["BASTION_KEYS_FILE"] = str(args.keys_file)
-        stack.start(
-            "collector",
-            [
-                *BASTION,
-                "collector",
-                "--collector-host",
-                collector.host,
-                "--collector-port",
-                str(collector.port),
-                "--data-dir",
-                str(collector.data_dir),
-                "--policies",
-                str(args.policies),
-                *_collector_storage_args(args),
-            ],
-            collector_env,
-        )
+        commands = children(args, proxy_token, demo_files)
+        argv, env = commands[s.COLLECTOR]
+        stack.start("collector", argv, env)
         stack.wait_healthy("collector", f"{collector_url}/healthz")
-        stack.start(
-            "proxy",
-            [
-                *BASTION,
-                "proxy",
-                "--proxy-host",
-                args.proxy_host,
-                "--proxy-port",
-                str(args.proxy_port),
-                "--explicit-port",
-                str(args.explicit_port),
-                "--policies",
-                str(args.policies),
-                "--confdir",
-                str(args.confdir),
-                "--max-body-bytes",
-                str(args.max_body_bytes),
-                "--collector-url",
-                collector_url,
-                "--audit-head-interval",
-                str(args.audit_head_interval),
-                *(["--outbox-dir", str(args.outbox_dir)] if args.outbox_dir is not None else []),
-                *(["--keys-file", str(args.keys_file)] if args.keys_file else []),
-                *(["--metrics-port", str(args.metrics_port)] if args.metrics_port is not None else []),
-                "--workers",
-                str(args.workers),
-            ],
-            proxy_env,
-        )
+        argv, env = commands[s.PROXY]
+        stack.start("proxy", argv, {**demo_env, **env})
         stack.wait_healthy("proxy", f"{proxy_url}/healthz")
-        stack.start(
-            "dashboard",
-            [
-                *BASTION,
-                "dashboard",
-                "--dashboard-host",
-                args.dashboard_host,
-                "--dashboard-port",
-                str(args.dashboard_port),
-                "--collector-url",
-                collector_url,
-            ],
-            dashboard_env,
-        )
+        argv, env = commands[s.DASHBOARD]
+        stack.start("dashboard", argv, {**dashboard_env, **env})
         stack.wait_healthy("dashboard", f"{dashboard_url}/_stcore/health")
         print(
             "\nBastion is up.\n"
@@ -292,7 +235,7 @@ def up(args: argparse.Namespace) -> int:
         else:
             print(_operators_hint(args), flush=True)
         if demo_key is not None:
-            print(_demo_keys_hint(Path(proxy_env["BASTION_KEYS_FILE"])), flush=True)
+            print(_demo_keys_hint(Path(demo_env["BASTION_KEYS_FILE"])), flush=True)
             _run_demo_agents(proxy_url, dashboard_url, demo_key)
         print("Press Ctrl-C to stop.", flush=True)
         while (name := stack.failed()) is None:

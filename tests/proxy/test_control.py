@@ -10,21 +10,27 @@ import httpx
 import pytest
 
 from bastion import approval_config
+from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
+from bastion.proxy.config import LiveConfig
 from bastion.proxy.control import Control
+from bastion.proxy.watch import bastion_yaml
 
 
 def test_approvals_settings_reload_and_a_bad_edit_keeps_the_last_good(tmp_path: Path) -> None:
     path = tmp_path / "bastion.yaml"
     path.write_text("routes: []\n")
-    control = Control("http://127.0.0.1:9", approval_config.load(tmp_path), policies_dir=tmp_path)
+    control = Control("http://127.0.0.1:9", approval_config.load(tmp_path))
+    live = LiveConfig(gateway_config.load(tmp_path))
+    check = bastion_yaml(tmp_path, None, live, control)
     assert not control.holds_reviews()
     path.write_text("approvals:\n  timeout_seconds: 7\n")
     os.utime(path, ns=(1, 1))
-    control.reload_if_changed()
+    assert check()
     assert control.holds_reviews() and control.config.timeout_seconds == 7
     path.write_text("approvals:\n  timeout_seconds: never\n")
-    control.reload_if_changed()
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        check()
     assert control.holds_reviews() and control.config.timeout_seconds == 7
 
 

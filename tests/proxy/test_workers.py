@@ -41,27 +41,29 @@ def _wait_dead(pid: int) -> None:
     raise AssertionError(f"worker {pid} did not die")
 
 
-def _call(client: httpx.Client, url: str, key: str, i: int) -> str:
+def _call(url: str, key: str, i: int) -> str:
+    """A call on a connection of its own (the kernel spreads connections, not requests, over workers),
+    retried as the SDKs retry a reset connection: while listeners leave and join the ports, the
+    kernel may reset a connection still in its handshake (a call never answered)."""
     trace_id = f"{i + 1:032x}"
-    response = client.post(
-        f"{url}/openai/v1/chat/completions",
-        json={"model": "scripted-small", "messages": [{"role": "user", "content": f"call {i}"}]},
-        headers={
-            "authorization": f"Bearer {key}",
-            "traceparent": f"00-{trace_id}-{i + 1:016x}-01",
-            "connection": "close",
-        },
-    )
+    headers = {"authorization": f"Bearer {key}", "traceparent": f"00-{trace_id}-{i + 1:016x}-01"}
+    body = {"model": "scripted-small", "messages": [{"role": "user", "content": f"call {i}"}]}
+    for attempt in range(3):
+        try:
+            response = httpx.post(f"{url}/openai/v1/chat/completions", json=body, headers=headers, timeout=30)
+            break
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
     assert response.status_code == 200, response.text
     return trace_id
 
 
-def _audited(collector: str) -> list[dict[str, object]]:
+def _stored(collector: str) -> list[dict[str, object]]:
     with collector_api(collector) as api:
-        items: list[dict[str, object]] = api.get("/api/audit", params={"agent": "worker-test", "limit": 500}).json()[
-            "items"
-        ]
-    return items
+        found = api.get("/api/audit", params={"agent": "worker-test", "limit": 500}).json()["items"]
+    return list(found)
 
 
 def test_two_workers_share_the_ports_and_lose_nothing_when_one_is_killed(tmp_path: Path) -> None:
@@ -77,22 +79,23 @@ def test_two_workers_share_the_ports_and_lose_nothing_when_one_is_killed(tmp_pat
         with processes.proxy(tmp_path, "proxy", (reverse, explicit), env) as proxy:
             processes.ready(proxy)
             outbox = tmp_path / "proxy" / "outbox"
-            traces = []
-            with httpx.Client(timeout=30) as client:
-                # A new connection per call: the kernel spreads connections, not requests, over workers.
-                traces += [_call(client, proxy.url, key, i) for i in range(CALLS)]
-                workers = _workers(proxy.proc.pid)
-                assert len(workers) == 2
-                os.kill(workers[0], signal.SIGKILL)  # right after answering: its records are on disk
-                # Until the killed process has closed its sockets, connections may still land in its
-                # queue and be reset (as with any replica that dies behind a balancer; SDKs retry them).
-                _wait_dead(workers[0])
-                traces += [_call(client, proxy.url, key, i) for i in range(CALLS, 2 * CALLS)]
+            traces = [_call(proxy.url, key, i) for i in range(CALLS)]
+            workers = _workers(proxy.proc.pid)
+            assert len(workers) == 2
+            os.kill(workers[0], signal.SIGKILL)  # right after answering: its records are on disk
+            _wait_dead(workers[0])
+            traces += [_call(proxy.url, key, i) for i in range(CALLS, 2 * CALLS)]
+
+            def stored() -> set[str]:
+                return {str(i["trace_id"]) for i in _stored(collector.url)}
+
             deadline = time.monotonic() + 90
-            while len(_audited(collector.url)) < 2 * CALLS and time.monotonic() < deadline:
+            while not set(traces) <= stored() and time.monotonic() < deadline:
                 time.sleep(0.5)  # the restarted worker ships what its predecessor left in the outbox
-            items = _audited(collector.url)
-            assert sorted(str(i["trace_id"]) for i in items) == sorted(traces)
+            items = _stored(collector.url)
+            # Every answered call is stored (a reset call may have been decided before its connection
+            # was reset: stored, though never answered).
+            assert set(traces) <= {str(i["trace_id"]) for i in items}
             assert all(i["verified"] for i in items)
             with collector_api(collector.url) as api:
                 chain = api.get("/api/audit/chain", params={"limit": 5000}).json()["items"]
@@ -102,7 +105,7 @@ def test_two_workers_share_the_ports_and_lose_nothing_when_one_is_killed(tmp_pat
             # Both workers served, each its own chain, gap-free, the killed one continued after its restart.
             assert len(by_instance) == 2
             assert all(sorted(seqs) == list(range(1, len(seqs) + 1)) for seqs in by_instance.values())
-            assert sum(len(s) for s in by_instance.values()) == 2 * CALLS
+            assert sum(len(s) for s in by_instance.values()) == len(items)
             assert {Outbox(outbox).directory, Outbox(outbox / "worker-2").directory} == {outbox, outbox / "worker-2"}
             assert (outbox / "instance_id").read_text() != (outbox / "worker-2" / "instance_id").read_text()
 

@@ -9,12 +9,12 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import yaml
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -44,11 +44,10 @@ from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
 from bastion.collector.webhook import notifier
-from bastion.files import stamp
 from bastion.listen import serve_asgi
 from bastion.operators import Credentials
-from bastion.proxy.config import ConfigError
 from bastion.proxy.keys import KeyStore
+from bastion.reload import Reloader, when_changed
 from bastion.settings import CollectorSettings, redact_url
 
 log = logging.getLogger(__name__)
@@ -161,10 +160,11 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         batcher = Batcher(metrics.writer(write), batch_rows=settings.batch_rows, flush_interval=settings.flush_interval)
         batcher.start()
         app.state.collector = Collector(store, batcher)
-        webhook = approval_config.load(settings.policies_dir).webhook_url
+        approvals = Approvals(approval_config.load(settings.policies_dir))
+        webhook = approvals.config.webhook_url
         sealer = await asyncio.to_thread(Sealer.open, settings.approvals_key_path)
         app.state.board = board = Board(
-            store, notifier(webhook) if webhook else None, scope_for=_scopes(settings.policies_dir), sealer=sealer
+            store, notifier(webhook) if webhook else None, scope_for=approvals.scope_for, sealer=sealer
         )
         await asyncio.to_thread(board.load)
         metrics.buffered.set_function(lambda: batcher.buffered)
@@ -172,10 +172,13 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
         if settings.proxy_token is None:
             log.warning("No proxy credential (BASTION_PROXY_TOKEN): no proxy can send spans or hold calls")
-        app.state.agent_keys = _agent_keys(settings.keys_path)
+        app.state.agent_keys = agent_keys = _agent_keys(settings.keys_path)
+        reloader = _reloader(settings.policies_dir, approvals, agent_keys)
+        reloader.start()
         try:
             yield
         finally:
+            reloader.stop()
             await board.aclose()
             await batcher.close()
             await asyncio.to_thread(store.close)
@@ -205,29 +208,37 @@ def serve(settings: CollectorSettings, sock: socket.socket, log_level: str = "wa
     serve_asgi(create_app(settings), sock, log_level)
 
 
-def _scopes(policies_dir: Path) -> Callable[[str], Json | None]:
-    """A rule's approval scope from the collector's own bastion.yaml (re-read when it changes; a
-    broken edit keeps the last good settings). Never from the request that holds the call."""
-    current: dict[str, Any] = {"stamp": (-1, -1), "config": approval_config.ApprovalConfig()}
+@dataclass
+class Approvals:
+    """The approvals settings in force, from the collector's own bastion.yaml (never from the
+    request that holds the call); replaced when the file changes (see ``_reloader``)."""
 
-    def scope_for(rule: str) -> Json | None:
-        found = stamp(policies_dir / "bastion.yaml")
-        if found != current["stamp"]:
-            current["stamp"] = found
-            try:
-                current["config"] = approval_config.load(policies_dir)
-            except ConfigError as e:
-                log.warning("approvals settings not reloaded: %s", e)
-        config: approval_config.ApprovalConfig = current["config"]
-        return config.for_rule(rule).scope.as_json()
+    config: approval_config.ApprovalConfig
 
-    return scope_for
+    def scope_for(self, rule: str) -> Json | None:
+        return self.config.for_rule(rule).scope.as_json()
+
+
+def _reloader(policies_dir: Path, approvals: Approvals, agent_keys: KeyStore | None) -> Reloader:
+    """The collector's subscriptions to the one reload mechanism: bastion.yaml's approvals section
+    and the agent keys. A bad edit keeps the last good version; the Reloader logs it (the store
+    itself takes no alert span from here). Operators' tokens are checked on each use instead, so
+    that a removed operator is refused at once."""
+
+    def load_approvals() -> None:
+        approvals.config = approval_config.load(policies_dir)
+
+    reloader = Reloader(on_rejected=lambda message, alert: None)
+    reloader.subscribe("bastion.yaml", when_changed(lambda: [policies_dir / "bastion.yaml"], load_approvals))
+    if agent_keys is not None:
+        reloader.subscribe("keys", agent_keys.check)
+    return reloader
 
 
 def _agent_keys(path: Path) -> KeyStore | None:
     """Agent keys, for spans agents export themselves; without a readable keys file, none are accepted."""
     try:
-        return KeyStore(path) if path.exists() else None
+        return KeyStore(path, check_on_lookup=False) if path.exists() else None  # the Reloader checks it
     except (OSError, ValueError, yaml.YAMLError) as e:
         log.error("Agent keys not loaded from %s (agents cannot export spans): %s", path, e)
         return None

@@ -43,12 +43,7 @@ def statements(database: str = "bastion", cluster: str | None = None) -> list[st
         (schema.KEYS_TABLE, schema.keys_ddl, replacing),
         (schema.CONTROLS_TABLE, schema.controls_ddl, _replicated("ReplacingMergeTree", "Version")),
     ):
-        # these DDLs name the table themselves: rename it to the local table
-        out.append(
-            render(database, engine=engine, cluster=cluster).replace(
-                f"{db}.{schema.identifier(table)}", f"{db}.{schema.identifier(table + LOCAL)}", 1
-            )
-        )
+        out.append(render(database, engine=engine, cluster=cluster, table=table + LOCAL))
     for table, key in (
         (traces, "cityHash64(TraceId)"),
         (f"{traces}_trace_id_ts", "cityHash64(TraceId)"),

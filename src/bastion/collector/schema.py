@@ -228,19 +228,29 @@ def statements(
     ]
 
 
-def audit_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
-    """The audit chain table (see :mod:`bastion.collector.audit_store`)."""
-    return _AUDIT.format(**_names(database, cluster), engine=engine)
+def audit_ddl(
+    database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None, table: str = AUDIT_TABLE
+) -> str:
+    """The audit chain table (see :mod:`bastion.collector.audit_store`), named ``table``."""
+    return _AUDIT.format(**{**_names(database, cluster), "audit": identifier(table)}, engine=engine)
 
 
-def keys_ddl(database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None) -> str:
-    """Each proxy instance's audit public keys."""
-    return _KEYS.format(**_names(database, cluster), engine=engine)
+def keys_ddl(
+    database: str, *, engine: str = "ReplacingMergeTree()", cluster: str | None = None, table: str = KEYS_TABLE
+) -> str:
+    """Each proxy instance's audit public keys, in ``table``."""
+    return _KEYS.format(**{**_names(database, cluster), "keys": identifier(table)}, engine=engine)
 
 
-def controls_ddl(database: str, *, engine: str = "ReplacingMergeTree(Version)", cluster: str | None = None) -> str:
-    """The approvals board's table (see :mod:`bastion.collector.approvals`)."""
-    return _CONTROLS.format(**_names(database, cluster), engine=engine)
+def controls_ddl(
+    database: str,
+    *,
+    engine: str = "ReplacingMergeTree(Version)",
+    cluster: str | None = None,
+    table: str = CONTROLS_TABLE,
+) -> str:
+    """The approvals board's table (see :mod:`bastion.collector.approvals`), named ``table``."""
+    return _CONTROLS.format(**{**_names(database, cluster), "controls": identifier(table)}, engine=engine)
 
 
 def audit_upgrade(database: str, table: str = AUDIT_TABLE, cluster: str | None = None) -> str:

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from bastion.files import ConfigError as ConfigError
 from bastion.files import expand_env as expand_env
+from bastion.files import read_bastion_yaml
 from bastion.settings import Secret
 
 PROVIDERS = ("openai", "anthropic", "http")
@@ -113,15 +112,22 @@ class GatewayConfig:
         return next((r for r in self.routes if host in r.hosts), None)
 
 
+class LiveConfig:
+    """The gateway configuration in force. The proxy swaps it whole when bastion.yaml changes
+    (``bastion/reload.py``), so the addons that route read ``current`` on every call."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.current = config
+
+
+def live(config: GatewayConfig | LiveConfig) -> LiveConfig:
+    """``config`` as a LiveConfig (a fixed configuration never changes)."""
+    return config if isinstance(config, LiveConfig) else LiveConfig(config)
+
+
 def load_shadow_rules(policies_dir: Path) -> list[str]:
     """Names of the rules in shadow mode: decided and recorded, but not enforced."""
-    path = policies_dir / "bastion.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        return []
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+    path, raw = read_bastion_yaml(policies_dir, expand=False, missing_ok=True)
     rules = raw.get("shadow_rules") or [] if isinstance(raw, dict) else []
     if not isinstance(rules, list):
         raise ConfigError(f"{path}: shadow_rules must be a list of rule names")
@@ -129,11 +135,7 @@ def load_shadow_rules(policies_dir: Path) -> list[str]:
 
 
 def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
-    path = policies_dir / "bastion.yaml"
-    try:
-        raw = yaml.safe_load(expand_env(path.read_text())) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+    path, raw = read_bastion_yaml(policies_dir)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     routes = tuple(_route(path, i, r) for i, r in enumerate(raw.get("routes") or []))

@@ -16,11 +16,8 @@ from typing import Any
 
 import httpx
 
-from bastion import approval_config
 from bastion.approval_config import ApprovalConfig
-from bastion.files import Stamp, stamp
 from bastion.proxy import suspensions
-from bastion.proxy.config import ConfigError
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO; the agents' state is polled twice a second.
@@ -36,16 +33,13 @@ class Control:
         collector_url: str,
         config: ApprovalConfig,
         proxy_name: str = "",
-        policies_dir: Path | None = None,
         headers: Mapping[str, str] | None = None,
         suspensions_file: Path | None = None,
     ) -> None:
         self.base_url = collector_url.rstrip("/")
         self.headers = dict(headers or {})  # the proxy credential
+        # Replaced when bastion.yaml's approvals section changes (proxy/watch.py).
         self.config = config
-        # With a policies directory, edits to its bastion.yaml's approvals section apply while running.
-        self.policies_dir = policies_dir
-        self._stamp = self._config_stamp()
         self.proxy_name = proxy_name
         self.suspensions_file = suspensions_file
         # agent id -> reason; until the collector answers, what this proxy last heard of
@@ -57,19 +51,6 @@ class Control:
     def holds_reviews(self) -> bool:
         """Whether a review holds the call for a human (approvals configured) or is refused at once."""
         return self.config.enabled
-
-    def _config_stamp(self) -> Stamp:
-        return None if self.policies_dir is None else stamp(self.policies_dir / "bastion.yaml")
-
-    def reload_if_changed(self) -> None:
-        current = self._config_stamp()
-        if current == self._stamp or self.policies_dir is None:
-            return
-        self._stamp = current
-        try:
-            self.config = approval_config.load(self.policies_dir)
-        except ConfigError as e:  # the last good settings stay in force
-            log.warning("approvals settings not reloaded: %s", e)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -95,7 +76,6 @@ class Control:
     async def _poll(self) -> None:
         failed = False
         while True:
-            self.reload_if_changed()
             try:
                 await self.refresh()
                 failed = False

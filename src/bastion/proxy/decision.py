@@ -50,7 +50,7 @@ def deny(rule: str, reason: str, policy_version: str = "") -> Decision:
     return Decision(Effect.DENY, rule, reason, policy_version)
 
 
-def refuse(rule: str, reason: str) -> Decision:
+def error(rule: str, reason: str) -> Decision:
     """A refusal before policy: the rule names what was wrong with the request."""
     return Decision(Effect.ERROR, rule, reason)
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from bastion.proxy.classify import authority
-from bastion.proxy.decision import Decision, deny, refuse
+from bastion.proxy.decision import Decision, deny, error
 from bastion.proxy.keys import Identity
 
 TCP_ACTION = "connect"
@@ -100,7 +100,7 @@ def address_refusal(
     """The refusal when any address ``host`` resolved to is internal or Bastion's own; None when
     every one is public. A name that resolves to nothing is refused too."""
     if not addresses:
-        return refuse(UNRESOLVABLE_RULE, f"{host} does not resolve to any address")
+        return error(UNRESOLVABLE_RULE, f"{host} does not resolve to any address")
     for text in addresses:
         address = ip(text)
         found = category(address, port, own) if address is not None else (INTERNAL_ADDRESS_RULE, "not an IP address")

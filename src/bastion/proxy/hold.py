@@ -1,8 +1,10 @@
-"""A call held for a human: what the deciding addon hands to the approval addon.
+"""A review: what the deciding addon hands to the hold addon (``addons/approval.py``).
 
-The addon that decided (Authorize, or McpGovernance for MCP ``tools/call``) knows how its caller
-expects to be refused, so it leaves two callbacks: ``answer`` refuses the call with a message and
-an error code in the caller's format, ``resume`` readies it to go on.
+A decider (Authorize, or McpGovernance for MCP ``tools/call``) never holds or refuses a review
+itself: it leaves the review decision and a Hold, and the hold addon holds the call for a human, or
+refuses it at once when no approvals are configured. The decider knows how its caller expects to
+be refused, so it leaves two callbacks: ``answer`` refuses the call (the refusal's decision, a
+message and an error code, in the caller's format), ``resume`` readies it to go on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def _nothing() -> None:
 class Hold:
     request: PolicyRequest
     decision: Decision
-    answer: Callable[[str, str], None]
+    answer: Callable[[Decision, str, str], None]
     resume: Callable[[], None] = _nothing
     # Extra context for the approver (the conversation's last messages for model calls).
     context: dict[str, Any] = field(default_factory=dict)

@@ -120,12 +120,16 @@ def list_keys(path: Path) -> list[dict[str, Any]]:
 
 
 class KeyStore:
-    """Looks up identities by key; re-reads the file at most once a second when it changed (``check``
-    may be called more often, as the proxy's policy watcher does)."""
+    """Looks up identities by key. The proxy and the collector subscribe ``check`` to their
+    Reloader (``bastion/reload.py``) and pass ``check_on_lookup=False``; otherwise a lookup re-reads
+    the file at most once a second when it changed."""
 
-    def __init__(self, path: Path, on_rejected: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, path: Path, on_rejected: Callable[[str], None] | None = None, check_on_lookup: bool = True
+    ) -> None:
         self.path = path
         self.on_rejected = on_rejected
+        self.check_on_lookup = check_on_lookup
         self._lock = threading.Lock()
         self._by_hash: dict[str, Identity] = {}
         self._stamp: Stamp = None
@@ -161,6 +165,6 @@ class KeyStore:
         return True
 
     def lookup(self, key: str) -> Identity | None:
-        if time.monotonic() - self._checked >= RELOAD_CHECK_SECONDS:
+        if self.check_on_lookup and time.monotonic() - self._checked >= RELOAD_CHECK_SECONDS:
             self.check()
         return self._by_hash.get(hash_key(key))

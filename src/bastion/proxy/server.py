@@ -13,6 +13,7 @@ from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
 from bastion.proxy.addons import Redaction, default_addons
+from bastion.proxy.config import LiveConfig
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
@@ -22,8 +23,9 @@ from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
-from bastion.proxy.policy_watch import PolicyWatcher
 from bastion.proxy.telemetry import tracer_provider
+from bastion.proxy.watch import subscribe
+from bastion.reload import Reloader
 from bastion.settings import ProxySettings
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,8 @@ def modes(settings: ProxySettings) -> list[str]:
 
 
 async def run(settings: ProxySettings) -> None:
-    config = gateway_config.load(settings.policies_dir, settings.keys_file)
-    keys = KeyStore(config.keys_file)
+    config = LiveConfig(gateway_config.load(settings.policies_dir, settings.keys_file))
+    keys = KeyStore(config.current.keys_file, check_on_lookup=False)  # the Reloader checks it
     engine = PolicyEngine(settings.policies_dir)
     pii = pii_config.load(settings.policies_dir)  # a bad pii.yaml stops the start: fail closed
     durable = None
@@ -65,7 +67,6 @@ async def run(settings: ProxySettings) -> None:
         settings.collector_url,
         approval_config.load(settings.policies_dir),
         proxy_name=f"{settings.host}:{settings.reverse_port}{f' worker {settings.worker}' if settings.worker else ''}",
-        policies_dir=settings.policies_dir,
         headers=settings.collector_headers,
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
@@ -110,16 +111,18 @@ async def run(settings: ProxySettings) -> None:
 
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
-    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check, keys.check])
-    watcher.start()
+    reloader = Reloader(on_rejected=record_rejection)
+    subscribe(reloader, settings.policies_dir, settings.keys_file, config, engine, keys, pii_reloader, control)
+    reloader.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
-    for route in config.routes:
+    for route in config.current.routes:
         if route.api_key_env and route.api_key is None:
             log.warning("route %s: %s is not set; its calls will fail with 502", route.name, route.api_key_env)
     routes = ", ".join(
-        f"{r.prefix} -> {r.upstream.scheme}://{r.upstream.authority}{r.upstream.base_path}" for r in config.routes
+        f"{r.prefix} -> {r.upstream.scheme}://{r.upstream.authority}{r.upstream.base_path}"
+        for r in config.current.routes
     )
     worker = f" (worker {settings.worker} of {settings.workers})" if settings.worker else ""
     print(
@@ -127,13 +130,13 @@ async def run(settings: ProxySettings) -> None:
         f"explicit (HTTPS_PROXY) http://AGENT:KEY@{settings.host}:{settings.explicit_port}\n"
         f"  routes: {routes}\n"
         f"  CA certificate: {(settings.confdir / CA_CERT_NAME).resolve()}\n"
-        f"  policy version {engine.version}; keys from {config.keys_file}{metrics_line}",
+        f"  policy version {engine.version}; keys from {config.current.keys_file}{metrics_line}",
         flush=True,
     )
     try:
         await master.run()
     finally:
-        watcher.stop()
+        reloader.stop()
         if durable is not None:
             durable.stop()
         else:

@@ -12,6 +12,7 @@ from opentelemetry.trace import Span
 from bastion.proxy.classify import Call
 from bastion.proxy.config import McpServer, Route
 from bastion.proxy.decision import Decision
+from bastion.proxy.errors import error_response
 from bastion.proxy.hold import Hold
 from bastion.proxy.keys import Identity
 from bastion.proxy.usage import Usage
@@ -36,7 +37,8 @@ class CallState:
     # Extra span attributes an addon wants recorded for this call (semconv names).
     attributes: dict[str, Any] = field(default_factory=dict)
     span: Span | None = None
-    # Set by the deciding addon when a review holds the call for a human (addons/approval.py).
+    # Set by the deciding addon with every review: the hold addon (addons/approval.py) holds the
+    # call for a human, or refuses it when no approvals are configured.
     hold: Hold | None = None
     # Seconds the call waited for a human (HoldForApproval); not Bastion's own time.
     held_seconds: float = 0.0
@@ -59,3 +61,20 @@ def mcp_server(flow: http.HTTPFlow) -> McpServer | None:
     """The MCP server McpRouting found for the flow, if any."""
     found = flow.metadata.get(MCP_SERVER)
     return found if isinstance(found, McpServer) else None
+
+
+def refuse_with(flow: http.HTTPFlow, decision: Decision, response: http.Response) -> None:
+    """Refuse the call: its decision and the answer the caller gets, set together."""
+    state(flow).decision = decision
+    flow.response = response
+
+
+def refuse(
+    flow: http.HTTPFlow, decision: Decision, status: int, message: str, code: str, provider: str | None = None
+) -> None:
+    """Refuse the call with ``status`` and an error body in the caller's API format (the route's,
+    unless ``provider`` names another), naming ``code``; the decision says why, for the audit."""
+    if provider is None:
+        route = state(flow).route
+        provider = route.provider if route is not None else "http"
+    refuse_with(flow, decision, error_response(provider, status, message, code))

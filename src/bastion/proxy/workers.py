@@ -34,7 +34,7 @@ from bastion.proxy.mcp_sessions import SECRET_ENV
 from bastion.settings import WORKER_ENV, ProxySettings
 
 log = logging.getLogger(__name__)
-# A worker that exits sooner than this after its start failed to start.
+# A worker that exits with an error sooner than this after its start failed to start.
 STARTUP_SECONDS = 10.0
 # mitmproxy's CA file names and key size (tlsconfig's defaults).
 _CA_BASENAME = "mitmproxy"
@@ -73,7 +73,8 @@ class Supervisor:
                 status = proc.poll()
                 if status is None or self.stopping:
                     continue
-                if time.monotonic() - started < STARTUP_SECONDS:
+                # Killed by a signal (the OOM killer, an operator): start it again whenever it happened.
+                if status > 0 and time.monotonic() - started < STARTUP_SECONDS:
                     log.error("proxy worker %d failed to start (status %d): stopping every worker", worker, status)
                     self.stop()
                     self._wait()

@@ -15,7 +15,7 @@ from bastion.proxy.pii import audit
 from bastion.proxy.pii import config as pii_config
 from bastion.proxy.pii.reload import PiiReloader
 from bastion.proxy.policy import PolicyEngine
-from bastion.proxy.policy_watch import PolicyWatcher
+from bastion.reload import Reloader
 from support import SESSION_POLICIES, copy_policies
 
 
@@ -73,11 +73,13 @@ def test_a_bad_edit_keeps_the_previous_configuration(
     assert "<EMAIL_ADDRESS>" in redaction.audit_text("mail bob@example.com")
 
 
-def test_the_policy_watcher_reports_rejected_pii_edits(policies: Path, redaction: Redaction) -> None:
+def test_the_reloader_reports_rejected_pii_edits(policies: Path, redaction: Redaction) -> None:
     rejected: list[str] = []
-    watcher = PolicyWatcher(PolicyEngine(policies), rejected.append, also=[PiiReloader(policies, redaction).check])
+    reloader = Reloader(lambda message, alert: rejected.append(message))
+    reloader.subscribe("policy", PolicyEngine(policies).reload_if_changed)
+    reloader.subscribe("pii.yaml", PiiReloader(policies, redaction).check)
     edit(policies, "entities: [not, a, mapping]\n")
-    watcher.check()
+    reloader.check()
     assert len(rejected) == 1 and "pii.yaml" in rejected[0]
 
 

@@ -28,7 +28,7 @@ from bastion.proxy.addons.streaming import ResponseStream
 from bastion.proxy.addons.tool_calls import ToolCalls
 from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
-from bastion.proxy.config import GatewayConfig
+from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.control import Control
 from bastion.proxy.egress import Resolver
 from bastion.proxy.keys import KeyStore
@@ -42,7 +42,7 @@ __all__ = ["Redaction", "default_addons"]
 
 
 def default_addons(
-    config: GatewayConfig,
+    config: GatewayConfig | LiveConfig,
     keys: KeyStore,
     engine: PolicyEngine,
     tracer: Tracer,
@@ -54,16 +54,15 @@ def default_addons(
     outbox: Outbox | None = None,
     metrics: ProxyMetrics | None = None,
 ) -> list[object]:
-    """The addons; with ``control``, reviews are held for a human and humans can step in.
+    """The addons; with ``control``, reviews are held for a human (else refused) and humans can step in.
     ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
     with ``sessions`` (replicas share its secret), or with a secret of this process. With ``outbox``,
     each response waits for its spans' fsync; with ``metrics``, every call is counted."""
-    hold = None if control is None else control.holds_reviews
-    human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
+    current = live(config)  # routes and MCP servers follow bastion.yaml while running
     addons: list[object | None] = [
         Health(),
-        McpRouting(config),
-        Routing(config),
+        McpRouting(current),
+        Routing(current),
         # Reads x-bastion-conversation before Identify removes x-bastion-* headers.
         ConversationHeader(),
         Identify(keys),
@@ -72,16 +71,18 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, hold_reviews=hold, refusals=config.mcp_refusals),
+        McpGovernance(engine, tracer, current),
         # Checks session ids in requestheaders (before every request hook); binds the server's id in
         # responseheaders, after McpGovernance noted it unbound.
         McpSessions(sessions or SessionBinder.from_token(None)),
-        Authorize(engine, hold_reviews=hold),
+        Authorize(engine),
         # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
         # calls to hosts no route claims (before a human is asked to approve them); pins connections.
-        Egress(config, keys, engine, resolver),
-        # Waits for a human on held calls (async: other calls flow on), then adds guidance.
-        *human,
+        Egress(current, keys, engine, resolver),
+        # The one place reviews are held for a human (async: other calls flow on) or, without
+        # approvals, refused; then guidance is added.
+        HoldForApproval(control),
+        None if control is None else Guidance(control),
         Forward(),
         ResponseStream(),
         # Wraps the stream callback ResponseStream set, so after it.
@@ -91,7 +92,7 @@ def default_addons(
         # emits are decided on restored arguments. Idle without pii.yaml until one appears.
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
-        ToolCalls(engine, tracer, config.tool_calls),
+        ToolCalls(engine, tracer, current),
         # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.

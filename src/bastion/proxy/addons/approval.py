@@ -1,7 +1,9 @@
-"""Held calls wait here for a human's decision, while every other call flows on.
+"""Reviews are held here for a human's decision, while every other call flows on.
 
-The deciding addon leaves a :class:`~bastion.proxy.hold.Hold` in the call's state. This addon
-asks the collector for an approval (with the call's context, passed through ``audit_payload``),
+The deciding addon leaves a review decision and a :class:`~bastion.proxy.hold.Hold` in the call's
+state; this is the one place that holds or refuses it. Without approvals (no collector control, or
+none configured in ``bastion.yaml``) the review is refused at once with ``approval_required``.
+Otherwise this addon asks the collector for an approval (with the call's context, passed through ``audit_payload``),
 long-polls for the decision, and then resumes the call (approved) or refuses it with the
 approver's reason (denied), ``approval_timeout`` (no decision in time) or, when the agent went
 away meanwhile, records the approval as abandoned. The outcome goes into the call's span.
@@ -23,7 +25,7 @@ from bastion.approval_config import call_digest
 from bastion.proxy.audit_payload import audit_payload
 from bastion.proxy.control import WAIT_SLICE_SECONDS, Control
 from bastion.proxy.conversation import last_messages
-from bastion.proxy.decision import Decision, Effect
+from bastion.proxy.decision import REVIEW_CODE, Decision, Effect, refusal_message
 from bastion.proxy.hold import Hold
 from bastion.proxy.state import CallState, answered, state
 
@@ -76,7 +78,7 @@ def connected(flow: http.HTTPFlow) -> bool:
 
 
 class HoldForApproval:
-    def __init__(self, control: Control) -> None:
+    def __init__(self, control: Control | None = None) -> None:
         self.control = control
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -84,30 +86,34 @@ class HoldForApproval:
         hold, st.hold = st.hold, None
         if hold is None or answered(flow):
             return
+        control = self.control
+        if control is None or not control.holds_reviews():  # read per call: bastion.yaml may change
+            hold.answer(hold.decision, refusal_message(hold.request, hold.decision), REVIEW_CODE)
+            return
         started = time.monotonic()
-        deadline = started + self.control.config.for_rule(hold.decision.rule).timeout_seconds
+        deadline = started + control.config.for_rule(hold.decision.rule).timeout_seconds
         try:
-            await self._wait(flow, st, hold, deadline)
+            await self._wait(flow, st, hold, control, deadline)
         finally:
             st.held_seconds = time.monotonic() - started
 
-    async def _wait(self, flow: http.HTTPFlow, st: CallState, hold: Hold, deadline: float) -> None:
+    async def _wait(self, flow: http.HTTPFlow, st: CallState, hold: Hold, control: Control, deadline: float) -> None:
         try:
             # Off the event loop: the context is redacted for the store, which may run NER.
-            details = await asyncio.to_thread(context, flow, st, hold, self.control)
-            record = await self.control.create(details)
+            details = await asyncio.to_thread(context, flow, st, hold, control)
+            record = await control.create(details)
             st.attributes[semconv.BASTION_APPROVAL_ID] = record["id"]
             while record["status"] == "pending":
                 remaining = deadline - time.monotonic()
                 if not connected(flow):
-                    record = await self.control.close(record["id"], "abandoned")
-                elif hold.request.agent_id in self.control.suspended:  # the kill switch ends the wait too
-                    record = await self.control.close(record["id"], "abandoned")
+                    record = await control.close(record["id"], "abandoned")
+                elif hold.request.agent_id in control.suspended:  # the kill switch ends the wait too
+                    record = await control.close(record["id"], "abandoned")
                     record = {**record, "suspended": True}
                 elif remaining <= 0:
-                    record = await self.control.close(record["id"], "timeout")
+                    record = await control.close(record["id"], "timeout")
                 else:
-                    record = await self.control.wait(record["id"], min(remaining, WAIT_SLICE_SECONDS))
+                    record = await control.wait(record["id"], min(remaining, WAIT_SLICE_SECONDS))
         except (httpx.HTTPError, ValueError, KeyError) as e:
             log.warning("approval for %s could not be asked or awaited: %s", hold.request.obj, e)
             self._refuse(st, hold, "unavailable", UNAVAILABLE_CODE, f"the approvals service is unavailable ({e})")
@@ -151,9 +157,8 @@ class HoldForApproval:
     def _refuse(self, st: CallState, hold: Hold, status: str, code: str, why: str) -> None:
         decision, request = hold.decision, hold.request
         st.attributes[semconv.BASTION_APPROVAL_STATUS] = status
-        st.decision = Decision(Effect.DENY, decision.rule, why, decision.policy_version)
         message = (
             f"Bastion held {request.act} on {request.obj} for approval (rule '{decision.rule}'), "
             f"and it was refused: {why}."
         )
-        hold.answer(message, code)
+        hold.answer(Decision(Effect.DENY, decision.rule, why, decision.policy_version), message, code)

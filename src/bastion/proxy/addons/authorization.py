@@ -1,27 +1,22 @@
 """The policy decision: allowed calls go on; denied ones get a 403 naming the rule.
 
-A review (hold for a human) is left to HoldForApproval when approvals are configured, and is
-otherwise refused with its own error code.
+A review is left to the hold addon (HoldForApproval), which holds the call for a human or refuses
+it with its own error code when no approvals are configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mitmproxy import http
 
-from bastion.proxy.decision import Effect, PolicyRequest, refusal_code, refusal_message
-from bastion.proxy.errors import error_response
+from bastion.proxy.decision import Decision, Effect, PolicyRequest, refusal_code, refusal_message
 from bastion.proxy.hold import Hold
 from bastion.proxy.policy import PolicyEngine
-from bastion.proxy.state import answered, state
+from bastion.proxy.state import answered, refuse, state
 
 
 class Authorize:
-    def __init__(self, engine: PolicyEngine, hold_reviews: Callable[[], bool] | None = None) -> None:
+    def __init__(self, engine: PolicyEngine) -> None:
         self.engine = engine
-        # Whether approvals are on (read per call: bastion.yaml may change while running).
-        self.hold_reviews = hold_reviews
 
     def request(self, flow: http.HTTPFlow) -> None:
         if answered(flow):
@@ -32,14 +27,12 @@ class Authorize:
         call = st.call
         request = PolicyRequest(st.identity.agent_id, st.identity.role, call.policy_object, call.policy_action)
         st.decision = decision = self.engine.decide(request)
-        if decision.effect is Effect.REVIEW and self.hold_reviews is not None and self.hold_reviews():
-            provider = call.provider
+        provider = call.provider
+        if decision.effect is Effect.REVIEW:
 
-            def answer(message: str, code: str) -> None:
-                flow.response = error_response(provider, 403, message, code)
+            def answer(refusal: Decision, message: str, code: str) -> None:
+                refuse(flow, refusal, 403, message, code, provider)
 
             st.hold = Hold(request, decision, answer)
-            return
-        if not decision.allowed:
-            message = refusal_message(request, decision)
-            flow.response = error_response(call.provider, 403, message, refusal_code(decision))
+        elif not decision.allowed:
+            refuse(flow, decision, 403, refusal_message(request, decision), refusal_code(decision), provider)

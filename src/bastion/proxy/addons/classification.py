@@ -9,9 +9,8 @@ from __future__ import annotations
 from mitmproxy import http
 
 from bastion.proxy.classify import classify
-from bastion.proxy.decision import refuse
-from bastion.proxy.errors import error_response
-from bastion.proxy.state import answered, state
+from bastion.proxy.decision import error
+from bastion.proxy.state import answered, refuse, state
 
 UNREAD_CODE = "invalid_json"
 
@@ -28,5 +27,4 @@ class Classify:
             st.call = classify(st.route.provider, flow.request.method, up.host, st.upstream_path, st.body, up.port)
         except ValueError as e:
             message = f"Bastion could not read this model call: {e}."
-            st.decision = refuse(UNREAD_CODE, message)
-            flow.response = error_response(st.route.provider, 400, message, UNREAD_CODE)
+            refuse(flow, error(UNREAD_CODE, message), 400, message, UNREAD_CODE)

@@ -28,7 +28,7 @@ from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.mode_specs import RegularMode
 
 from bastion import semconv
-from bastion.proxy.config import GatewayConfig
+from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.credentials import proxy_key
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, deny
 from bastion.proxy.egress import (
@@ -47,10 +47,9 @@ from bastion.proxy.egress import (
     names_host,
     tcp_object,
 )
-from bastion.proxy.errors import error_response
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.policy import NO_MATCH_RULE, PolicyEngine
-from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.state import CallState, answered, refuse, state
 
 log = logging.getLogger(__name__)
 REALM = 'Basic realm="bastion"'
@@ -75,9 +74,13 @@ async def resolve(host: str, port: int) -> list[str]:
 
 class Egress:
     def __init__(
-        self, config: GatewayConfig, keys: KeyStore, engine: PolicyEngine, resolver: Resolver | None = None
+        self,
+        config: GatewayConfig | LiveConfig,
+        keys: KeyStore,
+        engine: PolicyEngine,
+        resolver: Resolver | None = None,
     ) -> None:
-        self.config = config
+        self.live = live(config)
         self.keys = keys
         self.engine = engine
         self.resolve = resolver or resolve
@@ -86,8 +89,20 @@ class Egress:
         self._tunnels: dict[str, Tunnel] = {}  # client connection id -> its tunnel
         self._pins: dict[str, dict[tuple[str, int], Pin]] = {}  # client id -> (host, port) -> checked address
         self._asked: dict[str, tuple[str, int]] = {}  # server connection id -> (host, port) while it connects
-        routes = [*config.routes, *(s.route for s in config.mcp_servers)]
-        self._configured = frozenset((r.upstream.host, r.upstream.port) for r in routes)
+        self._upstreams: tuple[GatewayConfig, frozenset[tuple[str, int]]] | None = None
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.current
+
+    @property
+    def _configured(self) -> frozenset[tuple[str, int]]:
+        """The upstreams of the configuration in force (routes and MCP servers)."""
+        config = self.config
+        if self._upstreams is None or self._upstreams[0] is not config:
+            routes = [*config.routes, *(s.route for s in config.mcp_servers)]
+            self._upstreams = (config, frozenset((r.upstream.host, r.upstream.port) for r in routes))
+        return self._upstreams[1]
 
     async def running(self) -> None:
         proxyserver = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
@@ -116,8 +131,8 @@ class Egress:
                 if key is None
                 else "The Bastion key in Proxy-Authorization is unknown or revoked."
             )
-            st.decision = deny(rule, message)
-            flow.response = error_response("http", 407, message, rule)
+            refuse(flow, deny(rule, message), 407, message, rule, "http")
+            assert flow.response is not None
             flow.response.headers["proxy-authenticate"] = REALM
             return
         route = self.config.route_for_host(host)
@@ -136,11 +151,11 @@ class Egress:
         )
         if found is None:
             reason = f"no rule allows agent {identity.agent_id} any call to {host}:{port}, so '{NO_MATCH_RULE}' applies"
-            self._refuse(flow, st, Decision(Effect.DENY, NO_MATCH_RULE, reason, version), f"CONNECT {host}:{port}")
+            self._refuse(flow, Decision(Effect.DENY, NO_MATCH_RULE, reason, version), f"CONNECT {host}:{port}")
             return
         refusal, pin = await self._check(flow.client_conn.id, host, port, found.named is not None)
         if refusal is not None:
-            self._refuse(flow, st, replace(refusal, policy_version=version), f"CONNECT {host}:{port}")
+            self._refuse(flow, replace(refusal, policy_version=version), f"CONNECT {host}:{port}")
             return
         assert pin is not None
         rule = found.named or found.rule
@@ -163,7 +178,7 @@ class Egress:
         refusal, pin = await self._check(flow.client_conn.id, host, port, self._named(st, obj, act, host))
         if refusal is not None:
             st.hold = None
-            self._refuse(flow, st, replace(refusal, policy_version=st.decision.policy_version), "the call")
+            self._refuse(flow, replace(refusal, policy_version=st.decision.policy_version), "the call")
         elif pin is not None:
             st.attributes[semconv.NETWORK_PEER_ADDRESS] = pin.address
 
@@ -272,10 +287,8 @@ class Egress:
         )
         return deny(INTERNAL_ADDRESS_RULE, reason)
 
-    def _refuse(self, flow: http.HTTPFlow, st: CallState, decision: Decision, what: str) -> None:
-        st.decision = decision
+    def _refuse(self, flow: http.HTTPFlow, decision: Decision, what: str) -> None:
         status = 502 if decision.rule == UNRESOLVABLE_RULE else 403
         version = f" (policy version {decision.policy_version})" if decision.policy_version else ""
         message = f"Bastion refused {what}: {decision.reason}{version}."
-        provider = st.route.provider if st.route is not None else "http"
-        flow.response = error_response(provider, status, message, _CODES.get(decision.rule, "policy_denied"))
+        refuse(flow, decision, status, message, _CODES.get(decision.rule, "policy_denied"))

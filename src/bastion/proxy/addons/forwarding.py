@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from bastion.proxy.decision import refuse
-from bastion.proxy.errors import error_response
-from bastion.proxy.state import answered, state
+from bastion.proxy.decision import error
+from bastion.proxy.state import answered, refuse, state
 
 UNDECIDED_CODE = "no_decision"
 
@@ -25,8 +24,7 @@ class Forward:
             return
         if st.decision is None or not st.decision.allowed:
             message = "Bastion reached no decision on this call (an internal error), so it was not sent."
-            st.decision = refuse(UNDECIDED_CODE, message)
-            flow.response = error_response(route.provider, 500, message, UNDECIDED_CODE)
+            refuse(flow, error(UNDECIDED_CODE, message), 500, message, UNDECIDED_CODE)
             return
         upstream = route.upstream
         flow.request.scheme = upstream.scheme
@@ -38,8 +36,7 @@ class Forward:
             return
         if route.api_key is None:
             message = f"The provider key for route {route.name!r} is not configured (set {route.api_key_env})."
-            st.decision = refuse("provider_key_missing", message)
-            flow.response = error_response(route.provider, 502, message, "provider_key_missing")
+            refuse(flow, error("provider_key_missing", message), 502, message, "provider_key_missing")
             return
         if route.provider == "anthropic":
             flow.request.headers["x-api-key"] = route.api_key.get()

@@ -12,9 +12,8 @@ from mitmproxy import connection, http
 
 from bastion.proxy.credentials import presented_key, proxy_key
 from bastion.proxy.decision import deny
-from bastion.proxy.errors import error_response
 from bastion.proxy.keys import KeyStore
-from bastion.proxy.state import answered, state
+from bastion.proxy.state import answered, refuse, state
 
 API_KEY_HEADERS = ("authorization", "x-api-key")
 
@@ -58,5 +57,4 @@ class Identify:
                 if key is None
                 else "The Bastion key is unknown or revoked."
             )
-            st.decision = deny(rule, message)
-            flow.response = error_response(st.route.provider if st.route else "http", 401, message, rule)
+            refuse(flow, deny(rule, message), 401, message, rule)

@@ -20,8 +20,7 @@ from bastion.proxy.audit_payload import audit_payload
 from bastion.proxy.control import Control
 from bastion.proxy.conversation import CHAT, MESSAGES, RESPONSES, with_guidance
 from bastion.proxy.decision import Decision, Effect
-from bastion.proxy.errors import error_response
-from bastion.proxy.state import answered, state
+from bastion.proxy.state import answered, refuse, state
 
 log = logging.getLogger(__name__)
 SUSPENDED_CODE = "agent_suspended"
@@ -47,8 +46,7 @@ class Suspension:
             return
         reason = self.control.suspended[agent] or "no reason given"
         message = f"Bastion: agent {agent} is suspended by a human supervisor ({reason}); every call is refused."
-        st.decision = Decision(Effect.DENY, SUSPENDED_RULE, f"agent suspended: {reason}")
-        flow.response = error_response(st.route.provider, 403, message, SUSPENDED_CODE)
+        refuse(flow, Decision(Effect.DENY, SUSPENDED_RULE, f"agent suspended: {reason}"), 403, message, SUSPENDED_CODE)
 
 
 class Guidance:

@@ -2,15 +2,15 @@
 
 A refused call is answered here with a JSON-RPC error carrying the request's id, in the form the
 client's revision expects (an SSE ``message`` event where the server would have streamed, plain
-JSON otherwise). Every other message passes through as it came, with the proxy span's trace context
-added to ``params._meta`` of requests. Malformed JSON-RPC gets a JSON-RPC error from the proxy.
+JSON otherwise); a review is left to the hold addon, with the means to answer it alike. Every other
+message passes through as it came, with the proxy span's trace context added to ``params._meta``
+of requests. Malformed JSON-RPC gets a JSON-RPC error from the proxy.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
 
 from mitmproxy import http
 from opentelemetry import trace
@@ -20,11 +20,12 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from bastion import semconv
 from bastion.proxy import mcp
 from bastion.proxy.classify import mcp_call
+from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, refusal_code, refusal_message
 from bastion.proxy.hold import Hold
 from bastion.proxy.policy import PolicyEngine, tool_object
 from bastion.proxy.sse import is_event_stream
-from bastion.proxy.state import CallState, answered, mcp_server, state
+from bastion.proxy.state import CallState, answered, mcp_server, refuse_with, state
 from bastion.proxy.telemetry import start_call_span
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,19 @@ class McpGovernance:
         self,
         engine: PolicyEngine,
         tracer: Tracer,
-        hold_reviews: Callable[[], bool] | None = None,
-        refusals: str = "tool_result",
+        config: GatewayConfig | LiveConfig,
     ) -> None:
         self.engine = engine
         self.tracer = tracer
-        # tool_result: a refused tools/call is a tool result with isError; jsonrpc_error: an error.
-        self.refusals = refusals
-        # A review holds the call for HoldForApproval (approvals configured) instead of refusing it.
-        self.hold_reviews = hold_reviews
+        self.live = live(config)
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
         self._streams: OrderedDict[str, bool] = OrderedDict()
+
+    @property
+    def refusals(self) -> str:
+        """tool_result: a refused tools/call is a tool result with isError; jsonrpc_error: an error
+        (bastion.yaml's mcp_refusals, as in force now)."""
+        return self.live.current.mcp_refusals
 
     def request(self, flow: http.HTTPFlow) -> None:
         server = mcp_server(flow)
@@ -81,13 +84,13 @@ class McpGovernance:
         except ValueError as e:  # a JsonRpcError, or a body whose content-encoding does not decode
             error = e if isinstance(e, mcp.JsonRpcError) else mcp.JsonRpcError(mcp.PARSE_ERROR, f"Parse error: {e}")
             st.call = mcp_call("invalid", None, host, path, "POST")
-            self._reject(flow, st, error)
+            self._reject(flow, error)
             return
         if batch:
             st.call = mcp_call("batch", None, host, path, "POST")
             if any(m.method in (mcp.TOOLS_CALL, mcp.TOOLS_LIST) for m in messages):
                 text = "Invalid Request: Bastion takes tools/call and tools/list one at a time, not in a batch."
-                self._reject(flow, st, mcp.JsonRpcError(mcp.INVALID_REQUEST, text))
+                self._reject(flow, mcp.JsonRpcError(mcp.INVALID_REQUEST, text))
             else:
                 st.decision = self._protocol("batch")
             return
@@ -110,7 +113,7 @@ class McpGovernance:
             name, arguments = mcp.tool_call(message)
         except mcp.JsonRpcError as e:
             st.call = mcp_call(mcp.TOOLS_CALL, "", st.route.upstream.host, st.upstream_path, "POST")
-            self._reject(flow, st, e)
+            self._reject(flow, e)
             return
         st.call = mcp_call(mcp.TOOLS_CALL, name, st.route.upstream.host, st.upstream_path, "POST")
         st.attributes[semconv.GEN_AI_TOOL_NAME] = name
@@ -123,47 +126,58 @@ class McpGovernance:
         if decision.allowed:
             self._continue_trace(flow, st, message)
             return
-        if decision.effect is Effect.REVIEW and self.hold_reviews is not None and self.hold_reviews():
+        if decision.effect is Effect.REVIEW:
             self._continue_trace(flow, st, message)  # the approval links to the span the call keeps
 
-            def answer(text: str, code: str) -> None:
-                data = {"code": code, "rule": decision.rule, "policy_version": decision.policy_version}
-                st.attributes[semconv.ERROR_TYPE] = code
-                self._refuse(flow, message, mcp.POLICY_DENIED, text, data)
+            def answer(refusal: Decision, text: str, code: str) -> None:
+                if refusal.effect is Effect.REVIEW:  # refused at once: no approvals configured
+                    self._refuse_by_policy(flow, message, name, request, refusal)
+                else:  # held, then refused (by an approver, a timeout, ...)
+                    self._refuse(flow, message, refusal, mcp.POLICY_DENIED, text, code)
 
             st.hold = Hold(request, decision, answer)
             return
+        self._refuse_by_policy(flow, message, name, request, decision)
+
+    def _refuse_by_policy(
+        self, flow: http.HTTPFlow, message: mcp.Message, name: str, request: PolicyRequest, decision: Decision
+    ) -> None:
         code = mcp.APPROVAL_REQUIRED if decision.effect is Effect.REVIEW else mcp.POLICY_DENIED
-        reason = refusal_code(decision)
-        data = {"code": reason, "rule": decision.rule, "policy_version": decision.policy_version}
-        st.attributes[semconv.ERROR_TYPE] = reason
         text = refusal_message(request, decision)
         if self.refusals == "tool_result":
             text = f"The tool {name} was not run. {text} {_what_to_do(decision)}"
-        self._refuse(flow, message, code, text, data)
+        self._refuse(flow, message, decision, code, text, refusal_code(decision))
 
-    def _refuse(self, flow: http.HTTPFlow, message: mcp.Message, code: int, text: str, data: dict[str, str]) -> None:
+    def _refuse(
+        self, flow: http.HTTPFlow, message: mcp.Message, decision: Decision, rpc_code: int, text: str, code: str
+    ) -> None:
         """A refused tools/call: a tool result with isError by default, else a JSON-RPC error."""
+        data = {"code": code, "rule": decision.rule, "policy_version": decision.policy_version}
+        state(flow).attributes[semconv.ERROR_TYPE] = code
         if self.refusals == "tool_result":
             modern = mcp.is_modern(flow.request.headers)
-            self._answer(flow, mcp.tool_error(message.id, text, {REFUSAL_META: data}, modern=modern), data["code"])
+            payload = mcp.tool_error(message.id, text, {REFUSAL_META: data}, modern=modern)
         else:
-            self._answer(flow, mcp.error(message.id, code, text, data), data["code"])
+            payload = mcp.error(message.id, rpc_code, text, data)
+        refuse_with(flow, decision, self._answer(flow, payload, code))
 
     def _protocol(self, endpoint: str) -> Decision:
         return allow(PROTOCOL_RULE, f"MCP {endpoint}: only tools/call is decided by policy")
 
-    def _reject(self, flow: http.HTTPFlow, st: CallState, error: mcp.JsonRpcError) -> None:
+    def _reject(self, flow: http.HTTPFlow, error: mcp.JsonRpcError) -> None:
         """Bad input: HTTP 400 with the JSON-RPC error, as MCP servers answer it."""
         code = "invalid_jsonrpc" if error.code != mcp.INVALID_PARAMS else "invalid_params"
-        st.decision = Decision(Effect.ERROR, code, error.message)
+        decision = Decision(Effect.ERROR, code, error.message)
         if error.code == mcp.INVALID_PARAMS and error.request_id is not None:
-            self._answer(flow, mcp.error(error.request_id, error.code, error.message), code)
+            refuse_with(
+                flow, decision, self._answer(flow, mcp.error(error.request_id, error.code, error.message), code)
+            )
             return
         body = mcp.encode(mcp.error(error.request_id, error.code, error.message))
-        flow.response = http.Response.make(400, body, {"content-type": "application/json", "x-bastion-error": code})
+        headers = {"content-type": "application/json", "x-bastion-error": code}
+        refuse_with(flow, decision, http.Response.make(400, body, headers))
 
-    def _answer(self, flow: http.HTTPFlow, payload: mcp.Json, code: str) -> None:
+    def _answer(self, flow: http.HTTPFlow, payload: mcp.Json, code: str) -> http.Response:
         """A JSON-RPC answer to a request, as an SSE event or as JSON, whichever its server would send."""
         headers = flow.request.headers
         session = headers.get(mcp.SESSION_HEADER)
@@ -175,7 +189,7 @@ class McpGovernance:
         response_headers = {"content-type": content_type, "cache-control": "no-cache", "x-bastion-error": code}
         if session:
             response_headers[mcp.SESSION_HEADER] = session
-        flow.response = http.Response.make(200, body, response_headers)
+        return http.Response.make(200, body, response_headers)
 
     def _continue_trace(self, flow: http.HTTPFlow, st: CallState, message: mcp.Message) -> None:
         """Continue the trace context in ``params._meta`` and pass the proxy span's own on in its place."""

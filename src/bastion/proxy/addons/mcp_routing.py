@@ -8,15 +8,18 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from bastion import semconv
 from bastion.proxy import mcp
-from bastion.proxy.config import MCP_PROVIDER, GatewayConfig
-from bastion.proxy.decision import refuse
-from bastion.proxy.errors import error_response
-from bastion.proxy.state import MCP_SERVER, answered, state
+from bastion.proxy.config import MCP_PROVIDER, GatewayConfig, LiveConfig, live
+from bastion.proxy.decision import error
+from bastion.proxy.state import MCP_SERVER, answered, refuse, state
 
 
 class McpRouting:
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+    def __init__(self, config: GatewayConfig | LiveConfig) -> None:
+        self.live = live(config)  # MCP servers added to bastion.yaml apply without a restart
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.current
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if answered(flow) or not isinstance(flow.client_conn.proxy_mode, ReverseMode):
@@ -30,8 +33,7 @@ class McpRouting:
         if server is None:
             configured = ", ".join(f"{s.name} at {s.route.prefix}" for s in self.config.mcp_servers) or "none"
             message = f"No MCP server at {flow.request.path.split('?', 1)[0]!r}. Configured MCP servers: {configured}."
-            st.decision = refuse("unknown_mcp_server", message)
-            flow.response = error_response(MCP_PROVIDER, 404, message, "unknown_mcp_server")
+            refuse(flow, error("unknown_mcp_server", message), 404, message, "unknown_mcp_server", MCP_PROVIDER)
             return
         flow.metadata[MCP_SERVER] = server
         st.attributes[semconv.BASTION_MCP_SERVER] = server.name

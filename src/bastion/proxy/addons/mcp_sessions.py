@@ -18,9 +18,8 @@ from mitmproxy import http
 from bastion.proxy import mcp
 from bastion.proxy.config import MCP_PROVIDER
 from bastion.proxy.decision import deny
-from bastion.proxy.errors import error_response
 from bastion.proxy.mcp_sessions import SessionBinder
-from bastion.proxy.state import answered, mcp_server, state
+from bastion.proxy.state import answered, mcp_server, refuse, state
 
 UNKNOWN_SESSION_CODE = "unknown_mcp_session"
 
@@ -42,8 +41,7 @@ class McpSessions:
                 f"Bastion: this Mcp-Session-Id was not handed to agent {st.identity.agent_id} for MCP server "
                 f"{server.name!r}; start a new session."
             )
-            st.decision = deny(UNKNOWN_SESSION_CODE, message)
-            flow.response = error_response(MCP_PROVIDER, 404, message, UNKNOWN_SESSION_CODE)
+            refuse(flow, deny(UNKNOWN_SESSION_CODE, message), 404, message, UNKNOWN_SESSION_CODE, MCP_PROVIDER)
             return
         flow.request.headers[mcp.SESSION_HEADER] = upstream
 

@@ -24,7 +24,7 @@ from mitmproxy import http
 
 from bastion import semconv
 from bastion.proxy import jsonlimits, mcp, push
-from bastion.proxy.decision import refuse
+from bastion.proxy.decision import error
 from bastion.proxy.errors import error_body, error_response
 from bastion.proxy.pii import audit, bodies, occurrences
 from bastion.proxy.pii.config import NER_ENTITIES, Action, EntityRule, OnError, PiiConfig
@@ -33,7 +33,7 @@ from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversati
 from bastion.proxy.pii.streams import Blocked, StreamRedactor
 from bastion.proxy.pii.worker import StreamWorker
 from bastion.proxy.sse import EventBuffer, is_event_stream, parse_event
-from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.state import CallState, answered, refuse, state
 
 log = logging.getLogger(__name__)
 CONVERSATION_HEADER = "x-bastion-conversation"
@@ -168,8 +168,7 @@ class Redaction:
         if blocked and enforce:
             kinds = ", ".join(sorted(blocked))
             message = f"Bastion blocked this request: it contains {kinds}, which the PII policy does not let leave."
-            st.decision = refuse(BLOCKED_CODE, message)
-            flow.response = error_response(provider, 403, message, BLOCKED_CODE)
+            refuse(flow, error(BLOCKED_CODE, message), 403, message, BLOCKED_CODE, provider)
             return
         if enforce and redacted != body:
             flow.request.content = jsonlimits.encode(redacted)
@@ -209,10 +208,10 @@ class Redaction:
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(loop.run_in_executor(self.pool, work), self.config.timeout_seconds)
 
-    def _failed(self, flow: http.HTTPFlow, st: CallState, error: Exception, what_for: str = "request") -> None:
+    def _failed(self, flow: http.HTTPFlow, st: CallState, failure: Exception, what_for: str = "request") -> None:
         assert self.config is not None and st.call is not None
         route = st.route.name if st.route else None
-        what = "timed out" if isinstance(error, TimeoutError) else f"failed ({type(error).__name__})"
+        what = "timed out" if isinstance(failure, TimeoutError) else f"failed ({type(failure).__name__})"
         if self.config.on_error_for(route) is OnError.ALLOW:
             log.warning("PII analysis %s; route %s fails open, the %s passes unredacted", what, route, what_for)
             st.attributes[semconv.BASTION_PII_FAILED_OPEN] = True
@@ -225,9 +224,8 @@ class Redaction:
             else f"Bastion could not check the answer for personal data (analysis {what}), so it was withheld."
         )
         provider = st.call.provider if st.call.kind == semconv.KIND_MODEL else "mcp"
-        st.decision = refuse(FAILED_CODE, message)
         st.attributes[semconv.BASTION_PII_ERROR] = what
-        flow.response = error_response(provider, 503, message, FAILED_CODE)
+        refuse(flow, error(FAILED_CODE, message), 503, message, FAILED_CODE, provider)
 
     # Responses
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
-from bastion.proxy.config import GatewayConfig, Route, Upstream
-from bastion.proxy.decision import refuse
-from bastion.proxy.errors import error_response
-from bastion.proxy.state import answered, state
+from bastion.proxy.config import GatewayConfig, LiveConfig, Route, Upstream, live
+from bastion.proxy.decision import error
+from bastion.proxy.state import answered, refuse, state
 
 
 def passthrough_route(flow: http.HTTPFlow) -> Route:
@@ -24,8 +23,12 @@ def upstream_path(route: Route, path: str, reverse: bool) -> str:
 
 
 class Routing:
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+    def __init__(self, config: GatewayConfig | LiveConfig) -> None:
+        self.live = live(config)  # routes added to bastion.yaml apply without a restart
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.current
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
@@ -37,8 +40,7 @@ class Routing:
             if st.route is None:
                 prefixes = ", ".join(r.prefix for r in self.config.routes) or "none"
                 message = f"No Bastion route for path {flow.request.path!r}. Configured prefixes: {prefixes}."
-                st.decision = refuse("unknown_route", message)
-                flow.response = error_response("http", 404, message, "unknown_route")
+                refuse(flow, error("unknown_route", message), 404, message, "unknown_route", "http")
                 return
         else:
             st.route = self.config.route_for_host(flow.request.host) or passthrough_route(flow)

@@ -16,12 +16,12 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
 from bastion.proxy import jsonlimits, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
-from bastion.proxy.config import ToolCallSettings
+from bastion.proxy.config import GatewayConfig, LiveConfig, ToolCallSettings, live
 from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.sse import is_event_stream
-from bastion.proxy.state import CallState, answered, state
+from bastion.proxy.state import CallState, answered, refuse, state
 from bastion.proxy.telemetry import decision_attributes
 from bastion.proxy.toolcalls import (
     CHECK_FAILED_CODE,
@@ -47,9 +47,14 @@ SPAN_NAME = f"{semconv.OPERATION_APPLY_GUARDRAIL} {semconv.TARGET_TOOL_CALL}"
 
 
 class ToolCalls:
-    def __init__(self, engine: PolicyEngine, tracer: Tracer, settings: ToolCallSettings | None = None) -> None:
+    def __init__(self, engine: PolicyEngine, tracer: Tracer, config: GatewayConfig | LiveConfig) -> None:
         self.engine, self.tracer = engine, tracer
-        self.settings = settings or ToolCallSettings()
+        self.live = live(config)
+
+    @property
+    def settings(self) -> ToolCallSettings:
+        """bastion.yaml's tool_calls section, as in force now."""
+        return self.live.current.tool_calls
 
     def request(self, flow: http.HTTPFlow) -> None:
         if answered(flow):
@@ -77,9 +82,8 @@ class ToolCalls:
             decision = self.engine.decide(request)
             if decision.allowed:  # visible() and decide() disagree: the tool stays hidden
                 decision = deny("tool-not-offered", f"{request.obj} is not offered to agent {agent}")
-            st.decision = decision
             message = f"The request forces a tool the agent may not call. {refusal_message(request, decision)}"
-            flow.response = error_response(fmt.provider, 403, message, refusal_code(decision))
+            refuse(flow, decision, 403, message, refusal_code(decision), fmt.provider)
         elif result.text is not None:
             flow.request.content = result.text.encode()
 

@@ -12,9 +12,8 @@ from mitmproxy import http
 
 from bastion.proxy import jsonlimits
 from bastion.proxy.classify import model_endpoint
-from bastion.proxy.decision import refuse
-from bastion.proxy.errors import error_response
-from bastion.proxy.state import answered, state
+from bastion.proxy.decision import error
+from bastion.proxy.state import answered, refuse, state
 
 
 def has_dot_segments(path: str) -> bool:
@@ -27,9 +26,7 @@ class Validate:
         self.max_body_bytes = max_body_bytes
 
     def _refuse(self, flow: http.HTTPFlow, status: int, code: str, message: str) -> None:
-        st = state(flow)
-        st.decision = refuse(code, message)
-        flow.response = error_response(st.route.provider if st.route else "http", status, message, code)
+        refuse(flow, error(code, message), status, message, code)
 
     def _too_large(self, flow: http.HTTPFlow, size: int) -> None:
         message = f"Request body of {size} bytes is over Bastion's limit of {self.max_body_bytes} bytes."
