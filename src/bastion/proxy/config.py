@@ -13,9 +13,11 @@ import yaml
 
 from bastion.files import ConfigError as ConfigError
 from bastion.files import expand_env as expand_env
+from bastion.proxy.formats import FORMATS
 from bastion.settings import Secret
 
-PROVIDERS = ("openai", "anthropic", "http")
+# A route's provider: one whose API formats Bastion reads (proxy/formats/), or plain HTTP.
+PROVIDERS = (*dict.fromkeys(fmt.provider for fmt in FORMATS), "http")
 # MCP servers are served at /mcp/<name>; their routes carry this provider.
 MCP_PROVIDER = "mcp"
 MCP_MOUNT = "/mcp/"
@@ -232,14 +234,16 @@ def _route(path: Path, index: int, raw: Any) -> Route:
         upstream = Upstream.parse(upstream_url)
     except ValueError as e:
         raise ConfigError(f"{where}: upstream {e}") from None
+    # One variable, or several tried in order (Gemini's SDKs read GEMINI_API_KEY, then GOOGLE_API_KEY).
     key_env = raw.get("api_key_env")
-    key_value = os.environ.get(key_env) if key_env else None
+    names = [str(n) for n in (key_env if isinstance(key_env, list) else [key_env]) if n]
+    key_value = next((value for n in names if (value := os.environ.get(n))), None)
     return Route(
         name=name,
         prefix=prefix,
         provider=provider,
         upstream=upstream,
         hosts=tuple(str(h) for h in raw.get("hosts") or ()),
-        api_key_env=str(key_env) if key_env else None,
+        api_key_env=" or ".join(names) if names else None,
         api_key=Secret(key_value) if key_value else None,
     )

@@ -12,6 +12,7 @@ from opentelemetry.trace import Span
 from bastion.proxy.classify import Call
 from bastion.proxy.config import McpServer, Route
 from bastion.proxy.decision import Decision
+from bastion.proxy.formats import ApiFormat
 from bastion.proxy.hold import Hold
 from bastion.proxy.keys import Identity
 from bastion.proxy.usage import Usage
@@ -31,6 +32,8 @@ class CallState:
     identity: Identity | None = None
     body: Any = None
     call: Call | None = None
+    # The API format of a model call (set by Classify): what the later addons ask about its bodies.
+    format: ApiFormat | None = None
     decision: Decision | None = None
     usage: Usage = field(default_factory=Usage)
     # Extra span attributes an addon wants recorded for this call (semconv names).

@@ -33,13 +33,13 @@ class Authorize:
         request = PolicyRequest(st.identity.agent_id, st.identity.role, call.policy_object, call.policy_action)
         st.decision = decision = self.engine.decide(request)
         if decision.effect is Effect.REVIEW and self.hold_reviews is not None and self.hold_reviews():
-            provider = call.provider
+            caller = st.format or call.provider
 
             def answer(message: str, code: str) -> None:
-                flow.response = error_response(provider, 403, message, code)
+                flow.response = error_response(caller, 403, message, code)
 
             st.hold = Hold(request, decision, answer)
             return
         if not decision.allowed:
             message = refusal_message(request, decision)
-            flow.response = error_response(call.provider, 403, message, refusal_code(decision))
+            flow.response = error_response(st.format or call.provider, 403, message, refusal_code(decision))

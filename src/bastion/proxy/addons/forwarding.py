@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from bastion.proxy import formats
 from bastion.proxy.decision import refuse
 from bastion.proxy.errors import error_response
 from bastion.proxy.state import answered, state
@@ -26,7 +27,7 @@ class Forward:
         if st.decision is None or not st.decision.allowed:
             message = "Bastion reached no decision on this call (an internal error), so it was not sent."
             st.decision = refuse(UNDECIDED_CODE, message)
-            flow.response = error_response(route.provider, 500, message, UNDECIDED_CODE)
+            flow.response = error_response(st.format or route.provider, 500, message, UNDECIDED_CODE)
             return
         upstream = route.upstream
         flow.request.scheme = upstream.scheme
@@ -39,9 +40,10 @@ class Forward:
         if route.api_key is None:
             message = f"The provider key for route {route.name!r} is not configured (set {route.api_key_env})."
             st.decision = refuse("provider_key_missing", message)
-            flow.response = error_response(route.provider, 502, message, "provider_key_missing")
+            flow.response = error_response(st.format or route.provider, 502, message, "provider_key_missing")
             return
-        if route.provider == "anthropic":
-            flow.request.headers["x-api-key"] = route.api_key.get()
-        else:
-            flow.request.headers["authorization"] = f"Bearer {route.api_key.get()}"
+        fmt = st.format or formats.for_provider(route.provider)
+        name, value = (
+            fmt.provider_key(route.api_key.get()) if fmt else ("authorization", f"Bearer {route.api_key.get()}")
+        )
+        flow.request.headers[name] = value

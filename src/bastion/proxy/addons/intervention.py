@@ -18,7 +18,6 @@ from mitmproxy import http
 from bastion import semconv
 from bastion.proxy.audit_payload import audit_payload
 from bastion.proxy.control import Control
-from bastion.proxy.conversation import CHAT, MESSAGES, RESPONSES, with_guidance
 from bastion.proxy.decision import Decision, Effect
 from bastion.proxy.errors import error_response
 from bastion.proxy.state import answered, state
@@ -48,7 +47,7 @@ class Suspension:
         reason = self.control.suspended[agent] or "no reason given"
         message = f"Bastion: agent {agent} is suspended by a human supervisor ({reason}); every call is refused."
         st.decision = Decision(Effect.DENY, SUSPENDED_RULE, f"agent suspended: {reason}")
-        flow.response = error_response(st.route.provider, 403, message, SUSPENDED_CODE)
+        flow.response = error_response(st.format or st.route.provider, 403, message, SUSPENDED_CODE)
 
 
 class Guidance:
@@ -57,11 +56,10 @@ class Guidance:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if answered(flow) or st.identity is None or st.call is None or st.call.kind != semconv.KIND_MODEL:
+        fmt = st.format
+        if answered(flow) or st.identity is None or fmt is None or fmt.with_guidance is None:
             return
         waiting = self.control.guidance.get(st.identity.agent_id)
-        if st.call.endpoint not in (CHAT, RESPONSES, MESSAGES):
-            return
         if not waiting or not isinstance(st.body, dict) or st.decision is None or not st.decision.allowed:
             return
         for guidance_id in list(waiting):
@@ -74,7 +72,7 @@ class Guidance:
                 waiting.remove(guidance_id)
             if claimed is None:
                 continue
-            body = with_guidance(st.body, st.call.endpoint, str(claimed["text"]))
+            body = fmt.with_guidance(st.body, str(claimed["text"]))
             if body is None:
                 return
             st.body = body
