@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_collector_url_option(dashboard)
     dashboard.set_defaults(run=_dashboard)
 
-    scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic-compatible model")
+    scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic/Gemini-compatible model")
     s.add_option(scripted, "--host", env="BASTION_SCRIPTED_MODEL_HOST", default="127.0.0.1", help="listen address")
     s.add_option(scripted, "--port", env="BASTION_SCRIPTED_MODEL_PORT", default=9100, cast=int, help="port")
     scripted.set_defaults(run=_scripted_model)

@@ -17,7 +17,8 @@ from bastion.proxy.formats import FORMATS
 from bastion.settings import Secret
 
 # A route's provider: one whose API formats Bastion reads (proxy/formats/), or plain HTTP.
-PROVIDERS = (*dict.fromkeys(fmt.provider for fmt in FORMATS), "http")
+HTTP_PROVIDER = "http"
+PROVIDERS = (*dict.fromkeys(fmt.provider for fmt in FORMATS), HTTP_PROVIDER)
 # MCP servers are served at /mcp/<name>; their routes carry this provider.
 MCP_PROVIDER = "mcp"
 MCP_MOUNT = "/mcp/"
@@ -55,6 +56,11 @@ class Route:
     hosts: tuple[str, ...]
     api_key_env: str | None
     api_key: Secret | None
+
+    @property
+    def plain_http(self) -> bool:
+        """A route to plain HTTP tools (no model API, no MCP): its calls are decided on method and URL."""
+        return self.provider == HTTP_PROVIDER
 
     def upstream_path(self, path: str) -> str:
         """The upstream path for a reverse-proxied ``path`` under this route's prefix."""

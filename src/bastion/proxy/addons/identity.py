@@ -38,7 +38,7 @@ class Identify:
             return
         st = state(flow)
         headers = flow.request.headers
-        tool_call = st.route is not None and st.route.provider == "http"
+        tool_call = st.route is not None and st.route.plain_http
         via_proxy = proxy_key(headers) or self._tunnel_keys.get(flow.client_conn.id)
         key = via_proxy if tool_call else presented_key(headers) or via_proxy
         if st.route is not None and formats.for_provider(st.route.provider) is not None:

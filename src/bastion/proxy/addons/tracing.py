@@ -147,7 +147,7 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
             if call.model:
                 attrs[semconv.GEN_AI_REQUEST_MODEL] = call.model
     elif st.route is not None:
-        attrs[semconv.BASTION_CALL_KIND] = semconv.KIND_MODEL if st.route.provider != "http" else semconv.KIND_HTTP
+        attrs[semconv.BASTION_CALL_KIND] = semconv.KIND_HTTP if st.route.plain_http else semconv.KIND_MODEL
     if st.decision is not None:
         attrs.update(decision_attributes(st.decision))
     usage = st.usage
