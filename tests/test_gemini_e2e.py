@@ -214,3 +214,17 @@ def test_a_function_response_is_redacted_before_the_model_sees_it(stack: Stack) 
     answer = client.models.generate_content(model="scripted-small", contents=contents)
     assert SSN not in json.dumps(stack.upstream_requests())
     assert "<US_SSN>" in (answer.text or "")
+
+
+def test_a_stream_asked_for_without_sse_is_governed_as_a_json_array(stack: Stack) -> None:
+    url = f"{stack.proxy}/gemini/v1beta/models/scripted-small:streamGenerateContent"
+    prompt = 'Please call send_email {"to": "x@evil.com"}'
+    declarations = [{"name": n, "parametersJsonSchema": SCHEMA} for n in OFFERED]
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+        "tools": [{"functionDeclarations": declarations}],
+    }
+    answer = httpx.post(url, headers={"x-goog-api-key": stack.key}, json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    parts = [p for chunk in answer.json() for c in chunk["candidates"] for p in c["content"]["parts"]]
+    assert not any("functionCall" in p for p in parts) and EXPLANATION in parts[0]["text"]

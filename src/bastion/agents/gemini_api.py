@@ -76,8 +76,10 @@ async def generate(request: Request, target: str) -> Response:
     rid = script.stable_id({"model": model, **body})
     reply = script.answer(contents_turn(body), rid)
     call = _call_part(reply)
-    if method == "streamGenerateContent":
+    if method == "streamGenerateContent" and request.query_params.get("alt") == "sse":
         return stream(_events(model, rid, reply, call))
+    if method == "streamGenerateContent":  # without alt=sse: the chunks as one JSON array
+        return JSONResponse([json.loads(e.removeprefix(b"data: ")) for e in _events(model, rid, reply, call)])
     return JSONResponse(_response(model, rid, reply, [call or {"text": reply.text or ""}], done=True))
 
 

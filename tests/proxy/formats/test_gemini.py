@@ -126,3 +126,13 @@ def test_usage_errors_and_the_conversation() -> None:
     assert FORMAT.with_guidance is not None
     guided = FORMAT.with_guidance(body, "stop")
     assert guided is not None and guided["systemInstruction"]["parts"][1]["text"].endswith("stop")
+
+
+def test_an_array_of_answers_is_governed_answer_by_answer(tmp_path: Path) -> None:
+    body = [answer({"text": "Sure"}, finish=None), answer(call(DENIED_EMAIL))]
+    verdicts = [v for each in FORMAT.answers(body) for v in govern(each, judge(tmp_path))]
+    assert [v.allowed for v in verdicts] == [False]
+    assert "company-mail-only" in body[1]["candidates"][0]["content"]["parts"][0]["text"]
+    usage = Usage()
+    FORMAT.read_usage(usage, body)
+    assert (usage.input_tokens, usage.output_tokens) == (3, 4)

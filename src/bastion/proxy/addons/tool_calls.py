@@ -108,10 +108,11 @@ class ToolCalls:
         except ValueError:
             return
         judge = self._judge(st)
-        if judge is None or not isinstance(body, dict):
+        if judge is None:
             return
-        assert fmt.govern is not None
-        denied = [v for v in fmt.govern(body, judge) if not v.allowed]
+        govern = fmt.govern
+        assert govern is not None
+        denied = [v for answer in fmt.answers(body) for v in govern(answer, judge) if not v.allowed]
         if not denied:
             return
         if self.settings.block:

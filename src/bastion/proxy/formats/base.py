@@ -69,6 +69,8 @@ class ApiFormat:
     tool_lists: tuple[ToolList, ...] = ()
     filter_tools: Callable[[str, Json, Callable[[str], bool]], FilteredRequest] | None = None
     govern: Callable[[Json, Judge], list[Verdict]] | None = None
+    # The answers a JSON body holds: itself, or (Gemini's stream without ?alt=sse) each in an array.
+    answers: Callable[[Any], list[Json]] = lambda body: [body] if isinstance(body, dict) else []
     rewriter: Callable[[Judge, bool], StreamRewriter] | None = None
     # Personal data in streams: an event with JSON data, and an event without (``[DONE]``).
     redact_event: RedactEvent | None = None

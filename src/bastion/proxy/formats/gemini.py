@@ -5,7 +5,8 @@ The model is named by the path, not the body; a request's ``contents`` hold ``pa
 ``functionCall`` (``name``, ``args``) and ``functionResponse`` (``name``, ``response``), whose
 objects are free-form data. Tools are ``functionDeclarations`` inside ``tools`` entries, a forced
 call is ``toolConfig.functionCallingConfig`` with mode ``ANY``. Answers hold ``candidates`` with
-the same parts; streamed, each event is a whole ``GenerateContentResponse`` whose text parts are
+the same parts (``streamGenerateContent`` without ``?alt=sse`` answers a JSON array of them);
+streamed, each event is a whole ``GenerateContentResponse`` whose text parts are
 deltas and whose ``functionCall`` parts arrive whole, so a call is decided in the event that
 carries it. A blocked call's part becomes a text part with the explanation. Usage is
 ``usageMetadata``; a refusal is ``{"error": {"code", "message", "status"}}``.
@@ -215,7 +216,17 @@ def redact_event(channels: Channels, data: Json, name: str) -> list[bytes]:
 # Usage and the conversation
 
 
+def answers(body: Any) -> list[Json]:
+    """A response, or the array of responses ``streamGenerateContent`` answers without ``?alt=sse``."""
+    found = body if isinstance(body, list) else [body]
+    return [b for b in found if isinstance(b, dict)]
+
+
 def read_usage(usage: Usage, body: Any) -> None:
+    if isinstance(body, list):
+        for answer in answers(body):
+            read_usage(usage, answer)
+        return
     if not isinstance(body, dict):
         return
     if isinstance(body.get("modelVersion"), str):
@@ -284,6 +295,7 @@ FORMAT = ApiFormat(
     read_usage=read_usage,
     filter_tools=filter_tools,
     govern=govern,
+    answers=answers,
     rewriter=Rewriter,
     redact_event=redact_event,
     free_keys=FREE_KEYS,
