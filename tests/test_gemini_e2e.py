@@ -25,6 +25,7 @@ PII_YAML = """
 entities:
   EMAIL_ADDRESS: pseudonymize
   US_SSN: redact
+  IP_ADDRESS: {request: allow, response: block}
 """
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "to": {"type": "string"}}}
 OFFERED = ("get_weather", "send_email", "delete_user")
@@ -228,3 +229,10 @@ def test_a_stream_asked_for_without_sse_is_governed_as_a_json_array(stack: Stack
     assert answer.status_code == 200, answer.text
     parts = [p for chunk in answer.json() for c in chunk["candidates"] for p in c["content"]["parts"]]
     assert not any("functionCall" in p for p in parts) and EXPLANATION in parts[0]["text"]
+
+
+@pytest.mark.parametrize("stream", MODES, ids=IDS)
+def test_an_answer_holding_a_type_blocked_in_answers_is_refused(stack: Stack, stream: bool) -> None:
+    with pytest.raises(errors.APIError) as raised:
+        ask(stack.proxy, stack.key, "Echo 203.0.113.77 back", stream)
+    assert "IP_ADDRESS" in str(raised.value.message) or "personal data" in str(raised.value.message)
