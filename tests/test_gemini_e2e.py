@@ -127,7 +127,7 @@ def test_an_allowed_model_answers_and_usage_reaches_the_span(stack: Stack, strea
     # The Bastion key stayed in Bastion; the provider's key went upstream in Gemini's header.
     assert seen["headers"]["x-goog-api-key"] == PROVIDER_KEY and stack.key not in json.dumps(seen)
     attributes = spans(stack, seen["headers"]["traceparent"].split("-")[1])[0]["attributes"]
-    assert attributes["gen_ai.provider.name"] == "gemini"
+    assert attributes["gen_ai.provider.name"] == "gcp.gemini"
     assert attributes["gen_ai.request.model"] == "scripted-small"
     assert str(attributes["gen_ai.request.stream"]).lower() == str(stream).lower()
     assert int(attributes["gen_ai.usage.input_tokens"]) == 2

@@ -160,8 +160,8 @@ def attributes(st: CallState, verdict: Verdict) -> dict[str, Any]:
     if verdict.call.id:
         attrs[semconv.GEN_AI_TOOL_CALL_ID] = verdict.call.id
         attrs[semconv.GEN_AI_SECURITY_TARGET_ID] = verdict.call.id
-    if st.call is not None:
-        attrs[semconv.GEN_AI_PROVIDER_NAME] = st.call.provider
+    if st.format is not None:
+        attrs[semconv.GEN_AI_PROVIDER_NAME] = st.format.provider_name
     if st.route is not None:
         attrs[semconv.BASTION_ROUTE] = st.route.name
     return attrs

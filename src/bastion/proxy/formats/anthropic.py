@@ -246,6 +246,7 @@ def provider_key(key: str) -> tuple[str, str]:
 FORMAT = ApiFormat(
     name="messages",
     provider="anthropic",
+    provider_name=semconv.PROVIDER_ANTHROPIC,
     operation=semconv.OPERATION_CHAT,
     recognises=ends_with("messages"),
     error_body=error_body,

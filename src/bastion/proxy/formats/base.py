@@ -51,7 +51,8 @@ RedactEvent = Callable[[Channels, Json, str], list[bytes]]
 @dataclass(frozen=True)
 class ApiFormat:
     name: str  # the endpoint as spans and Call.endpoint name it ("chat.completions")
-    provider: str  # the routes' provider (gen_ai.provider.name)
+    provider: str  # the routes' provider in bastion.yaml
+    provider_name: str  # gen_ai.provider.name (semconv.PROVIDER_*)
     operation: str  # gen_ai.operation.name
     # (method, upstream path without query) -> whether it is a call of this format
     recognises: Callable[[str, str], bool]

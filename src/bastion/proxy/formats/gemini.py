@@ -286,6 +286,7 @@ def provider_key(key: str) -> tuple[str, str]:
 FORMAT = ApiFormat(
     name="generateContent",
     provider="gemini",
+    provider_name=semconv.PROVIDER_GCP_GEMINI,
     operation=semconv.OPERATION_CHAT,
     recognises=recognises,
     error_body=error_body,

@@ -380,6 +380,7 @@ def first_user_message(items: Any) -> str:
 FORMAT = ApiFormat(
     name="chat.completions",
     provider="openai",
+    provider_name=semconv.PROVIDER_OPENAI,
     operation=semconv.OPERATION_CHAT,
     recognises=ends_with("chat/completions"),
     error_body=error_body,

@@ -10,6 +10,7 @@ from bastion.proxy.formats.openai_chat import error_body, error_event
 FORMAT = ApiFormat(
     name="embeddings",
     provider="openai",
+    provider_name=semconv.PROVIDER_OPENAI,
     operation=semconv.OPERATION_EMBEDDINGS,
     recognises=ends_with("embeddings"),
     error_body=error_body,

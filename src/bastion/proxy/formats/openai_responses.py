@@ -317,6 +317,7 @@ def continues(body: Json) -> str | None:
 FORMAT = ApiFormat(
     name="responses",
     provider="openai",
+    provider_name=semconv.PROVIDER_OPENAI,
     operation=semconv.OPERATION_CHAT,
     recognises=ends_with("responses"),
     error_body=error_body,
