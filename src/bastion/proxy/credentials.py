@@ -15,6 +15,9 @@ from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
+# The headers model APIs' clients send their API key in; none of them reaches upstream.
+API_KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+
 
 def presented_key(headers: http.Headers) -> str | None:
     auth: str = headers.get("authorization", "")

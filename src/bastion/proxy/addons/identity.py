@@ -12,13 +12,11 @@ from __future__ import annotations
 from mitmproxy import connection, http
 
 from bastion.proxy import formats
-from bastion.proxy.credentials import presented_key, proxy_key, query_key
+from bastion.proxy.credentials import API_KEY_HEADERS, presented_key, proxy_key, query_key
 from bastion.proxy.decision import deny
 from bastion.proxy.errors import error_response
 from bastion.proxy.keys import KeyStore
 from bastion.proxy.state import answered, state
-
-API_KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 
 
 class Identify:
