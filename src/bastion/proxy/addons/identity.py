@@ -1,10 +1,10 @@
 """Who is calling: the agent's Bastion key, and nothing else, names the agent.
 
 Model calls present the key as their API key (``Authorization: Bearer``, ``x-api-key``,
-``x-goog-api-key`` or ``?key=``); Bastion
-removes it and the forwarder puts the provider's key in its place. Plain HTTP tool calls through
-``HTTPS_PROXY`` present it as proxy credentials (``http://agent:KEY@bastion:8081``), so their own
-``Authorization`` header reaches the tool untouched.
+``x-goog-api-key`` or ``?key=``); Bastion removes it and the forwarder puts the provider's key in
+its place. Plain HTTP tool calls through ``HTTPS_PROXY`` present it as proxy credentials
+(``http://agent:KEY@bastion:8081``), so their own ``Authorization`` header reaches the tool
+untouched.
 """
 
 from __future__ import annotations
