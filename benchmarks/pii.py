@@ -23,6 +23,7 @@ from typing import Any
 
 from harness import ROOT, percentile, print_table
 
+from bastion.proxy.formats import openai_chat
 from bastion.proxy.pii import bodies
 from bastion.proxy.pii.config import Action, EntityRule
 from bastion.proxy.pii.detector import Detector
@@ -70,7 +71,7 @@ CONVERSATIONS: dict[str, Conversation] = {}
 
 def redact_request(detector: Detector, redactor: Redactor, body: Any) -> Any:
     # As the proxy does: one conversation per first user message.
-    conversation = CONVERSATIONS.setdefault(bodies.first_user_text(body), Conversation())
+    conversation = CONVERSATIONS.setdefault(openai_chat.FORMAT.first_user_text(body), Conversation())
     found = {t: detector.analyze(t) for t in dict.fromkeys(bodies.texts(body))}
     return bodies.walk(body, lambda t: redactor.apply(t, found[t], RULES, "request", conversation, RULES_KEY).text)
 
@@ -208,7 +209,7 @@ def stream_delay() -> None:
             return c.restore(t, json_string)
 
         spans = None if detector is None else (lambda t, d=detector: [(f.start, f.end) for f in d.analyze(t)])
-        stream = StreamRedactor("chat.completions", process, spans, window)
+        stream = StreamRedactor(openai_chat.FORMAT, process, spans, window)
         first, cpu = None, []
         for n, token in enumerate(tokens, 1):
             event = {"choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_part(dashboard, s.DASHBOARD)
     dashboard.set_defaults(run=_dashboard)
 
-    scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic-compatible model")
+    scripted = commands.add_parser("scripted-model", help="run the offline OpenAI/Anthropic/Gemini-compatible model")
     s.add_option(scripted, "--host", env="BASTION_SCRIPTED_MODEL_HOST", default="127.0.0.1", help="listen address")
     model_port = s.SCRIPTED_MODEL_PORT  # the same setting as up's --scripted-model-port
     s.add_option(scripted, "--port", env=model_port.env, default=model_port.default, cast=int, help="port")

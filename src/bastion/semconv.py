@@ -93,6 +93,11 @@ OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 # conventions draft: span "apply_guardrail {gen_ai.security.target.type}", a child of the call.
 OPERATION_APPLY_GUARDRAIL: Final = "apply_guardrail"
 
+# Values of gen_ai.provider.name for the model APIs Bastion reads (proxy/formats/).
+PROVIDER_OPENAI: Final = gen_ai.GenAiProviderNameValues.OPENAI.value
+PROVIDER_ANTHROPIC: Final = gen_ai.GenAiProviderNameValues.ANTHROPIC.value
+PROVIDER_GCP_GEMINI: Final = gen_ai.GenAiProviderNameValues.GCP_GEMINI.value
+
 # Values of bastion.call.kind.
 KIND_MODEL: Final = "model"
 KIND_HTTP: Final = "http"

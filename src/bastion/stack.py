@@ -97,8 +97,10 @@ def _demo_setup(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, str],
     env = {
         "BASTION_OPENAI_UPSTREAM": os.environ.get("BASTION_OPENAI_UPSTREAM") or scripted,
         "BASTION_ANTHROPIC_UPSTREAM": os.environ.get("BASTION_ANTHROPIC_UPSTREAM") or scripted,
+        "BASTION_GEMINI_UPSTREAM": os.environ.get("BASTION_GEMINI_UPSTREAM") or scripted,
         "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY") or SCRIPTED_PROVIDER_KEY,
         "ANTHROPIC_API_KEY": os.environ.get("ANTHROPIC_API_KEY") or SCRIPTED_PROVIDER_KEY,
+        "GEMINI_API_KEY": os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or SCRIPTED_PROVIDER_KEY,
         "BASTION_KEYS_FILE": str(keys_file),
         "BASTION_MCP_TOOLS_URL": os.environ.get("BASTION_MCP_TOOLS_URL") or f"http://127.0.0.1:{tools_port}/mcp",
     }

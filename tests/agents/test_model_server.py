@@ -1,4 +1,4 @@
-"""The scripted model server, driven by the official openai and anthropic SDKs over a real socket."""
+"""The scripted model server, driven by the official openai, anthropic and google-genai SDKs over a real socket."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from google.genai import types
 
 from factories import clients
 
@@ -346,3 +347,45 @@ def test_stream_arrives_in_several_writes(base: str) -> None:
         reads = [chunk for chunk in r.iter_raw() if chunk]
     assert len(reads) >= 3
     assert b"".join(reads).endswith(b"data: [DONE]\n\n")
+
+
+# Gemini generateContent / streamGenerateContent
+
+
+def gemini_config(offer: bool = False) -> types.GenerateContentConfig:
+    tools = [
+        types.Tool(
+            function_declarations=[types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER_SCHEMA)]
+        )
+    ]
+    disable = types.AutomaticFunctionCallingConfig(disable=True)
+    return types.GenerateContentConfig(tools=tools if offer else None, automatic_function_calling=disable)
+
+
+def test_gemini_text_stream_and_function_call_then_response(base: str) -> None:
+    client = clients.gemini_client(base, "provider-gemini-key")
+    answer = client.models.generate_content(model="scripted-small", contents="hi there", config=gemini_config())
+    assert answer.text == "Scripted reply to: hi there" and answer.usage_metadata is not None
+    chunks = list(client.models.generate_content_stream(model="scripted-small", contents="hi there"))
+    assert len(chunks) > 1 and "".join(c.text or "" for c in chunks) == "Scripted reply to: hi there"
+    called = client.models.generate_content(model="scripted-small", contents=ASK_WEATHER, config=gemini_config(True))
+    assert called.function_calls is not None and called.function_calls[0].args == {"city": "Paris"}
+    contents = [
+        types.Content(role="user", parts=[types.Part(text=ASK_WEATHER)]),
+        types.Content(role="model", parts=[types.Part(function_call=called.function_calls[0])]),
+        types.Content(
+            role="user", parts=[types.Part.from_function_response(name="get_weather", response={"result": "sunny"})]
+        ),
+    ]
+    result = client.models.generate_content(model="scripted-small", contents=contents, config=gemini_config(True))
+    assert result.text == 'Tool result received: {"result": "sunny"}'
+    (first, *_) = recorded(base)
+    assert first["headers"]["x-goog-api-key"] == "provider-gemini-key"
+    assert first["path"].endswith("/models/scripted-small:generateContent")
+
+
+def test_gemini_errors_are_in_geminis_format(base: str) -> None:
+    answer = httpx.post(f"{base}/v1beta/models/scripted-small:generateContent", json={"contents": []})
+    assert answer.status_code == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    unknown = httpx.post(f"{base}/v1beta/models/scripted-small:countTokens", json={"contents": []})
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"

@@ -31,12 +31,14 @@ def url(port: int) -> str:
 
 
 def routes_env(model: str, keys_file: Path, collector: str) -> dict[str, str]:
-    """A proxy's environment: OpenAI and Anthropic routed to the scripted model with PROVIDER_KEY."""
+    """A proxy's environment: OpenAI, Anthropic and Gemini routed to the scripted model with PROVIDER_KEY."""
     return {
         "BASTION_OPENAI_UPSTREAM": model + "/",
         "BASTION_ANTHROPIC_UPSTREAM": model + "/",
+        "BASTION_GEMINI_UPSTREAM": model + "/",
         "OPENAI_API_KEY": PROVIDER_KEY,
         "ANTHROPIC_API_KEY": PROVIDER_KEY,
+        "GEMINI_API_KEY": PROVIDER_KEY,
         "BASTION_KEYS_FILE": str(keys_file),
         "BASTION_COLLECTOR_URL": collector,
     }

@@ -16,12 +16,14 @@ from bastion.proxy.classify import classify
     ],
 )
 def test_classify(provider: str, method: str, path: str, kind: str, operation: str, obj: str, act: str) -> None:
-    call = classify(provider, method, "h", path, {"model": "m", "stream": True})
+    call, fmt = classify(provider, method, "h", path, {"model": "m", "stream": True})
+    assert (fmt is not None) == (kind == "model")
     assert (call.kind, call.operation, call.policy_object, call.policy_action) == (kind, operation, obj, act)
 
 
 def test_model_calls_are_named_after_operation_and_model() -> None:
-    call = classify("openai", "POST", "h", "/v1/chat/completions", {"model": "m", "stream": True})
+    call, fmt = classify("openai", "POST", "h", "/v1/chat/completions", {"model": "m", "stream": True})
+    assert fmt is not None and fmt.name == call.endpoint == "chat.completions"
     assert call.span_name == "chat m" and call.stream and call.model == "m"
 
 
@@ -36,7 +38,7 @@ def test_model_calls_are_named_after_operation_and_model() -> None:
     ],
 )
 def test_http_objects_carry_the_port_unless_it_is_80_or_443(host: str, port: int, obj: str) -> None:
-    assert classify("http", "GET", host, "/items/1?x=1", None, port).policy_object == obj
+    assert classify("http", "GET", host, "/items/1?x=1", None, port)[0].policy_object == obj
 
 
 @pytest.mark.parametrize("body", [None, [1, 2], "text", 3])

@@ -57,3 +57,15 @@ def tmp_path_for(name: str) -> Path:
 def test_expand_env_uses_default_only_when_unset() -> None:
     assert expand_env("${A:-d}", {"A": "v"}) == "v"
     assert expand_env("${A:-d}", {}) == "d"
+
+
+def test_the_gemini_route_takes_the_first_key_variable_that_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv("GOOGLE_API_KEY", "g-real")
+    gemini = load(SESSION_POLICIES).route_for_path("/gemini/v1beta/models/m:generateContent")
+    assert gemini is not None and gemini.provider == "gemini" and not gemini.plain_http
+    assert gemini.api_key is not None and gemini.api_key.get() == "g-real"
+    assert gemini.api_key_env == "GEMINI_API_KEY or GOOGLE_API_KEY"
+    monkeypatch.setenv("GEMINI_API_KEY", "gem-real")
+    gemini = load(SESSION_POLICIES).route_for_path("/gemini/v1beta/models/m:generateContent")
+    assert gemini is not None and gemini.api_key is not None and gemini.api_key.get() == "gem-real"

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from bastion.proxy import jsonedit, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
+from bastion.proxy import jsonedit
 from bastion.proxy.decision import Decision, Effect, PolicyRequest
+from bastion.proxy.formats import anthropic as toolcalls_anthropic
+from bastion.proxy.formats import openai_chat as toolcalls_chat
+from bastion.proxy.formats import openai_responses as toolcalls_responses
 from bastion.proxy.toolcalls import (
     DECISION_ERROR_RULE,
     INVALID_ARGUMENTS_RULE,

@@ -1,7 +1,7 @@
-"""The scripted model server: an offline, deterministic stand-in for OpenAI and Anthropic.
+"""The scripted model server: an offline, deterministic stand-in for OpenAI, Anthropic and Gemini.
 
-The official ``openai`` SDK works against ``http://HOST:PORT/v1`` and the ``anthropic`` SDK against
-``http://HOST:PORT``, streaming or not. What the model answers is defined in
+The official ``openai`` SDK works against ``http://HOST:PORT/v1``, the ``anthropic`` and
+``google-genai`` SDKs against ``http://HOST:PORT``, streaming or not. What the model answers is defined in
 :mod:`bastion.agents.script` (text reply, tool call on ``call <tool>``, tool-result echo).
 
 Endpoints:
@@ -9,13 +9,14 @@ Endpoints:
 - ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/embeddings``, ``GET /v1/models``
   (OpenAI; ``GET /v1/models`` answers in Anthropic's format when ``anthropic-version`` is sent);
 - ``POST /v1/messages`` (Anthropic);
+- ``POST /v1beta/models/<model>:generateContent`` and ``:streamGenerateContent`` (Gemini; ``/v1/`` too);
 - ``GET /_scripted/requests`` lists every request received (method, path, query, headers, JSON
   body or null), oldest first; ``DELETE /_scripted/requests`` clears the list;
 - ``GET /healthz`` (not recorded).
 
 Any other path is recorded and answered 404. Bad input (malformed JSON, a lone UTF-16 surrogate,
-missing ``model`` / ``messages`` / ``input``) is a 400 in the called API's error format. The reply model is the
-request's model.
+missing ``model`` / ``messages`` / ``input`` / ``contents``) is a 400 in the called API's error
+format. The reply model is the request's model.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import socket
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from bastion.agents import anthropic_api, openai_api, openai_responses
+from bastion.agents import anthropic_api, gemini_api, openai_api, openai_responses
 from bastion.agents.wire import Api, ApiError, Recorder, record
 from bastion.listen import serve_asgi
 
@@ -54,11 +55,14 @@ def create_app() -> FastAPI:
     app.include_router(openai_api.router)
     app.include_router(openai_responses.router)
     app.include_router(anthropic_api.router)
+    app.include_router(gemini_api.router)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
     async def unknown(request: Request, path: str) -> JSONResponse:
         await record(request)
-        api: Api = "anthropic" if path.startswith("v1/messages") else "openai"
+        api: Api = (
+            "anthropic" if path.startswith("v1/messages") else "gemini" if path.startswith("v1beta/") else "openai"
+        )
         raise ApiError(api, f"Unknown endpoint: {request.method} /{path}", status=404)
 
     return app

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from bastion.agents.script import Json
 
-Api = Literal["openai", "anthropic"]
+Api = Literal["openai", "anthropic", "gemini"]
 
 # Seconds between streamed events, so a stream arrives in visible pieces. Tests that check
 # streaming is not buffered somewhere on the way raise it with BASTION_SCRIPTED_CHUNK_DELAY.
@@ -58,6 +58,11 @@ class ApiError(Exception):
         self.api, self.message, self.status, self.param = api, message, status, param
 
     def response(self) -> JSONResponse:
+        if self.api == "gemini":
+            status = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}.get(self.status, "UNKNOWN")
+            return JSONResponse(
+                {"error": {"code": self.status, "message": self.message, "status": status}}, self.status
+            )
         if self.api == "anthropic":
             kind = "not_found_error" if self.status == 404 else "invalid_request_error"
             body: Json = {"type": "error", "error": {"type": kind, "message": self.message}}
@@ -97,7 +102,7 @@ async def json_body(request: Request, api: Api, required: Iterable[str]) -> Json
     for name in required:
         if body.get(name) in (None, "", []):
             raise ApiError(api, f"Missing required parameter: '{name}'.", param=name)
-    if not isinstance(body["model"], str):
+    if "model" in required and not isinstance(body["model"], str):
         raise ApiError(api, "Parameter 'model' must be a string.", param="model")
     return body
 

@@ -6,14 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion import semconv
+from bastion.proxy import formats
+from bastion.proxy.formats import ApiFormat
 
-# (provider, upstream path suffix) -> (endpoint, gen_ai.operation.name)
-_MODEL_ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
-    ("openai", "chat/completions"): ("chat.completions", semconv.OPERATION_CHAT),
-    ("openai", "responses"): ("responses", semconv.OPERATION_CHAT),
-    ("openai", "embeddings"): ("embeddings", semconv.OPERATION_EMBEDDINGS),
-    ("anthropic", "messages"): ("messages", semconv.OPERATION_CHAT),
-}
 # Ports an HTTP object leaves out (``http:<host><path>``), whichever the scheme; any other port is
 # written (``http:<host>:<port><path>``), so a rule for one port never covers another.
 WEB_PORTS = (80, 443)
@@ -71,37 +66,30 @@ def mcp_call(endpoint: str, tool: str | None, host: str, path: str, method: str)
     return Call(semconv.KIND_MCP, "mcp", operation, endpoint, None, False, host, path.split("?", 1)[0], method, tool)
 
 
-def model_endpoint(provider: str, method: str, path: str) -> tuple[str, str] | None:
-    """The model endpoint a POST to ``path`` (upstream path) calls, if any."""
-    if method != "POST":
-        return None
-    for (p, suffix), found in _MODEL_ENDPOINTS.items():
-        if p == provider and path.rstrip("/").endswith("/" + suffix):
-            return found
-    return None
-
-
-def classify(provider: str, method: str, host: str, path: str, body: Any, port: int | None = None) -> Call:
-    """``body`` is the parsed JSON body for model endpoints (validated earlier); ``port`` the upstream's.
-    A call to a model endpoint is a model call or nothing: without its body as an object it raises
-    ValueError, never passing for a plain HTTP call (other rules, no redaction)."""
+def classify(
+    provider: str, method: str, host: str, path: str, body: Any, port: int | None = None
+) -> tuple[Call, ApiFormat | None]:
+    """The call, and its API format if it is a model call. ``path`` is the upstream path (with its
+    query), ``body`` the parsed JSON body for model endpoints (validated earlier), ``port`` the
+    upstream's. A call to a model endpoint is a model call or nothing: without its body as an object
+    it raises ValueError, never passing for a plain HTTP call (other rules, no redaction)."""
     path_only = path.split("?", 1)[0]
-    endpoint = model_endpoint(provider, method, path_only)
-    if endpoint is None:
+    fmt = formats.recognise(provider, method, path_only)
+    if fmt is None:
         kind, operation = semconv.KIND_HTTP, semconv.OPERATION_HTTP
-        return Call(kind, provider, operation, "http", None, False, host, path_only, method, port=port)
+        return Call(kind, provider, operation, "http", None, False, host, path_only, method, port=port), None
     if not isinstance(body, dict):
         raise ValueError(f"the body of a call to the model endpoint {path_only!r} was not read as a JSON object")
-    model = body.get("model")
-    return Call(
+    call = Call(
         kind=semconv.KIND_MODEL,
         provider=provider,
-        operation=endpoint[1],
-        endpoint=endpoint[0],
-        model=str(model) if model is not None else None,
-        stream=bool(body.get("stream")),
+        operation=fmt.operation,
+        endpoint=fmt.name,
+        model=fmt.model(body, path),
+        stream=fmt.streams(body, path),
         host=host,
         path=path_only,
         method=method,
         port=port,
     )
+    return call, fmt

@@ -12,9 +12,12 @@ from urllib.parse import urlsplit
 from bastion.files import ConfigError as ConfigError
 from bastion.files import expand_env as expand_env
 from bastion.files import read_bastion_yaml
+from bastion.proxy.formats import FORMATS
 from bastion.settings import Secret
 
-PROVIDERS = ("openai", "anthropic", "http")
+# A route's provider: one whose API formats Bastion reads (proxy/formats/), or plain HTTP.
+HTTP_PROVIDER = "http"
+PROVIDERS = (*dict.fromkeys(fmt.provider for fmt in FORMATS), HTTP_PROVIDER)
 # MCP servers are served at /mcp/<name>; their routes carry this provider.
 MCP_PROVIDER = "mcp"
 MCP_MOUNT = "/mcp/"
@@ -52,6 +55,11 @@ class Route:
     hosts: tuple[str, ...]
     api_key_env: str | None
     api_key: Secret | None
+
+    @property
+    def plain_http(self) -> bool:
+        """A route to plain HTTP tools (no model API, no MCP): its calls are decided on method and URL."""
+        return self.provider == HTTP_PROVIDER
 
     def upstream_path(self, path: str) -> str:
         """The upstream path for a reverse-proxied ``path`` under this route's prefix."""
@@ -234,14 +242,16 @@ def _route(path: Path, index: int, raw: Any) -> Route:
         upstream = Upstream.parse(upstream_url)
     except ValueError as e:
         raise ConfigError(f"{where}: upstream {e}") from None
+    # One variable, or several tried in order (Gemini's SDKs read GEMINI_API_KEY, then GOOGLE_API_KEY).
     key_env = raw.get("api_key_env")
-    key_value = os.environ.get(key_env) if key_env else None
+    names = [str(n) for n in (key_env if isinstance(key_env, list) else [key_env]) if n]
+    key_value = next((value for n in names if (value := os.environ.get(n))), None)
     return Route(
         name=name,
         prefix=prefix,
         provider=provider,
         upstream=upstream,
         hosts=tuple(str(h) for h in raw.get("hosts") or ()),
-        api_key_env=str(key_env) if key_env else None,
+        api_key_env=" or ".join(names) if names else None,
         api_key=Secret(key_value) if key_value else None,
     )

@@ -13,6 +13,7 @@ from bastion.proxy.classify import Call
 from bastion.proxy.config import McpServer, Route
 from bastion.proxy.decision import Decision
 from bastion.proxy.errors import error_response
+from bastion.proxy.formats import ApiFormat
 from bastion.proxy.hold import Hold
 from bastion.proxy.keys import Identity
 from bastion.proxy.usage import Usage
@@ -32,6 +33,8 @@ class CallState:
     identity: Identity | None = None
     body: Any = None
     call: Call | None = None
+    # The API format of a model call (set by Classify): what the later addons ask about its bodies.
+    format: ApiFormat | None = None
     decision: Decision | None = None
     usage: Usage = field(default_factory=Usage)
     # Extra span attributes an addon wants recorded for this call (semconv names).
@@ -72,9 +75,15 @@ def refuse_with(flow: http.HTTPFlow, decision: Decision, response: http.Response
 def refuse(
     flow: http.HTTPFlow, decision: Decision, status: int, message: str, code: str, provider: str | None = None
 ) -> None:
-    """Refuse the call with ``status`` and an error body in the caller's API format (the route's,
-    unless ``provider`` names another), naming ``code``; the decision says why, for the audit."""
-    if provider is None:
-        route = state(flow).route
-        provider = route.provider if route is not None else "http"
-    refuse_with(flow, decision, error_response(provider, status, message, code))
+    """Refuse the call with ``status`` and an error body in the caller's API format (the call's format
+    once Classify recognised it, else the route's provider, unless ``provider`` names another),
+    naming ``code``; the decision says why, for the audit."""
+    st = state(flow)
+    caller: ApiFormat | str
+    if provider is not None:
+        caller = provider
+    elif st.format is not None:
+        caller = st.format
+    else:
+        caller = st.route.provider if st.route is not None else "http"
+    refuse_with(flow, decision, error_response(caller, status, message, code))

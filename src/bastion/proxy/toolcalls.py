@@ -1,10 +1,10 @@
 """Tool calls a model emits, decided by policy before the agent receives them.
 
-Each API format (:mod:`toolcalls_chat`, :mod:`toolcalls_responses`, :mod:`toolcalls_anthropic`)
-finds the tool calls in its responses, JSON or streamed, and asks a :class:`Judge` about each. A
-call the policy does not allow is removed and replaced by text that tells the agent which tool was
-blocked and by which rule; configured to block, the whole response becomes an error instead.
-Tools offered to the model in a request are filtered by the same policy.
+Each API format (the modules in :mod:`bastion.proxy.formats`) finds the tool calls in its responses,
+JSON or streamed, and asks a :class:`Judge` about each. A call the policy does not allow is removed
+and replaced by text that tells the agent which tool was blocked and by which rule; configured to
+block, the whole response becomes an error instead. Tools offered to the model in a request are
+filtered by the same policy.
 
 Everything here takes values and returns values: no proxy, no sockets.
 """
@@ -273,15 +273,3 @@ def _kept_text(text: str, key: str, kept: list[Any], offered: list[Any]) -> str:
         return json.dumps(kept)
     ids = {id(t) for t in kept}
     return "[" + ", ".join(raw for raw, tool in zip(items, offered, strict=True) if id(tool) in ids) + "]"
-
-
-# One API format, as the addon uses it.
-
-
-@dataclass(frozen=True)
-class ApiFormat:
-    provider: str  # for error bodies: openai | anthropic
-    tool_lists: tuple[ToolList, ...]
-    # Decide a JSON response body's tool calls, rewriting it in place; returns every verdict.
-    govern: Callable[[Json, Judge], list[Verdict]]
-    rewriter: Callable[[Judge, bool], StreamRewriter]  # (judge, block)

@@ -82,7 +82,7 @@ def test_a_decider_leaves_a_review_and_without_approvals_the_hold_addon_refuses_
     f = flow(body=chat_body())
     st = state(f)
     st.identity = Identity("agent-1", "assistant", "k1")
-    st.call = classify("openai", "POST", "upstream.test", "/v1/chat/completions", chat_body(), 9100)
+    st.call, st.format = classify("openai", "POST", "upstream.test", "/v1/chat/completions", chat_body(), 9100)
     Authorize(PolicyEngine(policies_dir(tmp_path, REVIEW_RULES))).request(f)
     assert f.response is None and st.hold is not None and st.decision is not None
     assert st.decision.effect is Effect.REVIEW  # left for the hold addon, not refused by the decider

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.proxy.formats import anthropic, openai_chat
 from bastion.proxy.pii import audit, bodies
 from bastion.proxy.pii.config import Action, EntityRule
 from bastion.proxy.pii.detector import Detector, whitespace_pipeline
@@ -176,14 +177,6 @@ def test_walk_rewrites_texts_in_every_format_and_leaves_the_rest() -> None:
     assert bodies.walk(mcp, upper)["params"] == {"name": "f", "arguments": {"to": "X"}}
 
 
-def test_first_user_text() -> None:
-    assert (
-        bodies.first_user_text({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]})
-        == "u"
-    )
-    assert bodies.first_user_text({"input": "hello"}) == "hello"
-
-
 def test_audit_redacts_every_string_when_installed() -> None:
     audit.install(lambda text: text.replace(EMAIL, "<EMAIL_ADDRESS>"))
     try:
@@ -253,7 +246,7 @@ def test_stream_redactor_keeps_valid_sse_for_openai_chat() -> None:
     conversation = Conversation()
     placeholder = conversation.placeholder("EMAIL_ADDRESS", EMAIL)
     text = f"Scripted reply to: mail {placeholder} now"
-    stream = StreamRedactor("chat.completions", lambda t, js: conversation.restore(t, js), None, 32)
+    stream = StreamRedactor(openai_chat.FORMAT, lambda t, js: conversation.restore(t, js), None, 32)
     chunks = [text[i : i + 5] for i in range(0, len(text), 5)]
     events = [sse({"choices": [{"index": 0, "delta": {"content": c}, "finish_reason": None}]}) for c in chunks]
     events.append(sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
@@ -270,7 +263,7 @@ def test_stream_redactor_keeps_valid_sse_for_openai_chat() -> None:
 def test_stream_redactor_anthropic_flushes_before_block_stop() -> None:
     conversation = Conversation()
     placeholder = conversation.placeholder("EMAIL_ADDRESS", EMAIL)
-    stream = StreamRedactor("messages", lambda t, js: conversation.restore(t, js), None, 32)
+    stream = StreamRedactor(anthropic.FORMAT, lambda t, js: conversation.restore(t, js), None, 32)
     wire = b""
     for text in ("to ", placeholder[:6]):
         delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}

@@ -24,7 +24,6 @@ from bastion import semconv
 from bastion.approval_config import call_digest
 from bastion.proxy.audit_payload import audit_payload
 from bastion.proxy.control import WAIT_SLICE_SECONDS, Control
-from bastion.proxy.conversation import last_messages
 from bastion.proxy.decision import REVIEW_CODE, Decision, Effect, refusal_message
 from bastion.proxy.hold import Hold
 from bastion.proxy.state import CallState, answered, state
@@ -43,7 +42,8 @@ def context(flow: http.HTTPFlow, st: CallState, hold: Hold, control: Control) ->
     call, request, rule = st.call, hold.request, control.config.for_rule(hold.decision.rule)
     if call.kind == semconv.KIND_MODEL:
         arguments: Any = {"model": call.model, "stream": call.stream}
-        messages = last_messages(st.body, call.endpoint, control.config.context_messages)
+        fmt = st.format
+        messages = fmt.last_messages(st.body, control.config.context_messages) if fmt is not None else []
     elif call.kind == semconv.KIND_MCP:
         arguments, messages = request.args, []
     else:

@@ -27,7 +27,8 @@ class Authorize:
         call = st.call
         request = PolicyRequest(st.identity.agent_id, st.identity.role, call.policy_object, call.policy_action)
         st.decision = decision = self.engine.decide(request)
-        provider = call.provider
+        # The call's format answers for itself (refuse() asks it); a plain HTTP call, by its provider.
+        provider = None if st.format is not None else call.provider
         if decision.effect is Effect.REVIEW:
 
             def answer(refusal: Decision, message: str, code: str) -> None:

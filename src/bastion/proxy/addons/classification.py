@@ -24,7 +24,9 @@ class Classify:
             return
         up = st.route.upstream
         try:
-            st.call = classify(st.route.provider, flow.request.method, up.host, st.upstream_path, st.body, up.port)
+            st.call, st.format = classify(
+                st.route.provider, flow.request.method, up.host, st.upstream_path, st.body, up.port
+            )
         except ValueError as e:
             message = f"Bastion could not read this model call: {e}."
             refuse(flow, error(UNREAD_CODE, message), 400, message, UNREAD_CODE)

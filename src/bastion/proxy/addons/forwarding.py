@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from bastion.proxy import formats
 from bastion.proxy.decision import error
 from bastion.proxy.state import answered, refuse, state
 
@@ -38,7 +39,8 @@ class Forward:
             message = f"The provider key for route {route.name!r} is not configured (set {route.api_key_env})."
             refuse(flow, error("provider_key_missing", message), 502, message, "provider_key_missing")
             return
-        if route.provider == "anthropic":
-            flow.request.headers["x-api-key"] = route.api_key.get()
-        else:
-            flow.request.headers["authorization"] = f"Bearer {route.api_key.get()}"
+        fmt = st.format or formats.for_provider(route.provider)
+        name, value = (
+            fmt.provider_key(route.api_key.get()) if fmt else ("authorization", f"Bearer {route.api_key.get()}")
+        )
+        flow.request.headers[name] = value

@@ -18,7 +18,6 @@ from mitmproxy import http
 from bastion import semconv
 from bastion.proxy.audit_payload import audit_payload
 from bastion.proxy.control import Control
-from bastion.proxy.conversation import CHAT, MESSAGES, RESPONSES, with_guidance
 from bastion.proxy.decision import Decision, Effect
 from bastion.proxy.state import answered, refuse, state
 
@@ -55,11 +54,10 @@ class Guidance:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if answered(flow) or st.identity is None or st.call is None or st.call.kind != semconv.KIND_MODEL:
+        fmt = st.format
+        if answered(flow) or st.identity is None or fmt is None or fmt.with_guidance is None:
             return
         waiting = self.control.guidance.get(st.identity.agent_id)
-        if st.call.endpoint not in (CHAT, RESPONSES, MESSAGES):
-            return
         if not waiting or not isinstance(st.body, dict) or st.decision is None or not st.decision.allowed:
             return
         for guidance_id in list(waiting):
@@ -72,7 +70,7 @@ class Guidance:
                 waiting.remove(guidance_id)
             if claimed is None:
                 continue
-            body = with_guidance(st.body, st.call.endpoint, str(claimed["text"]))
+            body = fmt.with_guidance(st.body, str(claimed["text"]))
             if body is None:
                 return
             st.body = body

@@ -12,7 +12,6 @@ refused in the caller's API format (fail closed), unless the route is configured
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -25,7 +24,8 @@ from mitmproxy import http
 from bastion import semconv
 from bastion.proxy import jsonlimits, mcp, push
 from bastion.proxy.decision import error
-from bastion.proxy.errors import error_body, error_response
+from bastion.proxy.errors import error_response
+from bastion.proxy.formats import ApiFormat
 from bastion.proxy.pii import audit, bodies, occurrences
 from bastion.proxy.pii.config import NER_ENTITIES, Action, EntityRule, OnError, PiiConfig
 from bastion.proxy.pii.detector import Detector, Finding
@@ -49,8 +49,7 @@ CHANGING = (Action.REDACT, Action.MASK, Action.HASH, Action.BLOCK)
 class FlowPii:
     rules: dict[str, EntityRule]
     conversation: Conversation | None
-    provider: str
-    endpoint: str
+    format: ApiFormat | None  # None: MCP
     enforce: bool = True  # False: MCP in audit mode, counted and never changed
     conversation_key: str | None = None
     counts: Counter[str] = field(default_factory=Counter)
@@ -114,7 +113,8 @@ class Redaction:
         config, st = self.config, state(flow)
         if config is None or answered(flow) or st.identity is None or st.call is None:
             return
-        if st.call.kind == semconv.KIND_MODEL and isinstance(st.body, dict):
+        fmt = st.format
+        if fmt is not None and isinstance(st.body, dict):
             body: Any = st.body
         elif st.call.kind == semconv.KIND_MCP and st.call.endpoint == "tools/call":  # arguments, then the result
             try:
@@ -126,23 +126,24 @@ class Redaction:
         rules = config.rules_for(st.identity.agent_id, st.identity.role)
         rules_key = frozenset(rules.items())
         try:
-            found = await self._analyze(bodies.texts(body))
+            found = await self._analyze(bodies.texts(body, fmt.free_keys if fmt else frozenset()))
         except Exception as e:
             self._failed(flow, st, e)
             return
-        mcp = st.call.kind == semconv.KIND_MCP
+        mcp = fmt is None
         enforce = not mcp or config.mcp == "enforce"
         conversation, key = None, None
-        if not mcp and any(r.request is Action.PSEUDONYMIZE for r in rules.values()):
-            # Responses API turns chained by previous_response_id continue that response's conversation.
-            previous = body.get("previous_response_id")
-            key = self._responses.get(previous) if isinstance(previous, str) else None
+        if fmt is not None and any(r.request is Action.PSEUDONYMIZE for r in rules.values()):
+            # A turn that continues an earlier response (Responses API) continues its conversation.
+            previous = fmt.continues(body)
+            key = self._responses.get(previous) if previous is not None else None
             if key is None:
                 header = flow.metadata.get(_HEADER_META)
-                key = conversation_key(st.identity.agent_id, header, bodies.first_user_text(body))
+                key = conversation_key(st.identity.agent_id, header, fmt.first_user_text(body))
             conversation = self.vault.conversation(key)
-        provider = st.call.provider if not mcp else "mcp"
-        pii = flow.metadata[_META] = FlowPii(rules, conversation, provider, st.call.endpoint, enforce, key)
+        # A model call's format answers for itself (refuse() asks it); anything else redacted is MCP.
+        provider = None if fmt is not None else "mcp"
+        pii = flow.metadata[_META] = FlowPii(rules, conversation, fmt, enforce, key)
         blocked: set[str] = set()
 
         # A value found anywhere in the request (or pseudonymized earlier in the conversation) is
@@ -159,7 +160,10 @@ class Redaction:
             return result.text
 
         try:  # on the pool: applying many findings to a long text takes a while (Presidio's anonymizer)
-            redacted = await self._in_pool(lambda: bodies.walk(body, redact)) if any(found.values()) else body
+            extra = fmt.free_keys if fmt else frozenset()
+            redacted = (
+                await self._in_pool(lambda: bodies.walk(body, redact, extra=extra)) if any(found.values()) else body
+            )
         except Exception as e:
             self._failed(flow, st, e)
             return
@@ -223,9 +227,8 @@ class Redaction:
             if what_for == "request"
             else f"Bastion could not check the answer for personal data (analysis {what}), so it was withheld."
         )
-        provider = st.call.provider if st.call.kind == semconv.KIND_MODEL else "mcp"
         st.attributes[semconv.BASTION_PII_ERROR] = what
-        refuse(flow, error(FAILED_CODE, message), 503, message, FAILED_CODE, provider)
+        refuse(flow, error(FAILED_CODE, message), 503, message, FAILED_CODE, None if st.format is not None else "mcp")
 
     # Responses
 
@@ -270,13 +273,14 @@ class Redaction:
         assert self.config is not None
         process = self._process(pii, st, streamed=True)
         redactor: Callable[[bytes], list[bytes]]
-        if pii.provider == "mcp":
+        if pii.format is None:
             redactor = _mcp_stream(process)
         else:
             message = "Bastion stopped the response: it contains personal data the PII policy does not let through."
-            error = _error_event(pii.provider, pii.endpoint, message)
+            error = pii.format.error_event(message, BLOCKED_CODE)
             names = any(e in NER_ENTITIES for e in pii.rules)
-            redactor = StreamRedactor(pii.endpoint, process, self._spans(pii), self.config.holdback_chars, error, names)
+            window = self.config.holdback_chars
+            redactor = StreamRedactor(pii.format, process, self._spans(pii), window, error, names)
         worker = None
         if _analyzes(pii):
             worker = StreamWorker(redactor, self.pool, self.config.timeout_seconds)
@@ -315,38 +319,27 @@ class Redaction:
             return
         process = self._process(pii, st)
         try:
-            rewritten = await self._off_loop(pii, lambda: bodies.walk(body, lambda value: process(value, False)))
+            extra = pii.format.free_keys if pii.format else frozenset()
+            rewritten = await self._off_loop(pii, lambda: bodies.walk(body, lambda v: process(v, False), extra=extra))
         except Exception as e:
             self._failed(flow, st, e, "answer")
             if flow.response is not response or pii.conversation is None:
                 return
             conversation = pii.conversation  # failing open: the agent still gets its originals back
-            rewritten = bodies.walk(body, lambda value: conversation.restore(value, False))
+            rewritten = bodies.walk(body, lambda value: conversation.restore(value, False), extra=extra)
         blocked = {e for e in pii.counts if pii.rules[e].response is Action.BLOCK} if pii.enforce else set()
         if blocked:
             kinds = ", ".join(sorted(blocked))
             message = f"Bastion blocked the response: it contains {kinds}, which the PII policy does not let through."
-            if pii.provider == "mcp" and isinstance(body, dict) and "id" in body:  # answers the call it awaits
+            if pii.format is None and isinstance(body, dict) and "id" in body:  # answers the call it awaits
                 answer = _mcp_blocked(body["id"], kinds)
                 headers = {"content-type": "application/json", "x-bastion-error": BLOCKED_CODE}
                 flow.response = http.Response.make(200, mcp.encode(answer), headers)
             else:
-                flow.response = error_response(pii.provider, 403, message, BLOCKED_CODE)
+                flow.response = error_response(pii.format or "mcp", 403, message, BLOCKED_CODE)
             return
         if rewritten != body:
             response.content = jsonlimits.encode(rewritten)
-
-
-def _error_event(provider: str, endpoint: str, message: str) -> bytes:
-    """An error event in the stream's API format."""
-    body = error_body(provider, 403, message, BLOCKED_CODE)
-    if endpoint == "messages":
-        return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
-    if endpoint == "responses":
-        # The openai SDK raises on an "error" event only when its data carries "error".
-        data = {"type": "error", "code": BLOCKED_CODE, "message": message, "param": None, "error": body["error"]}
-        return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
-    return f"data: {json.dumps(body)}\n\n".encode()
 
 
 def _analyzes(pii: FlowPii) -> bool:

@@ -15,34 +15,27 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
-from bastion.proxy import jsonlimits, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
+from bastion.proxy import jsonlimits
 from bastion.proxy.config import GatewayConfig, LiveConfig, ToolCallSettings, live
 from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
+from bastion.proxy.formats import ApiFormat
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, refuse, state
 from bastion.proxy.telemetry import decision_attributes
 from bastion.proxy.toolcalls import (
     CHECK_FAILED_CODE,
-    ApiFormat,
     Judge,
     Verdict,
     blocked_code,
     blocked_message,
     closed_stream,
-    filter_tools,
     stream_callback,
 )
 
 log = logging.getLogger(__name__)
 
-# classify.Call.endpoint -> its API format
-FORMATS: dict[str, ApiFormat] = {
-    "chat.completions": toolcalls_chat.FORMAT,
-    "responses": toolcalls_responses.FORMAT,
-    "messages": toolcalls_anthropic.FORMAT,
-}
 SPAN_NAME = f"{semconv.OPERATION_APPLY_GUARDRAIL} {semconv.TARGET_TOOL_CALL}"
 
 
@@ -72,9 +65,9 @@ class ToolCalls:
 
         try:
             text = (flow.request.get_content() or b"").decode("utf-8")
-            result = filter_tools(text, st.body, fmt.tool_lists, visible)
+            result = fmt.offered_tools(text, st.body, visible)
         except ValueError:  # not UTF-8 or not read member by member: the body is written anew
-            result = filter_tools(json.dumps(st.body), st.body, fmt.tool_lists, visible)
+            result = fmt.offered_tools(json.dumps(st.body), st.body, visible)
         if result.hidden:
             st.attributes[semconv.BASTION_TOOLS_HIDDEN] = result.hidden
         if result.forced is not None:
@@ -83,7 +76,7 @@ class ToolCalls:
             if decision.allowed:  # visible() and decide() disagree: the tool stays hidden
                 decision = deny("tool-not-offered", f"{request.obj} is not offered to agent {agent}")
             message = f"The request forces a tool the agent may not call. {refusal_message(request, decision)}"
-            refuse(flow, decision, 403, message, refusal_code(decision), fmt.provider)
+            refuse(flow, decision, 403, message, refusal_code(decision))
         elif result.text is not None:
             flow.request.content = result.text.encode()
 
@@ -95,6 +88,7 @@ class ToolCalls:
         judge = self._judge(st)
         if judge is None:
             return
+        assert fmt.rewriter is not None
         rewriter = fmt.rewriter(judge, self.settings.block)
         inner = response.stream if callable(response.stream) else None
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -118,13 +112,15 @@ class ToolCalls:
         except ValueError:
             return
         judge = self._judge(st)
-        if judge is None or not isinstance(body, dict):
+        if judge is None:
             return
-        denied = [v for v in fmt.govern(body, judge) if not v.allowed]
+        govern = fmt.govern
+        assert govern is not None
+        denied = [v for answer in fmt.answers(body) for v in govern(answer, judge) if not v.allowed]
         if not denied:
             return
         if self.settings.block:
-            flow.response = error_response(fmt.provider, 403, blocked_message(denied), blocked_code(denied))
+            flow.response = error_response(fmt, 403, blocked_message(denied), blocked_code(denied))
         else:
             response.content = json.dumps(body).encode()
 
@@ -149,10 +145,9 @@ class ToolCalls:
 
 
 def _format(st: CallState) -> ApiFormat | None:
-    call = st.call
-    if call is None or call.kind != semconv.KIND_MODEL:
-        return None
-    return FORMATS.get(call.endpoint)
+    """The call's format, when it has tool calls to govern."""
+    fmt = st.format
+    return fmt if fmt is not None and fmt.govern is not None and fmt.rewriter is not None else None
 
 
 def attributes(st: CallState, verdict: Verdict) -> dict[str, Any]:
@@ -169,8 +164,8 @@ def attributes(st: CallState, verdict: Verdict) -> dict[str, Any]:
     if verdict.call.id:
         attrs[semconv.GEN_AI_TOOL_CALL_ID] = verdict.call.id
         attrs[semconv.GEN_AI_SECURITY_TARGET_ID] = verdict.call.id
-    if st.call is not None:
-        attrs[semconv.GEN_AI_PROVIDER_NAME] = st.call.provider
+    if st.format is not None:
+        attrs[semconv.GEN_AI_PROVIDER_NAME] = st.format.provider_name
     if st.route is not None:
         attrs[semconv.BASTION_ROUTE] = st.route.name
     return attrs

@@ -142,12 +142,12 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
         attrs[semconv.GEN_AI_OPERATION_NAME] = call.operation
         if call.kind == semconv.KIND_MODEL:
             attrs[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_LLM_INPUT
-            attrs[semconv.GEN_AI_PROVIDER_NAME] = call.provider
+            attrs[semconv.GEN_AI_PROVIDER_NAME] = st.format.provider_name if st.format else call.provider
             attrs[semconv.GEN_AI_REQUEST_STREAM] = call.stream
             if call.model:
                 attrs[semconv.GEN_AI_REQUEST_MODEL] = call.model
     elif st.route is not None:
-        attrs[semconv.BASTION_CALL_KIND] = semconv.KIND_MODEL if st.route.provider != "http" else semconv.KIND_HTTP
+        attrs[semconv.BASTION_CALL_KIND] = semconv.KIND_HTTP if st.route.plain_http else semconv.KIND_MODEL
     if st.decision is not None:
         attrs.update(decision_attributes(st.decision))
     usage = st.usage

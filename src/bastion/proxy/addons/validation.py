@@ -10,8 +10,7 @@ from urllib.parse import unquote
 
 from mitmproxy import http
 
-from bastion.proxy import jsonlimits
-from bastion.proxy.classify import model_endpoint
+from bastion.proxy import formats, jsonlimits
 from bastion.proxy.decision import error
 from bastion.proxy.state import answered, refuse, state
 
@@ -53,7 +52,8 @@ class Validate:
             return
         route = st.route
         path = st.upstream_path.split("?", 1)[0]
-        if route is None or model_endpoint(route.provider, flow.request.method, path) is None:
+        fmt = None if route is None else formats.recognise(route.provider, flow.request.method, path)
+        if fmt is None:
             return
         content_type = flow.request.headers.get("content-type", "")
         if "json" not in content_type.split(";", 1)[0].lower():
@@ -68,7 +68,7 @@ class Validate:
         if not isinstance(parsed, dict):
             self._refuse(flow, 400, "invalid_json", "Request body must be a JSON object.")
             return
-        if not isinstance(parsed.get("model"), str) or not parsed["model"]:
+        if not fmt.model(parsed, st.upstream_path):
             self._refuse(flow, 400, "missing_model", "Request body must name a 'model' (a string).")
             return
         st.body = parsed

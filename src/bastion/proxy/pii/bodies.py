@@ -1,6 +1,6 @@
 """The texts inside the APIs' JSON, rewritten in place of the originals.
 
-One walk serves every format (OpenAI chat and Responses, Anthropic messages, MCP): strings under
+One walk serves every format (OpenAI chat and Responses, Anthropic messages, Gemini, MCP): strings under
 text-bearing keys (``content``, ``text``, ``input``, ``instructions``, ``system``, ``output``, ...)
 are texts; tool-call arguments (OpenAI's JSON strings, Anthropic's ``input`` objects, MCP's
 ``arguments`` and ``structuredContent``) are texts in every string leaf. Identifiers, names,
@@ -32,22 +32,25 @@ SKIP_KEYS = frozenset(
 Text = Callable[[str], str]
 
 
-def walk(value: Any, text: Text, key: str | None = None, free: bool = False) -> Any:
-    """``value`` with ``text`` applied to every text in it (a new value; the input is not changed)."""
+def walk(
+    value: Any, text: Text, key: str | None = None, free: bool = False, extra: frozenset[str] = frozenset()
+) -> Any:
+    """``value`` with ``text`` applied to every text in it (a new value; the input is not changed).
+    ``extra``: keys whose object values are free-form data in this API, beyond ``FREE_KEYS``."""
     if isinstance(value, str):
         if key == "arguments" and not free:
             return _json_text(value, text)
         return text(value) if free or key in TEXT_KEYS else value
     if isinstance(value, list):
-        return [walk(item, text, key, free) for item in value]
+        return [walk(item, text, key, free, extra) for item in value]
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if not free and k in SKIP_KEYS:
                 out[k] = v
             else:
-                inner_free = free or (k in FREE_KEYS and isinstance(v, dict))
-                out[k] = walk(v, text, k, inner_free)
+                inner_free = free or ((k in FREE_KEYS or k in extra) and isinstance(v, dict))
+                out[k] = walk(v, text, k, inner_free, extra)
         return out
     return value
 
@@ -63,7 +66,7 @@ def _json_text(raw: str, text: Text) -> str:
     return json.dumps(walk(parsed, text, None, True), ensure_ascii=False)
 
 
-def texts(value: Any) -> list[str]:
+def texts(value: Any, extra: frozenset[str] = frozenset()) -> list[str]:
     """Every text in ``value``, in order."""
     found: list[str] = []
 
@@ -71,18 +74,5 @@ def texts(value: Any) -> list[str]:
         found.append(s)
         return s
 
-    walk(value, collect)
+    walk(value, collect, extra=extra)
     return found
-
-
-def first_user_text(body: Any) -> str:
-    """The first user message's text: with the agent, it names a conversation."""
-    items = body.get("messages") if isinstance(body, dict) else None
-    if items is None and isinstance(body, dict):
-        items = body.get("input")
-        if isinstance(items, str):
-            return items
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("role") == "user":
-            return "\n".join(texts({"content": item.get("content")}))
-    return ""

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from bastion.proxy import jsonlimits
+from bastion.proxy.formats import ApiFormat
 from bastion.proxy.pii.bodies import walk
 from bastion.proxy.pii.redactor import MAX_PLACEHOLDER
 from bastion.proxy.sse import EventBuffer, parse_event
@@ -31,7 +32,6 @@ WORD = re.compile(r"\S+")
 VALUE_PART = re.compile(r"[\d@+]|^-----|^[A-Za-z0-9_/+=.-]{16,}$")
 SHORT_WORD = 5  # letters: "de", "van", "years", "old" inside a value's run
 
-Json = dict[str, Any]
 # (text, json_string) -> the text to send
 Process = Callable[[str, bool], str]
 Spans = Callable[[str], list[tuple[int, int]]]
@@ -112,32 +112,45 @@ class HoldBack:
         return max(cut, 0)
 
 
-def _event(data: Json, name: str | None) -> bytes:
-    head = f"event: {name}\n" if name and name != "message" else ""
-    return jsonlimits.to_utf8(f"{head}data: {jsonlimits.dumps(data, compact=True)}\n\n")
-
-
 class StreamRedactor:
-    """One response stream: whole events in, events with their texts rewritten out."""
+    """One response stream: whole events in, events with their texts rewritten out. Where an
+    event's texts are is its format's (``ApiFormat.redact_event``); this holds their channels."""
 
     def __init__(
-        self, endpoint: str, process: Process, spans: Spans | None, window: int, error: bytes = b"", names: bool = False
+        self,
+        fmt: ApiFormat,
+        process: Process,
+        spans: Spans | None,
+        window: int,
+        error: bytes = b"",
+        names: bool = False,
     ) -> None:
-        self.endpoint, self.process, self.spans, self.window, self.names = endpoint, process, spans, window, names
-        self.channels: dict[Any, HoldBack] = {}
+        self.format, self.process, self.spans, self.window, self.names = fmt, process, spans, window, names
+        self.channels: dict[Hashable, HoldBack] = {}
         self.events = EventBuffer()
         self.error = error  # the event that ends a blocked stream
         self.closed = False
 
-    def _channel(self, key: Any, json_string: bool) -> HoldBack:
+    # The channels, as formats see them (formats.base.Channels).
+
+    def feed(self, key: Hashable, delta: str, json_string: bool) -> str:
         found = self.channels.get(key)
         if found is None:
             found = self.channels[key] = HoldBack(self.process, self.spans, self.window, json_string, self.names)
-        return found
+        return found.feed(delta)
 
-    def _flush(self, key: Any) -> str:
+    def flush(self, key: Hashable) -> str:
         channel = self.channels.pop(key, None)
         return channel.flush() if channel is not None else ""
+
+    def open(self) -> list[Hashable]:
+        return list(self.channels)
+
+    def whole(self, value: Any) -> Any:
+        return walk(value, lambda text: self.process(text, False), extra=self.format.free_keys)
+
+    def text(self, text: str, json_string: bool) -> str:
+        return self.process(text, json_string)
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         blocks = self.events.feed(chunk) if chunk else [self.events.flush()]
@@ -163,94 +176,6 @@ class StreamRedactor:
             data = jsonlimits.loads(parsed.data) if parsed.data else None
         except ValueError:
             data = None
-        if not isinstance(data, dict):
-            return [*self._flush_all_openai(), raw] if self.endpoint == "chat.completions" else [raw]
-        if self.endpoint == "chat.completions":
-            return [_event(self._chat(data), parsed.event)]
-        if self.endpoint == "messages":
-            return self._anthropic(data, parsed.event)
-        return self._responses(data, parsed.event)
-
-    # OpenAI chat completions
-
-    def _chat(self, data: Json) -> Json:
-        for choice in data.get("choices") or []:
-            if not isinstance(choice, dict):
-                continue
-            number = choice.get("index", 0)
-            delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            if isinstance(delta.get("content"), str):
-                delta["content"] = self._channel(("content", number), False).feed(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                    key = ("args", number, call.get("index", 0))
-                    function["arguments"] = self._channel(key, True).feed(function["arguments"])
-            if choice.get("finish_reason"):
-                rest = self._flush(("content", number))
-                if rest:
-                    delta["content"] = (delta.get("content") or "") + rest
-                for key in [k for k in self.channels if k[0] == "args" and k[1] == number]:
-                    if rest := self._flush(key):
-                        delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": rest}})
-        return data
-
-    def _flush_all_openai(self) -> list[bytes]:
-        """The stream ends without a finish_reason: what is held goes out in one last chunk."""
-        deltas = {}
-        for key in list(self.channels):
-            rest = self._flush(key)
-            if rest and key[0] == "content":
-                deltas[key[1]] = {"content": rest}
-        choices = [{"index": n, "delta": d, "finish_reason": None} for n, d in deltas.items()]
-        return [_event({"object": "chat.completion.chunk", "choices": choices}, None)] if choices else []
-
-    # Anthropic messages
-
-    def _anthropic(self, data: Json, name: str) -> list[bytes]:
-        kind, index = data.get("type"), data.get("index")
-        delta = data.get("delta")
-        if kind == "content_block_delta" and isinstance(delta, dict):
-            for field, json_string in (("text", False), ("partial_json", True)):
-                if isinstance(delta.get(field), str):
-                    delta[field] = self._channel((index, field), json_string).feed(delta[field])
-            return [_event(data, name)]
-        if kind == "content_block_stop":
-            out = []
-            for field, delta_type in (("text", "text_delta"), ("partial_json", "input_json_delta")):
-                if rest := self._flush((index, field)):
-                    tail = {"type": "content_block_delta", "index": index, "delta": {"type": delta_type, field: rest}}
-                    out.append(_event(tail, "content_block_delta"))
-            return [*out, _event(data, name)]
-        if kind in ("content_block_start", "message_start"):
-            return [_event(walk(data, self._whole), name)]
-        return [_event(data, name)]
-
-    def _whole(self, text: str) -> str:
-        return self.process(text, False)
-
-    # OpenAI Responses
-
-    def _responses(self, data: Json, name: str) -> list[bytes]:
-        kind = str(data.get("type") or "")
-        if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
-            json_string = kind.startswith("response.function_call")
-            key = (data.get("output_index"), data.get("content_index"), json_string)
-            if isinstance(data.get("delta"), str):
-                data["delta"] = self._channel(key, json_string).feed(data["delta"])
-            return [_event(data, name)]
-        out = []
-        if kind in ("response.output_text.done", "response.function_call_arguments.done"):
-            json_string = kind.startswith("response.function_call")
-            key = (data.get("output_index"), data.get("content_index"), json_string)
-            if rest := self._flush(key):
-                delta_kind = kind.removesuffix(".done") + ".delta"
-                tail = {k: v for k, v in data.items() if k not in ("text", "arguments", "type")}
-                out.append(_event({"type": delta_kind, **tail, "delta": rest}, delta_kind))
-        fields = {k: v for k, v in data.items() if k not in ("type", "delta")}
-        rewritten = walk(fields, self._whole)
-        if isinstance(data.get("arguments"), str):
-            rewritten["arguments"] = self.process(data["arguments"], True)
-        return [*out, _event({"type": kind, **rewritten}, name)]
+        if not isinstance(data, dict) or self.format.redact_event is None:
+            return self.format.redact_other(self, raw)
+        return self.format.redact_event(self, data, parsed.event)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bastion.proxy.toolcalls_responses import Rewriter, govern
+from bastion.proxy.formats.openai_responses import Rewriter, govern
 from factories.toolcalls import (
     ALLOWED_EMAIL,
     ALLOWED_WEATHER,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bastion.proxy.toolcalls_chat import Rewriter, govern
+from bastion.proxy.formats.openai_chat import Rewriter, govern
 from factories.toolcalls import (
     ALLOWED_EMAIL,
     ALLOWED_WEATHER,

@@ -1,4 +1,6 @@
-"""Anthropic Messages: ``tool_use`` content blocks, in responses and in streamed events.
+"""Anthropic Messages (``POST .../messages``).
+
+Tool calls: ``tool_use`` content blocks, in responses and in streamed events.
 
 A blocked call's block is replaced, at the same index, by a text block with the explanation, so
 every other block keeps its index; when no ``tool_use`` block is left, ``stop_reason`` becomes
@@ -12,9 +14,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.proxy.errors import error_body
+from bastion import semconv
+from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event, ends_with, json_event
+from bastion.proxy.formats.openai_chat import first_user_message
 from bastion.proxy.toolcalls import (
-    ApiFormat,
     Json,
     Judge,
     ToolCall,
@@ -83,7 +86,7 @@ class Rewriter:
         self._kept = self._removed = False  # in the current message
 
     def error(self, message: str, code: str) -> bytes:
-        return sse_event(error_body("anthropic", 403, message, code), "error")
+        return sse_event(error_body(403, message, code), "error")
 
     def event(self, raw: bytes) -> list[bytes]:
         _, data = event_json(raw)
@@ -162,4 +165,98 @@ def _event(kind: str, **fields: Any) -> bytes:
     return sse_event({"type": kind, **fields}, kind)
 
 
-FORMAT = ApiFormat("anthropic", TOOL_LISTS, govern, Rewriter)
+# Errors
+
+# HTTP status -> Anthropic's error type
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+}
+
+
+def error_body(status: int, message: str, code: str) -> Json:
+    kind = _ERROR_TYPES.get(status, "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message, "code": code}}
+
+
+def error_event(message: str, code: str) -> bytes:
+    return json_event(error_body(403, message, code), "error")
+
+
+# Personal data in streams: each content block's text and partial JSON.
+
+
+def redact_event(channels: Channels, data: Json, name: str) -> list[bytes]:
+    kind, index = data.get("type"), data.get("index")
+    delta = data.get("delta")
+    if kind == "content_block_delta" and isinstance(delta, dict):
+        for field_name, json_string in (("text", False), ("partial_json", True)):
+            if isinstance(delta.get(field_name), str):
+                delta[field_name] = channels.feed((index, field_name), delta[field_name], json_string)
+        return [data_event(data, name)]
+    if kind == "content_block_stop":
+        out = []
+        for field_name, delta_type in (("text", "text_delta"), ("partial_json", "input_json_delta")):
+            if rest := channels.flush((index, field_name)):
+                tail = {"type": "content_block_delta", "index": index, "delta": {"type": delta_type, field_name: rest}}
+                out.append(data_event(tail, "content_block_delta"))
+        return [*out, data_event(data, name)]
+    if kind in ("content_block_start", "message_start"):
+        return [data_event(channels.whole(data), name)]
+    return [data_event(data, name)]
+
+
+# The conversation: the system prompt, then the messages.
+
+
+def messages(body: Json) -> list[Json]:
+    found: list[Json] = []
+    if body.get("system"):
+        found.append({"role": "system", "content": body["system"]})
+    listed = body.get("messages")
+    return found + ([m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else [])
+
+
+def with_guidance(body: Json, text: str) -> Json | None:
+    new = copy.deepcopy(body)
+    guidance = GUIDANCE_PREFIX + text
+    system = new.get("system")
+    if isinstance(system, list):
+        new["system"] = [*system, {"type": "text", "text": guidance}]
+    elif isinstance(system, str) and system:
+        new["system"] = f"{system}\n\n{guidance}"
+    else:
+        new["system"] = guidance
+    return new
+
+
+def first_user_text(body: Json) -> str:
+    return first_user_message(body.get("messages"))
+
+
+def provider_key(key: str) -> tuple[str, str]:
+    return "x-api-key", key
+
+
+FORMAT = ApiFormat(
+    name="messages",
+    provider="anthropic",
+    provider_name=semconv.PROVIDER_ANTHROPIC,
+    operation=semconv.OPERATION_CHAT,
+    recognises=ends_with("messages"),
+    error_body=error_body,
+    error_event=error_event,
+    tool_lists=TOOL_LISTS,
+    govern=govern,
+    rewriter=Rewriter,
+    redact_event=redact_event,
+    messages=messages,
+    with_guidance=with_guidance,
+    first_user_text=first_user_text,
+    provider_key=provider_key,
+)

@@ -1,4 +1,6 @@
-"""OpenAI Responses API: ``function_call`` (and ``custom_tool_call``) output items.
+"""OpenAI Responses API (``POST .../responses``).
+
+Tool calls: ``function_call`` (and ``custom_tool_call``) output items.
 
 A blocked call's item is replaced, at the same output index, by an assistant ``message`` item
 whose text is the explanation, so every other item keeps its index. Streamed, a call item's
@@ -10,12 +12,15 @@ replacement. A custom tool's free-form input is decided as the argument ``input`
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.proxy.errors import error_body
+from bastion import semconv
+from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event, ends_with
+from bastion.proxy.formats.openai_chat import error_body, first_user_message
 from bastion.proxy.toolcalls import (
-    ApiFormat,
     Json,
     Judge,
     ToolCall,
@@ -109,7 +114,7 @@ class Rewriter:
         self._next_seq: int | None = None
 
     def error(self, message: str, code: str) -> bytes:
-        detail = error_body("openai", 403, message, code)["error"]
+        detail = error_body(403, message, code)["error"]
         return self._generated("error", {"code": code, "message": message, "param": None, "error": detail})
 
     def event(self, raw: bytes) -> list[bytes]:
@@ -235,4 +240,94 @@ class Rewriter:
         return sse_event(data, name if name != "message" else None)
 
 
-FORMAT = ApiFormat("openai", TOOL_LISTS, govern, Rewriter)
+def error_event(message: str, code: str) -> bytes:
+    """The openai SDK raises on an ``error`` event only when its data carries ``error``."""
+    data = {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "param": None,
+        "error": error_body(403, message, code)["error"],
+    }
+    return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
+
+
+# Personal data in streams: text and argument deltas by output item and content part.
+
+_DELTAS = ("response.output_text.delta", "response.function_call_arguments.delta")
+_DONES = ("response.output_text.done", "response.function_call_arguments.done")
+
+
+def redact_event(channels: Channels, data: Json, name: str) -> list[bytes]:
+    kind = str(data.get("type") or "")
+    if kind in _DELTAS:
+        json_string = kind.startswith("response.function_call")
+        key = (data.get("output_index"), data.get("content_index"), json_string)
+        if isinstance(data.get("delta"), str):
+            data["delta"] = channels.feed(key, data["delta"], json_string)
+        return [data_event(data, name)]
+    out = []
+    if kind in _DONES:
+        json_string = kind.startswith("response.function_call")
+        key = (data.get("output_index"), data.get("content_index"), json_string)
+        if rest := channels.flush(key):
+            delta_kind = kind.removesuffix(".done") + ".delta"
+            tail = {k: v for k, v in data.items() if k not in ("text", "arguments", "type")}
+            out.append(data_event({"type": delta_kind, **tail, "delta": rest}, delta_kind))
+    fields = {k: v for k, v in data.items() if k not in ("type", "delta")}
+    rewritten = channels.whole(fields)
+    if isinstance(data.get("arguments"), str):
+        rewritten["arguments"] = channels.text(data["arguments"], True)
+    return [*out, data_event({"type": kind, **rewritten}, name)]
+
+
+# The conversation: instructions and input items; a turn may continue an earlier response.
+
+
+def messages(body: Json) -> list[Json]:
+    found: list[Json] = []
+    if body.get("instructions"):
+        found.append({"role": "system", "content": body["instructions"]})
+    items = body.get("input")
+    if isinstance(items, str):
+        found.append({"role": "user", "content": items})
+    elif isinstance(items, list):
+        found += [i for i in items if isinstance(i, dict)]
+    return found
+
+
+def with_guidance(body: Json, text: str) -> Json | None:
+    new = copy.deepcopy(body)
+    guidance = GUIDANCE_PREFIX + text
+    before = new.get("instructions")
+    new["instructions"] = f"{before}\n\n{guidance}" if isinstance(before, str) and before else guidance
+    return new
+
+
+def first_user_text(body: Json) -> str:
+    items = body.get("input")
+    return items if isinstance(items, str) else first_user_message(items)
+
+
+def continues(body: Json) -> str | None:
+    previous = body.get("previous_response_id")
+    return previous if isinstance(previous, str) else None
+
+
+FORMAT = ApiFormat(
+    name="responses",
+    provider="openai",
+    provider_name=semconv.PROVIDER_OPENAI,
+    operation=semconv.OPERATION_CHAT,
+    recognises=ends_with("responses"),
+    error_body=error_body,
+    error_event=error_event,
+    tool_lists=TOOL_LISTS,
+    govern=govern,
+    rewriter=Rewriter,
+    redact_event=redact_event,
+    messages=messages,
+    with_guidance=with_guidance,
+    first_user_text=first_user_text,
+    continues=continues,
+)

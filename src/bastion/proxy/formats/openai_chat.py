@@ -1,11 +1,12 @@
-"""OpenAI chat completions: ``tool_calls`` (and legacy ``function_call``) in responses and chunks.
+"""OpenAI chat completions (``POST .../chat/completions``), and the error body every OpenAI API shares.
 
-A blocked call leaves the message; the explanation joins its ``content`` and, when no call is
-left, ``finish_reason`` becomes ``stop``. Streamed, a choice's tool-call fragments are held from
-the first one until the choice finishes (a call is only complete then); the held chunks then pass
-unchanged when every call is allowed, or are rewritten without the blocked calls, the remaining
-calls renumbered from 0, and a content chunk with the explanation before the finishing chunk.
-Chunks without tool calls pass as they come.
+Tool calls: ``tool_calls`` (and legacy ``function_call``) in responses and chunks. A blocked call
+leaves the message; the explanation joins its ``content`` and, when no call is left,
+``finish_reason`` becomes ``stop``. Streamed, a choice's tool-call fragments are held from the first
+one until the choice finishes (a call is only complete then); the held chunks then pass unchanged
+when every call is allowed, or are rewritten without the blocked calls, the remaining calls
+renumbered from 0, and a content chunk with the explanation before the finishing chunk. Chunks
+without tool calls pass as they come.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from bastion.proxy.errors import error_body
+from bastion import semconv
+from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event, ends_with, json_event
+from bastion.proxy.pii.bodies import texts
 from bastion.proxy.sse import parse_event
 from bastion.proxy.toolcalls import (
-    ApiFormat,
     Json,
     Judge,
     ToolCall,
@@ -167,7 +169,7 @@ class Rewriter:
         self._with_text: set[int] = set()  # choices that sent content
 
     def error(self, message: str, code: str) -> bytes:
-        return sse_event(error_body("openai", 403, message, code))
+        return sse_event(error_body(403, message, code))
 
     def event(self, raw: bytes) -> list[bytes]:
         _, data = event_json(raw)
@@ -285,4 +287,110 @@ class Rewriter:
         return sse_event(chunk)
 
 
-FORMAT = ApiFormat("openai", TOOL_LISTS, govern, Rewriter)
+# Errors: the body every OpenAI API answers with.
+
+# HTTP status -> OpenAI's error type
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_denied",
+    404: "not_found_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+}
+
+
+def error_body(status: int, message: str, code: str) -> Json:
+    kind = _ERROR_TYPES.get(status, "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "code": code, "param": None}}
+
+
+def error_event(message: str, code: str) -> bytes:
+    return json_event(error_body(403, message, code))
+
+
+# Personal data in streams: a choice's content, and each call's argument fragments.
+
+
+def redact_event(channels: Channels, data: Json, name: str) -> list[bytes]:
+    for choice in data.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        number = choice.get("index", 0)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            continue
+        if isinstance(delta.get("content"), str):
+            delta["content"] = channels.feed(("content", number), delta["content"], False)
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                key = ("args", number, call.get("index", 0))
+                function["arguments"] = channels.feed(key, function["arguments"], True)
+        if choice.get("finish_reason"):
+            rest = channels.flush(("content", number))
+            if rest:
+                delta["content"] = (delta.get("content") or "") + rest
+            for key in [k for k in channels.open() if isinstance(k, tuple) and k[:2] == ("args", number)]:
+                if rest := channels.flush(key):
+                    delta.setdefault("tool_calls", []).append({"index": key[2], "function": {"arguments": rest}})
+    return [data_event(data, name)]
+
+
+def redact_other(channels: Channels, raw: bytes) -> list[bytes]:
+    """``[DONE]``: the stream ends without a finish_reason; what is held goes out in one last chunk."""
+    deltas = {}
+    for key in channels.open():
+        rest = channels.flush(key)
+        if rest and isinstance(key, tuple) and key[0] == "content":
+            deltas[key[1]] = {"content": rest}
+    choices = [{"index": n, "delta": d, "finish_reason": None} for n, d in deltas.items()]
+    last = [data_event({"object": "chat.completion.chunk", "choices": choices})] if choices else []
+    return [*last, raw]
+
+
+# The conversation.
+
+
+def messages(body: Json) -> list[Json]:
+    found = body.get("messages")
+    return [m for m in found if isinstance(m, dict)] if isinstance(found, list) else []
+
+
+def with_guidance(body: Json, text: str) -> Json | None:
+    new = copy.deepcopy(body)
+    if not isinstance(new.get("messages"), list):
+        return None
+    new["messages"].append({"role": "system", "content": GUIDANCE_PREFIX + text})
+    return new
+
+
+def first_user_text(body: Json) -> str:
+    return first_user_message(body.get("messages"))
+
+
+def first_user_message(items: Any) -> str:
+    """The first user message's texts, joined (chat messages and Responses input items alike)."""
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("role") == "user":
+            return "\n".join(texts({"content": item.get("content")}))
+    return ""
+
+
+FORMAT = ApiFormat(
+    name="chat.completions",
+    provider="openai",
+    provider_name=semconv.PROVIDER_OPENAI,
+    operation=semconv.OPERATION_CHAT,
+    recognises=ends_with("chat/completions"),
+    error_body=error_body,
+    error_event=error_event,
+    tool_lists=TOOL_LISTS,
+    govern=govern,
+    rewriter=Rewriter,
+    redact_event=redact_event,
+    redact_other=redact_other,
+    messages=messages,
+    with_guidance=with_guidance,
+    first_user_text=first_user_text,
+)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bastion.proxy.toolcalls_anthropic import Rewriter, govern
+from bastion.proxy.formats.anthropic import Rewriter, govern
 from factories.toolcalls import (
     ALLOWED_EMAIL,
     ALLOWED_WEATHER,
