@@ -194,3 +194,13 @@ def call_flow(
     st.call = classify(st.route.provider, f.request.method, st.route.upstream.host, st.upstream_path, st.body)
     st.decision = decision
     return f
+
+
+def feed(f: http.HTTPFlow, stream: bytes, size: int | None = 5) -> bytes:
+    """Feed ``stream`` through the stream callback the addons set on ``f``'s response, in chunks of
+    ``size`` bytes and then the final b"", as mitmproxy does; returns what reached the client."""
+    assert f.response is not None and callable(f.response.stream)
+    callback = f.response.stream
+    step = size or max(len(stream), 1)
+    out = [callback(stream[i : i + step]) for i in range(0, len(stream), step)] + [callback(b"")]
+    return b"".join(c if isinstance(c, bytes) else b"".join(c) for c in out)
