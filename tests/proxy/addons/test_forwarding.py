@@ -2,12 +2,15 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from mitmproxy.proxy.layers.http import HttpRequestHook
+from mitmproxy.test import taddons
 
 from bastion.proxy.decision import Effect, allow, deny
 from bastion.proxy.state import state
-from factories.addons import call_flow, forward, run
+from factories.addons import authorize, call_flow, engine, forward, run
 from factories.proxy import route
 
 ALLOWED = allow("assistant-scripted-models", "allowed")
@@ -63,3 +66,20 @@ def test_an_answered_call_is_not_sent() -> None:
     f.kill()
     run(forward(), f, "request")
     assert f.request.host != "upstream.test" and f.response is None
+
+
+def test_a_call_whose_deciding_addon_raised_is_refused_under_mitmproxys_dispatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = engine(tmp_path)
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("the policy engine crashed")
+
+    monkeypatch.setattr(policy, "decide", crash)
+    f = call_flow()
+    # mitmproxy logs the exception of Authorize's hook and goes on with the flow to the next addon.
+    with taddons.context(authorize(policy), forward(), loadcore=False) as tctx:
+        tctx.master.addons.trigger(HttpRequestHook(f))
+    assert state(f).decision is not None and f.response is not None and f.response.status_code == 500
+    assert f.response.headers["x-bastion-error"] == "no_decision" and f.request.host != "upstream.test"
