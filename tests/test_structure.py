@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from bastion import approval_config
@@ -26,8 +27,8 @@ from factories.proxy import keystore, policies_dir, route
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-ADDON_MODULES = SRC / "bastion" / "proxy" / "addons"
-ADDON_TESTS = ROOT / "tests" / "proxy" / "addons"
+# Folders whose every module has its own test file: (modules, their tests).
+MIRRORED = [(SRC / "bastion" / "proxy" / "addons", ROOT / "tests" / "proxy" / "addons")]
 ADDONS = "bastion.proxy.addons"
 
 Graph = dict[str, set[str]]
@@ -176,8 +177,9 @@ def untested_modules(modules: Path, tests: Path) -> list[str]:
     )
 
 
-def test_every_addon_module_has_its_own_test_file() -> None:
-    assert untested_modules(ADDON_MODULES, ADDON_TESTS) == []
+@pytest.mark.parametrize(("modules", "tests"), MIRRORED, ids=[str(m.relative_to(SRC)) for m, _ in MIRRORED])
+def test_every_addon_module_has_its_own_test_file(modules: Path, tests: Path) -> None:
+    assert untested_modules(modules, tests) == []
 
 
 def test_an_addon_module_without_a_test_file_is_found(tmp_path: Path) -> None:
