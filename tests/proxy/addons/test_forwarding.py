@@ -8,7 +8,7 @@ import pytest
 from mitmproxy.proxy.layers.http import HttpRequestHook
 from mitmproxy.test import taddons
 
-from bastion.proxy.decision import Effect, allow, deny
+from bastion.proxy.decision import Decision, Effect, allow, deny
 from bastion.proxy.state import state
 from factories.addons import authorize, call_flow, engine, forward, run
 from factories.proxy import route
@@ -46,12 +46,13 @@ def test_http_tool_calls_keep_their_own_authorization() -> None:
 
 
 @pytest.mark.parametrize("decision", [None, deny("no-large-models", "denied")], ids=["undecided", "denied"])
-def test_a_call_without_an_allowing_decision_is_refused_not_sent(decision: object) -> None:
-    f = call_flow(decision=decision)  # type: ignore[arg-type]
+def test_a_call_without_an_allowing_decision_is_refused_not_sent(decision: Decision | None) -> None:
+    f = call_flow(decision=decision)
     run(forward(), f, "request")
     assert f.response is not None and f.response.status_code == 500
     assert f.response.headers["x-bastion-error"] == "no_decision" and f.request.host != "upstream.test"
-    assert state(f).decision is not None and state(f).decision.effect is Effect.ERROR  # type: ignore[union-attr]
+    refusal = state(f).decision
+    assert refusal is not None and refusal.effect is Effect.ERROR
 
 
 def test_a_missing_provider_key_fails_closed_naming_the_variable() -> None:

@@ -2,6 +2,7 @@
 next allowed model call, once."""
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -70,15 +71,16 @@ def test_unclaimed_guidance_leaves_the_call_unchanged_and_going_on(claim: Any) -
 
 
 @pytest.mark.parametrize(
-    "f",
+    "make",
     [
-        call_flow(decision=deny("no-large-models", "denied")),
-        call_flow(),  # undecided
-        call_flow("/openai/v1/embeddings", {"model": "scripted-small", "input": "hi"}, decision=ALLOWED),
+        lambda: call_flow(decision=deny("no-large-models", "denied")),
+        lambda: call_flow(),  # undecided
+        lambda: call_flow("/openai/v1/embeddings", {"model": "scripted-small", "input": "hi"}, decision=ALLOWED),
     ],
     ids=["denied", "undecided", "embeddings"],
 )
-def test_guidance_waits_for_an_allowed_call_that_takes_instructions(f: http.HTTPFlow) -> None:
-    content = f.request.content
-    f, control = guided({"text": "Be brief."}, f)
+def test_guidance_waits_for_an_allowed_call_that_takes_instructions(make: Callable[[], http.HTTPFlow]) -> None:
+    before = make()
+    content = before.request.content
+    f, control = guided({"text": "Be brief."}, before)
     assert control.claimed == [] and f.request.content == content and control.guidance["agent-1"] == ["g1"]

@@ -20,9 +20,10 @@ def tool_list(*names: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": n, "inputSchema": {}} for n in names]}}
 
 
-def answered(f: http.HTTPFlow, content_type: str, body: bytes = b"", **headers: str) -> http.HTTPFlow:
+def answered(f: http.HTTPFlow, content_type: str, body: bytes = b"", **headers: str) -> http.Response:
+    """Gives ``f`` the MCP server's answer; returns it."""
     f.response = http.Response.make(200, body, {"content-type": content_type, **headers})
-    return f
+    return f.response
 
 
 def names(message: bytes) -> list[str]:
@@ -30,16 +31,17 @@ def names(message: bytes) -> list[str]:
 
 
 def test_json_tool_lists_only_show_callable_tools(tmp_path: Path) -> None:
-    f = answered(mcp_flow(), "application/json", json.dumps(tool_list(*LISTED)).encode())
+    f = mcp_flow()
+    response = answered(f, "application/json", json.dumps(tool_list(*LISTED)).encode())
     run(mcp_tool_list(engine(tmp_path)), f, "responseheaders", "response")
-    assert f.response is not None and names(f.response.content or b"") == VISIBLE
+    assert names(response.content or b"") == VISIBLE
 
 
 def test_a_role_that_may_call_nothing_sees_no_tools(tmp_path: Path) -> None:
-    f = answered(mcp_flow(identity=Identity("agent-9", "visitor", "k9")), "application/json")
-    f.response.set_content(json.dumps(tool_list(*LISTED)).encode())  # type: ignore[union-attr]
+    f = mcp_flow(identity=Identity("agent-9", "visitor", "k9"))
+    response = answered(f, "application/json", json.dumps(tool_list(*LISTED)).encode())
     run(mcp_tool_list(engine(tmp_path)), f, "response")
-    assert names(f.response.content or b"") == []  # type: ignore[union-attr]
+    assert names(response.content or b"") == []
 
 
 @pytest.mark.parametrize("size", [3, None])
@@ -50,10 +52,11 @@ def test_streamed_tool_lists_are_filtered_after_the_callback_set_before(tmp_path
         seen.append(chunk)
         return chunk
 
-    f = answered(mcp_flow(), "text/event-stream", **{"content-length": "999"})
-    f.response.stream = before  # type: ignore[union-attr]
+    f = mcp_flow()
+    response = answered(f, "text/event-stream", **{"content-length": "999"})
+    response.stream = before
     run(mcp_tool_list(engine(tmp_path)), f, "responseheaders")
-    assert "content-length" not in f.response.headers  # type: ignore[union-attr]
+    assert "content-length" not in response.headers
     note = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\r\n\r\n'
     listing = b"event: message\r\ndata: " + json.dumps(tool_list(*LISTED)).encode() + b"\r\n\r\n"
     out = feed(f, note + listing, size)
@@ -72,12 +75,14 @@ def test_streamed_tool_lists_are_filtered_after_the_callback_set_before(tmp_path
 )
 def test_other_answers_are_left_alone(tmp_path: Path, make: Any, headers: dict[str, str]) -> None:
     body = json.dumps(tool_list(*LISTED)).encode()
-    f = answered(make(), "application/json", body, **headers)
+    f = make()
+    response = answered(f, "application/json", body, **headers)
     run(mcp_tool_list(engine(tmp_path)), f, "responseheaders", "response")
-    assert f.response is not None and f.response.content == body
+    assert response.content == body
 
 
 def test_a_stream_compressed_unasked_is_not_rewritten(tmp_path: Path) -> None:
-    f = answered(mcp_flow(), "text/event-stream", **{"content-encoding": "gzip"})
+    f = mcp_flow()
+    response = answered(f, "text/event-stream", **{"content-encoding": "gzip"})
     run(mcp_tool_list(engine(tmp_path)), f, "responseheaders")
-    assert f.response is not None and not f.response.stream
+    assert not response.stream

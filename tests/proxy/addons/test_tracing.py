@@ -1,7 +1,7 @@
 """Tracing: one span per call continuing the agent's trace, per CONNECT and per TCP relay, recording
 what every addon decided; telemetry never breaks traffic."""
 
-from typing import Any
+from typing import Any, cast
 
 from mitmproxy import http
 from mitmproxy.test import tflow
@@ -75,7 +75,7 @@ class BrokenTracer:
 
 
 def test_a_failing_tracer_never_breaks_the_call() -> None:
-    addon = tracing(BrokenTracer())  # type: ignore[arg-type]
+    addon = tracing(cast(Tracer, BrokenTracer()))
     f = call_flow(decision=ALLOWED, headers={"traceparent": PARENT})
     connect = flow("", method="CONNECT", host="db.example", port=443, mode=REGULAR)
     state(connect).decision = ALLOWED
@@ -100,7 +100,8 @@ def test_connects_and_tcp_relays_get_their_own_spans() -> None:
     state(connect).decision, state(connect).identity = ALLOWED, AGENT
     run(tracing(t), connect, "http_connect")
     run(tracing(t), undecided, "http_connect")  # decided later, by Egress, in its own hook
-    tunnel(t, decided=True), tunnel(t, decided=False)
+    tunnel(t, decided=True)
+    tunnel(t, decided=False)
     [connect_attrs] = [dict(s.attributes) for s in spans(exporter) if s.name == "CONNECT db.example:443"]
     assert connect_attrs[semconv.BASTION_CALL_KIND] == semconv.KIND_CONNECT
     assert connect_attrs[semconv.BASTION_AGENT_ID] == "agent-1" and connect_attrs[semconv.BASTION_DECISION] == "allow"

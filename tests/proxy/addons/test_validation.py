@@ -56,8 +56,8 @@ def test_dot_segments_are_refused_as_policies_decide_on_the_path_as_sent(path: s
 
 def test_refusals_are_in_the_callers_format() -> None:
     f = run(validate(), routed(flow("/anthropic/v1/messages", b"{")))
-    assert refusal(f) == (400, "invalid_json")
-    assert json.loads(f.response.content or b"")["type"] == "error"  # type: ignore[union-attr]
+    assert refusal(f) == (400, "invalid_json") and f.response is not None
+    assert json.loads(f.response.content or b"")["type"] == "error"
 
 
 def test_other_endpoints_need_no_json() -> None:
