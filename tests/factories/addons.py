@@ -30,14 +30,14 @@ from bastion.proxy.addons.routing import Routing
 from bastion.proxy.addons.streaming import ResponseStream
 from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
-from bastion.proxy.classify import classify
 from bastion.proxy.config import GatewayConfig, McpServer, Route, mcp_server
 from bastion.proxy.control import Control
 from bastion.proxy.decision import Decision
 from bastion.proxy.keys import Identity, KeyStore
 from bastion.proxy.outbox import Outbox
 from bastion.proxy.policy import PolicyEngine
-from bastion.proxy.state import MCP_SERVER, state
+from bastion.proxy.state import mcp_server as mcp_server_of
+from bastion.proxy.state import state
 from factories.proxy import SESSIONS, chat_body, flow, policies_dir, route, run_hooks
 
 AGENT = Identity("agent-1", "assistant", "k1")
@@ -167,10 +167,13 @@ def routed(f: http.HTTPFlow, r: Route | None = None) -> http.HTTPFlow:
 
 def mcp_flow(body: Any = None, *, identity: Identity | None = AGENT, **kw: Any) -> http.HTTPFlow:
     """A request to the MCP server ``tools`` as McpRouting and Identify leave it."""
-    f = flow("/mcp/tools", body, **kw)
-    st = state(f)
-    f.metadata[MCP_SERVER] = TOOLS
-    st.route, st.upstream_path, st.identity = TOOLS.route, TOOLS.path, identity
+    f = run(
+        mcp_routing(GatewayConfig(routes=(), keys_file=Path("keys.yaml"), mcp_servers=(TOOLS,))),
+        flow("/mcp/tools", body, **kw),
+        "requestheaders",
+    )
+    assert mcp_server_of(f) == TOOLS
+    state(f).identity = identity
     return f
 
 
@@ -183,15 +186,15 @@ def call_flow(
     decision: Decision | None = None,
     **kw: Any,
 ) -> http.HTTPFlow:
-    """A call as the addons before Authorize leave it: routed, identified, its body read, classified;
-    with ``decision`` as if decided."""
+    """A call as the addons before Authorize leave it: routed, identified, its body read and
+    classified (by Classify itself); with ``decision`` as if decided."""
     body = chat_body() if body is None else body
     f = routed(flow(path, body, **kw), r)
     st = state(f)
-    assert st.route is not None
     st.identity = identity
     st.body = body if isinstance(body, dict) else None
-    st.call = classify(st.route.provider, f.request.method, st.route.upstream.host, st.upstream_path, st.body)
+    run(classify_addon(), f, "request")
+    assert st.call is not None and f.response is None, "Classify refused the call"
     st.decision = decision
     return f
 
