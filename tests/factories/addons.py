@@ -124,9 +124,14 @@ def mcp_sessions() -> McpSessions:
     return McpSessions(SESSIONS)
 
 
-def authorize(policy: PolicyEngine, approvals: bool = False) -> Authorize:
-    """Authorize; with ``approvals``, reviews are left held for HoldForApproval."""
-    return Authorize(policy, hold_reviews=lambda: approvals)
+def authorize(policy: PolicyEngine) -> Authorize:
+    """Authorize as a decider: a review is left held (``CallState.hold``) for the hold addon."""
+    return Authorize(policy, hold_reviews=lambda: True)
+
+
+def deciders_without_approvals(policy: PolicyEngine) -> list[object]:
+    """What decides a call when no approvals are configured: a review is refused at once."""
+    return [Authorize(policy)]
 
 
 def forward() -> Forward:

@@ -9,14 +9,14 @@ from mitmproxy import http
 
 from bastion.proxy.decision import Effect, allow
 from bastion.proxy.state import state
-from factories.addons import authorize, call_flow, engine, run
-from factories.proxy import chat_body
+from factories.addons import authorize, call_flow, deciders_without_approvals, engine, run
+from factories.proxy import chat_body, run_hooks
 
 REVIEW_MODELS = "p, role:assistant, model:*, *, review, models-need-approval,\n"
 
 
-def decided(tmp_path: Path, f: http.HTTPFlow, rules: str | None = None, approvals: bool = False) -> http.HTTPFlow:
-    return run(authorize(engine(tmp_path, rules), approvals), f, "request")
+def decided(tmp_path: Path, f: http.HTTPFlow, rules: str | None = None) -> http.HTTPFlow:
+    return run(authorize(engine(tmp_path, rules)), f, "request")
 
 
 def test_an_allowed_call_is_left_to_go_on_with_its_rule(tmp_path: Path) -> None:
@@ -48,21 +48,19 @@ def test_a_denied_call_is_a_403_naming_the_rule_in_the_callers_format(
 
 
 def test_a_review_without_approvals_is_refused_with_its_own_code(tmp_path: Path) -> None:
-    f = decided(tmp_path, call_flow(), REVIEW_MODELS)
+    f = run_hooks(deciders_without_approvals(engine(tmp_path, REVIEW_MODELS)), call_flow(), ("request",))
     decision = state(f).decision
-    assert decision is not None and decision.effect is Effect.REVIEW and state(f).hold is None
+    assert decision is not None and decision.effect is Effect.REVIEW
     assert f.response is not None and f.response.status_code == 403
     assert f.response.headers["x-bastion-error"] == "approval_required"
 
 
-def test_a_review_with_approvals_is_held_and_refused_later_in_the_callers_format(tmp_path: Path) -> None:
-    f = decided(tmp_path, call_flow("/anthropic/v1/messages"), REVIEW_MODELS, approvals=True)
+def test_a_review_is_left_held_for_a_human_with_what_was_asked(tmp_path: Path) -> None:
+    f = decided(tmp_path, call_flow("/anthropic/v1/messages"), REVIEW_MODELS)
     hold = state(f).hold
-    assert f.response is None and hold is not None and hold.decision.rule == "models-need-approval"
-    assert (hold.request.agent_id, hold.request.obj) == ("agent-1", "model:scripted-small")
-    hold.answer("the approver said no", "approval_rejected")
-    assert f.response is not None and f.response.status_code == 403
-    assert json.loads(f.response.content or b"")["error"]["message"] == "the approver said no"
+    assert f.response is None and hold is not None and hold.decision.effect is Effect.REVIEW
+    assert hold.decision.rule == "models-need-approval" and state(f).decision == hold.decision
+    assert (hold.request.agent_id, hold.request.obj, hold.request.act) == ("agent-1", "model:scripted-small", "chat")
 
 
 def test_a_call_already_decided_is_not_decided_again(tmp_path: Path) -> None:
