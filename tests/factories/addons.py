@@ -71,8 +71,8 @@ class FakeCollector(Control):
     """A Control whose collector is this object: suspensions and guidance set by the test; ``claims``
     answers each guidance claim (a dict, None for "another proxy delivered it", or an exception)."""
 
-    def __init__(self, suspended: dict[str, str] | None = None, approvals: bool = False) -> None:
-        super().__init__("http://collector.invalid", ApprovalConfig(enabled=approvals))
+    def __init__(self, suspended: dict[str, str] | None = None) -> None:
+        super().__init__("http://collector.invalid", ApprovalConfig())
         self.suspended = dict(suspended or {})
         self.claims: dict[str, Any] = {}
         self.claimed: list[str] = []
