@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from bastion import approval_config
@@ -26,6 +27,8 @@ from factories.proxy import keystore, policies_dir, route
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
+# Folders whose every module has its own test file: (modules, their tests).
+MIRRORED = [(SRC / "bastion" / "proxy" / "addons", ROOT / "tests" / "proxy" / "addons")]
 ADDONS = "bastion.proxy.addons"
 
 Graph = dict[str, set[str]]
@@ -158,3 +161,37 @@ def test_the_architecture_table_lists_the_addons_in_order(tmp_path: Path) -> Non
         metrics=ProxyMetrics(),
     )
     assert documented_addons(ARCHITECTURE.read_text()) == [type(addon).__name__ for addon in addons]
+
+
+def untested_modules(modules: Path, tests: Path) -> list[str]:
+    """The modules in ``modules`` without a ``test_<module>.py`` in ``tests`` that holds a test."""
+
+    def has_tests(path: Path) -> bool:
+        tree = ast.parse(path.read_text(), str(path))
+        return any(isinstance(n, ast.FunctionDef) and n.name.startswith("test_") for n in tree.body)
+
+    return sorted(
+        module.name
+        for module in modules.glob("*.py")
+        if module.name != "__init__.py" and not ((test := tests / f"test_{module.name}").is_file() and has_tests(test))
+    )
+
+
+@pytest.mark.parametrize(("modules", "tests"), MIRRORED, ids=[str(m.relative_to(SRC)) for m, _ in MIRRORED])
+def test_every_addon_module_has_its_own_test_file(modules: Path, tests: Path) -> None:
+    assert untested_modules(modules, tests) == []
+
+
+def test_an_addon_module_without_a_test_file_is_found(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "addons/__init__.py": "",
+            "addons/tested.py": "",
+            "addons/untested.py": "",
+            "addons/empty.py": "",
+            "tests/test_tested.py": "def test_it() -> None:\n    pass\n",
+            "tests/test_empty.py": "def helper() -> None:\n    pass\n",
+        },
+    )
+    assert untested_modules(tmp_path / "addons", tmp_path / "tests") == ["empty.py", "untested.py"]
