@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # Folders whose every module has its own test file: (modules, their tests).
-MIRRORED = [(SRC / "bastion" / "proxy" / "addons", ROOT / "tests" / "proxy" / "addons")]
+MIRRORED = [
+    (SRC / "bastion" / "proxy" / "addons", ROOT / "tests" / "proxy" / "addons"),
+    (SRC / "bastion" / "proxy" / "formats", ROOT / "tests" / "proxy" / "formats"),
+]
 ADDONS = "bastion.proxy.addons"
 
 Graph = dict[str, set[str]]

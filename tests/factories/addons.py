@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 
 from bastion.approval_config import ApprovalConfig
+from bastion.proxy.addons.approval import HoldForApproval
 from bastion.proxy.addons.authorization import Authorize
 from bastion.proxy.addons.classification import Classify
 from bastion.proxy.addons.durability import Durability
@@ -126,12 +127,12 @@ def mcp_sessions() -> McpSessions:
 
 def authorize(policy: PolicyEngine) -> Authorize:
     """Authorize as a decider: a review is left held (``CallState.hold``) for the hold addon."""
-    return Authorize(policy, hold_reviews=lambda: True)
+    return Authorize(policy)
 
 
 def deciders_without_approvals(policy: PolicyEngine) -> list[object]:
     """What decides a call when no approvals are configured: a review is refused at once."""
-    return [Authorize(policy)]
+    return [Authorize(policy), HoldForApproval()]
 
 
 def forward() -> Forward:
