@@ -134,6 +134,14 @@ class Control:
         r.raise_for_status()
         return dict(r.json())
 
+    # The kill switch, pulled by a tripped breaker (limits: suspend_on_trip)
+
+    async def suspend(self, agent_id: str, reason: str) -> None:
+        """Suspend ``agent_id`` here at once and, through the collector, on every replica until a human resumes it."""
+        self.suspended[agent_id] = reason
+        r = await self.client.post(f"/api/agents/{agent_id}/suspend", json={"reason": reason})
+        r.raise_for_status()
+
     # Guidance
 
     async def claim(self, agent_id: str, guidance_id: str) -> Json | None:

@@ -16,6 +16,8 @@ _TYPES = {
     404: ("not_found_error", "not_found_error"),
     413: ("invalid_request_error", "request_too_large"),
     415: ("invalid_request_error", "invalid_request_error"),
+    # The providers' own rate-limit shape, so the SDKs' backoff retries after Retry-After.
+    429: ("requests", "rate_limit_error"),
     500: ("server_error", "api_error"),
     502: ("upstream_error", "api_error"),
     503: ("service_unavailable", "overloaded_error"),
@@ -27,6 +29,8 @@ def _jsonrpc_code(status: int) -> int:
         return mcp.UNAUTHENTICATED
     if status == 403:
         return mcp.POLICY_DENIED
+    if status == 429:
+        return mcp.RATE_LIMITED
     return mcp.INTERNAL_ERROR if status >= 500 else mcp.INVALID_REQUEST
 
 
@@ -41,6 +45,12 @@ def error_body(provider: str, status: int, message: str, code: str) -> dict[str,
     return {"error": {"message": message, "code": code}}
 
 
-def error_response(provider: str, status: int, message: str, code: str) -> http.Response:
+def error_response(
+    provider: str, status: int, message: str, code: str, retry_after: int | None = None
+) -> http.Response:
+    """With ``retry_after`` (seconds), a Retry-After header says when to try again."""
     body = json.dumps(error_body(provider, status, message, code)).encode()
-    return http.Response.make(status, body, {"content-type": "application/json", "x-bastion-error": code})
+    headers = {"content-type": "application/json", "x-bastion-error": code}
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return http.Response.make(status, body, headers)

@@ -17,6 +17,8 @@ from bastion.proxy.addons import Redaction, default_addons
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.limiter import Limiter
+from bastion.proxy.limits import Reloader as LimitsReloader
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.pii import config as pii_config
@@ -73,6 +75,7 @@ async def run(settings: ProxySettings) -> None:
     )
     sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
     metrics = ProxyMetrics()
+    limiter = Limiter(config.limits)
     metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
     addons = default_addons(
         config,
@@ -85,6 +88,7 @@ async def run(settings: ProxySettings) -> None:
         sessions=sessions,
         outbox=durable.outbox if durable else None,
         metrics=metrics,
+        limiter=limiter,
     )
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
     if durable is not None:
@@ -112,7 +116,9 @@ async def run(settings: ProxySettings) -> None:
 
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
-    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=[pii_reloader.check, keys.check])
+    limits_reloader = LimitsReloader(settings.policies_dir, limiter.reload)
+    also = [pii_reloader.check, keys.check, limits_reloader.check]
+    watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=also)
     watcher.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

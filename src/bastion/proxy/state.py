@@ -21,6 +21,8 @@ _KEY = "bastion"
 INTERNAL = "bastion.internal"
 # flow.metadata key: the McpServer a flow is for (set by McpRouting, read by the MCP addons after it).
 MCP_SERVER = "bastion.mcp.server"
+# flow.metadata key: the agent's x-bastion-conversation header (ConversationHeader keeps it there).
+CONVERSATION = "bastion.pii.conversation"
 
 
 @dataclass
