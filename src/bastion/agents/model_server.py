@@ -14,7 +14,8 @@ Endpoints:
 - ``GET /healthz`` (not recorded).
 
 Any other path is recorded and answered 404. Bad input (malformed JSON, a lone UTF-16 surrogate,
-missing ``model`` / ``messages`` / ``input``) is a 400 in the called API's error format. The reply model is the
+missing ``model`` / ``messages`` / ``input``) is a 400 in the called API's error format; a call to
+the model ``scripted-failing`` is a 500 (a broken upstream). The reply model is the
 request's model.
 """
 
