@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from bastion.proxy.breakers import call_key, history_tool_calls
+from bastion.proxy.breakers import call_key, first_turn, history_tool_calls
 from bastion.proxy.limiter import Attempt, Limiter, Refusal, Ticket
 from bastion.proxy.limits import parse
 
@@ -178,3 +178,23 @@ def test_concurrency_queues_then_refuses_an_agent_429_and_a_full_upstream_503() 
         assert timed_out is not None and timed_out.code == "concurrency_limit_exceeded"
 
     asyncio.run(main())
+
+
+def test_a_conversation_that_starts_again_counts_again() -> None:
+    lim, _ = limiter({"defaults": {"max_steps": 1}})
+    for _ in range(3):  # identical one-shot requests: each starts its conversation
+        admitted(lim.check(attempt(fresh=True)))
+    assert refused(lim.check(attempt())).rule == "limit:runaway:steps"
+
+
+@pytest.mark.parametrize(
+    ("body", "first"),
+    [
+        ({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]}, True),
+        ({"input": "hi"}, True),
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, False),
+        ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, False),
+    ],
+)
+def test_a_first_turn_has_no_model_turn_in_its_history(body: dict[str, Any], first: bool) -> None:
+    assert first_turn(body) is first

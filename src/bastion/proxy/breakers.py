@@ -66,6 +66,17 @@ def history_tool_calls(body: Any) -> list[str]:
     return found
 
 
+def first_turn(body: Any) -> bool:
+    """Whether a model request starts its conversation: no model turn in its history yet."""
+    items = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        items = body.get("input") if isinstance(body, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and (item.get("role") == "assistant" or item.get("type") == "function_call"):
+            return False
+    return True
+
+
 def most_repeated(calls: list[str]) -> tuple[str, int]:
     """The call repeated most often (its name) and how many times; ("", 0) for none."""
     if not calls:
@@ -95,6 +106,9 @@ class Steps:
         if len(self._seen) > self.size:
             self._seen.popitem(last=False)
         return found
+
+    def reset(self, conversation: str) -> None:
+        self._seen.pop(conversation, None)
 
     def step(self, conversation: str) -> int:
         """Count one more step; returns the conversation's steps so far, this one included."""

@@ -45,6 +45,9 @@ class Attempt:
     history_calls: tuple[str, ...] = ()
     # Estimated tokens (input + the output asked for); 0 for calls without tokens.
     tokens: int = 0
+    # The call starts its conversation (a model request with no model turn in its history, named by
+    # its first message): its count starts again, so identical one-shot requests never add up.
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Limiter:
         if a.tokens:
             ticket.token_buckets = self._token_buckets(a, limits)
         if limits.max_steps is not None and a.conversation is not None:
+            if a.fresh:
+                self.steps.reset(a.conversation)
             steps = self.steps.step(a.conversation)
             if steps > limits.max_steps:
                 text = (

@@ -16,7 +16,7 @@ from mitmproxy import http
 
 from bastion import semconv
 from bastion.proxy import mcp
-from bastion.proxy.breakers import call_key, conversation_key, history_tool_calls
+from bastion.proxy.breakers import call_key, conversation_key, first_turn, history_tool_calls
 from bastion.proxy.control import Control
 from bastion.proxy.decision import Decision, Effect
 from bastion.proxy.errors import error_response
@@ -64,8 +64,9 @@ def attempt(flow: http.HTTPFlow, st: CallState) -> Attempt:
     conversation = conversation_key(who.agent_id, header, first_user_text(st.body))
     history = tuple(history_tool_calls(st.body))
     tokens = estimate_tokens(flow.request.raw_content or b"", st.body)
+    fresh = header is None and first_turn(st.body)
     target = call.policy_object
-    return Attempt(who.agent_id, who.role, who.key_id, target, upstream, conversation, None, history, tokens)
+    return Attempt(who.agent_id, who.role, who.key_id, target, upstream, conversation, None, history, tokens, fresh)
 
 
 class Limits:
