@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult, TextContent
 
 from factories import clients, processes
 from support import collector_api, copy_policies, create_key, free_ports
 
-AGENTS = ("burst", "queue", "looper", "breaker")
-LIMITS = """
-limits:
-  agents:
-    burst: {requests_per_second: 1}
+AGENTS = ("burst", "queue", "looper", "breaker", "mcp-burst", "edited")
+BURST = "    burst: {requests_per_second: 1}\n"
+# Replaces the bundled limits section (the last of two keys wins).
+LIMITS = (
+    "\nlimits:\n  agents:\n"
+    + BURST
+    + """    mcp-burst: {requests_per_second: 0.5}
     queue: {concurrency: 1, queue: 1, queue_timeout_seconds: 20}
     looper: {max_steps: 4, max_repeats: 10, suspend_on_trip: true}
   upstreams: {failures: 3, cooldown_seconds: 3}
 """
+)
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
 HELLO: Any = [{"role": "user", "content": "hello"}]
@@ -36,6 +45,7 @@ class Stack:
     collector: str
     model: str
     keys: dict[str, str]
+    policies: Path
 
     def openai(self, agent: str, retries: int = 0) -> openai.OpenAI:
         return clients.openai_client(f"{self.url}/openai/v1", self.keys[agent]).with_options(max_retries=retries)
@@ -51,15 +61,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with (policies / "bastion.yaml").open("a") as f:
         f.write(LIMITS)
     keys = {agent: create_key(policies / "keys.yaml", agent) for agent in AGENTS}
-    model_port, proxy_port, explicit_port, collector_port = free_ports(4)
+    model_port, proxy_port, explicit_port, collector_port, tools_port = free_ports(5)
     env = processes.routes_env(processes.url(model_port), policies / "keys.yaml", processes.url(collector_port))
+    env["BASTION_MCP_TOOLS_URL"] = f"{processes.url(tools_port)}/mcp"
     with (
         processes.scripted_model(tmp, model_port, chunk_delay=0.5) as model,
+        processes.tool_server(tmp, tools_port) as tools,
         processes.collector(tmp, collector_port) as collector,
         processes.proxy(tmp, "proxy", (proxy_port, explicit_port), env, policies) as proxy,
     ):
-        processes.ready(model, collector, proxy)
-        yield Stack(proxy.url, collector.url, model.url, keys)
+        processes.ready(model, tools, collector, proxy)
+        yield Stack(proxy.url, collector.url, model.url, keys, policies)
 
 
 def eventually(check: Callable[[], object], timeout: float = 15.0) -> object:
@@ -181,3 +193,44 @@ def test_an_upstream_returning_500s_trips_the_breaker_then_recovers(stack: Stack
         )
         assert "failed 3 times in a row" in alerts[0]["message"]  # type: ignore[index]
         assert eventually(lambda: _decisions(api, "breaker", "limit:circuit:upstream"))
+
+
+def test_over_mcp_a_burst_gets_a_tool_error_saying_when_to_retry(stack: Stack) -> None:
+    async def calls() -> list[CallToolResult]:
+        headers = {"authorization": f"Bearer {stack.keys['mcp-burst']}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            Client(streamable_http_client(f"{stack.url}/mcp/tools", http_client=http)) as session,
+        ):
+            first = await session.call_tool("get_weather", {"city": "Paris"})
+            second = await session.call_tool("get_weather", {"city": "Paris"})
+            await asyncio.sleep(2.1)
+            return [first, second, await session.call_tool("get_weather", {"city": "Paris"})]
+
+    first, second, third = asyncio.run(calls())
+    assert not first.is_error and not third.is_error
+    assert second.is_error and second.meta is not None
+    assert second.meta["bastion/refusal"] == {
+        "code": "rate_limit_exceeded",
+        "rule": "limit:rate:agent",
+        "retry_after": 1,
+    }
+    text = "".join(b.text for b in second.content if isinstance(b, TextContent))
+    assert "get_weather was not run" in text and "retry after 2 s" in text
+
+
+def test_an_edit_of_the_limits_takes_effect_while_running(stack: Stack) -> None:
+    client = stack.openai("edited")
+    for _ in range(3):
+        client.chat.completions.create(model="scripted-small", messages=HELLO)
+    config = stack.policies / "bastion.yaml"
+    config.write_text(config.read_text().replace(BURST, f"{BURST}    edited: {{requests_per_minute: 1}}\n"))
+
+    def refused() -> bool:
+        try:
+            client.chat.completions.create(model="scripted-small", messages=HELLO)
+        except openai.RateLimitError:
+            return True
+        return False
+
+    assert eventually(refused, timeout=5)
