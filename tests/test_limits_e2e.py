@@ -210,13 +210,11 @@ def test_over_mcp_a_burst_gets_a_tool_error_saying_when_to_retry(stack: Stack) -
     first, second, third = asyncio.run(calls())
     assert not first.is_error and not third.is_error
     assert second.is_error and second.meta is not None
-    assert second.meta["bastion/refusal"] == {
-        "code": "rate_limit_exceeded",
-        "rule": "limit:rate:agent",
-        "retry_after": 1,
-    }
+    refusal = second.meta["bastion/refusal"]
+    assert (refusal["code"], refusal["rule"]) == ("rate_limit_exceeded", "limit:rate:agent")
+    assert refusal["retry_after"] in (1, 2)  # one call per 2 s
     text = "".join(b.text for b in second.content if isinstance(b, TextContent))
-    assert "get_weather was not run" in text and "retry after 2 s" in text
+    assert "get_weather was not run" in text and f"retry after {refusal['retry_after']} s" in text
 
 
 def test_an_edit_of_the_limits_takes_effect_while_running(stack: Stack) -> None:
