@@ -7,6 +7,7 @@ from typing import Any
 from mitmproxy import http
 
 from bastion import semconv
+from bastion.proxy.addons import Limits
 from bastion.proxy.config import mcp_server
 from bastion.proxy.limits import parse
 from bastion.proxy.state import state
@@ -108,3 +109,16 @@ def test_calls_a_policy_refused_are_not_counted(tmp_path: Path) -> None:
     denied = run_request(addons, flow(body=chat_body("scripted-large"), headers=auth))
     assert denied.response is not None and denied.response.status_code == 403
     assert run_request(addons, flow(body=chat_body(), headers=auth)).response is None
+
+
+def test_a_limit_that_cannot_be_checked_does_not_let_the_call_pass(tmp_path: Path) -> None:
+    addons, key, _ = limited(tmp_path, {"defaults": {"requests_per_minute": 10}})
+    limits = next(a for a in addons if isinstance(a, Limits))
+
+    def broken(_: object) -> None:
+        raise RuntimeError("bug")
+
+    limits.limiter.check = broken  # type: ignore[assignment,method-assign]
+    f = run_request(addons, flow(body=chat_body(), headers={"authorization": f"Bearer {key}"}))
+    assert f.response is not None and f.response.status_code == 500
+    assert f.response.headers["x-bastion-error"] == "limits_failed" and f.request.host != "upstream.test"

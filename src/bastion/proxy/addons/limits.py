@@ -19,6 +19,7 @@ from bastion.proxy import mcp
 from bastion.proxy.breakers import call_key, conversation_key, first_turn, history_tool_calls
 from bastion.proxy.control import Control
 from bastion.proxy.decision import Decision, Effect
+from bastion.proxy.decision import refuse as refuse_before_policy
 from bastion.proxy.errors import error_response
 from bastion.proxy.limiter import Attempt, Limiter, Refusal, Ticket
 from bastion.proxy.pii.bodies import first_user_text
@@ -27,6 +28,7 @@ from bastion.proxy.state import CONVERSATION, CallState, answered, mcp_server, s
 
 log = logging.getLogger(__name__)
 _TICKET = "bastion.limits.ticket"
+FAILED_CODE = "limits_failed"
 # Output tokens a model request asks for at most, by API.
 _MAX_OUTPUT = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
@@ -84,7 +86,14 @@ class Limits:
             return
         if st.call.kind == semconv.KIND_MCP and st.call.target is None:
             return  # over MCP only tools/call is limited (not the handshake, lists or streams)
-        ticket, refusal = self.limiter.check(attempt(flow, st))
+        try:
+            ticket, refusal = self.limiter.check(attempt(flow, st))
+        except Exception:  # a limit that cannot be checked does not let the call pass (fail closed)
+            log.exception("limits: could not check a call")
+            message = "Bastion could not check this call's limits (an internal error), so it was not sent."
+            st.decision = refuse_before_policy(FAILED_CODE, message)
+            flow.response = error_response(st.call.provider, 500, message, FAILED_CODE)
+            return
         if ticket is not None:
             refusal = await self.limiter.enter(ticket)
             if refusal is None:
