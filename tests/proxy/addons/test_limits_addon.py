@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.flow import Error
 
 from bastion import semconv
 from bastion.proxy.addons import Limits
 from bastion.proxy.config import mcp_server
 from bastion.proxy.limits import parse
 from bastion.proxy.state import state
-from factories.proxy import chat_body, flow, gateway, mcp_session, run_request, run_response
+from factories.proxy import chat_body, flow, gateway, mcp_session, run_hooks, run_request, run_response
 
 LEGACY = {"accept": "application/json, text/event-stream", "mcp-session-id": mcp_session("s1")}
 MODERN = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
@@ -122,3 +123,20 @@ def test_a_limit_that_cannot_be_checked_does_not_let_the_call_pass(tmp_path: Pat
     f = run_request(addons, flow(body=chat_body(), headers={"authorization": f"Bearer {key}"}))
     assert f.response is not None and f.response.status_code == 500
     assert f.response.headers["x-bastion-error"] == "limits_failed" and f.request.host != "upstream.test"
+
+
+def test_no_answer_from_upstream_counts_toward_its_circuit_but_an_agent_leaving_does_not(tmp_path: Path) -> None:
+    addons, key, _ = limited(tmp_path, {"upstreams": {"failures": 2, "cooldown_seconds": 30}})
+    auth = {"authorization": f"Bearer {key}"}
+    for message in ("Client disconnected.", "Connection killed.", "Client disconnected."):
+        f = run_request(addons, flow(body=chat_body(), headers=auth))
+        f.error = Error(message)
+        run_hooks(addons, f, ("error",))
+    assert run_request(addons, flow(body=chat_body(), headers=auth)).response is None
+    for _ in range(2):
+        f = run_request(addons, flow(body=chat_body(), headers=auth))
+        f.error = Error("Server connection to upstream.test:9100 failed: connection refused")
+        run_hooks(addons, f, ("error",))
+    f = run_request(addons, flow(body=chat_body(), headers=auth))
+    assert f.response is not None and f.response.status_code == 503
+    assert f.response.headers["x-bastion-error"] == "upstream_circuit_open"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from mitmproxy import http
+from mitmproxy.flow import Error
 
 from bastion import semconv
 from bastion.proxy import mcp
@@ -134,7 +135,10 @@ class LimitsSettle:
         self._settle(flow, failed=response is not None and response.status_code >= 500 and not own)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._settle(flow, failed=flow.response is None)
+        """No answer from upstream counts as its failure; an agent that went away (or a kill) does not."""
+        error = flow.error
+        by_client = error is not None and (error.msg.startswith("Client") or error.msg == Error.KILLED_MESSAGE)
+        self._settle(flow, failed=flow.response is None and not by_client)
 
     def _settle(self, flow: http.HTTPFlow, failed: bool) -> None:
         ticket = flow.metadata.pop(_TICKET, None)
