@@ -13,11 +13,10 @@ from prometheus_client import start_http_server
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
-from bastion.proxy.addons import Redaction, default_addons
+from bastion.proxy.addons import Limits, Redaction, default_addons
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
-from bastion.proxy.limiter import Limiter
 from bastion.proxy.limits import Reloader as LimitsReloader
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.metrics import ProxyMetrics
@@ -75,7 +74,6 @@ async def run(settings: ProxySettings) -> None:
     )
     sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
     metrics = ProxyMetrics()
-    limiter = Limiter(config.limits)
     metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
     addons = default_addons(
         config,
@@ -88,7 +86,6 @@ async def run(settings: ProxySettings) -> None:
         sessions=sessions,
         outbox=durable.outbox if durable else None,
         metrics=metrics,
-        limiter=limiter,
     )
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
     if durable is not None:
@@ -116,6 +113,7 @@ async def run(settings: ProxySettings) -> None:
 
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
+    limiter = next(a for a in addons if isinstance(a, Limits)).limiter
     limits_reloader = LimitsReloader(settings.policies_dir, limiter.reload)
     also = [pii_reloader.check, keys.check, limits_reloader.check]
     watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=also)
