@@ -12,12 +12,11 @@ from prometheus_client import start_http_server
 
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
-from bastion.proxy import suspensions
+from bastion.proxy import limits, suspensions
 from bastion.proxy.addons import Limits, Redaction, default_addons
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
-from bastion.proxy.limits import Reloader as LimitsReloader
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.pii import config as pii_config
@@ -114,7 +113,7 @@ async def run(settings: ProxySettings) -> None:
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
     limiter = next(a for a in addons if isinstance(a, Limits)).limiter
-    limits_reloader = LimitsReloader(settings.policies_dir, limiter.reload)
+    limits_reloader = limits.Reloader(settings.policies_dir, limiter.reload)
     also = [pii_reloader.check, keys.check, limits_reloader.check]
     watcher = PolicyWatcher(engine, on_rejected=record_rejection, also=also)
     watcher.start()
