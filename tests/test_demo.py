@@ -51,6 +51,7 @@ def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
         output = wait_for_text(log, "Press Ctrl-C to stop.", timeout=120)
         assert "Reference agent finished with status 0" in output
         assert "Tool agent finished with status 0" in output, output
+        assert "runaway model stopped by Bastion at model call 5: repeated_tool_call" in output, output
         assert "denied as expected" in output and "no-large-models" in output
         assert f"http://127.0.0.1:{dashboard}" in output and "mitmproxy-ca-cert.pem" in output
         # The demo's admin token: written for the operator alone, printed where, used by the CLI as printed.
@@ -67,6 +68,8 @@ def test_demo_runs_the_reference_agent_through_bastion(tmp_path: Path) -> None:
             ("get_weather", {"city": "Paris"}),
             ("send_money", {"amount": 50, "recipient": "alice@example.com"}),
             ("get_weather", {"city": "Oslo"}),
+            # The runaway model's loop: four calls ran before Bastion stopped the fifth model call.
+            *[("get_weather", {"city": "Rome"})] * 4,
         ]
         assert f"http://127.0.0.1:{proxy}/mcp/<name>" in output
         # The key command the demo prints, run as printed, issues a key the demo's proxy accepts.

@@ -138,12 +138,14 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 def _policy_test(args: argparse.Namespace) -> int:
+    from bastion.files import ConfigError
+    from bastion.proxy import limits
     from bastion.proxy.policy import PolicyEngine, PolicyError
     from bastion.proxy.policy_tests import CaseError, run
 
     try:
-        failures = run(PolicyEngine(args.policies), args.files, sys.stdout)
-    except (PolicyError, CaseError) as e:
+        failures = run(PolicyEngine(args.policies), args.files, sys.stdout, limits.load(args.policies))
+    except (PolicyError, CaseError, ConfigError) as e:
         print(f"bastion policy test: {e}", file=sys.stderr)
         return 2
     return 1 if failures else 0

@@ -83,6 +83,10 @@ BASTION_ALERT_MESSAGE: Final = "bastion.alert.message"
 ALERT_POLICY_REJECTED: Final = "policy_rejected"
 # An edit of the agents' keys file that does not load (the keys loaded before keep serving).
 ALERT_KEYS_REJECTED: Final = "keys_rejected"
+# A runaway-agent breaker tripped (step budget, repetition, error streak): the call's span carries it.
+ALERT_RUNAWAY_AGENT: Final = "runaway_agent"
+# An upstream failed too often in a row: its circuit opened (the span of the call that opened it).
+ALERT_UPSTREAM_CIRCUIT_OPEN: Final = "upstream_circuit_open"
 
 # Values of gen_ai.operation.name that Bastion uses.
 OPERATION_CHAT: Final = "chat"

@@ -105,6 +105,31 @@ def test_chat_tool_call_then_result(oai: openai.OpenAI) -> None:
     assert final.choices[0].message.content == "Tool result received: Sunny, 21 C"
 
 
+def test_a_runaway_model_asks_for_the_same_call_after_every_result(oai: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": 'Keep calling get_weather {"city": "Paris"}'}]
+    for _ in range(3):
+        r = oai.chat.completions.create(model="scripted-small", messages=messages, tools=CHAT_TOOLS)
+        calls = r.choices[0].message.tool_calls
+        assert calls is not None and calls[0].function.name == "get_weather"
+        assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+        messages += [
+            r.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "Sunny"},
+        ]
+
+
+def test_the_failing_model_answers_500_in_each_api(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
+    with pytest.raises(openai.InternalServerError) as e:
+        oai.with_options(max_retries=0).chat.completions.create(
+            model="scripted-failing", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert e.value.status_code == 500
+    with pytest.raises(anthropic.InternalServerError):
+        claude.with_options(max_retries=0).messages.create(
+            model="scripted-failing", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+
+
 def test_chat_tool_call_streams_arguments_in_pieces(oai: openai.OpenAI) -> None:
     stream = oai.chat.completions.create(
         model="scripted-small",

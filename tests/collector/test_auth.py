@@ -76,7 +76,9 @@ def test_health_needs_nothing(client: TestClient) -> None:
         ("proxy", "GET", "/api/audit", 403),
         ("proxy", "GET", "/api/agents/state", 200),
         ("viewer", "GET", "/api/agents/state", 200),
-        ("proxy", "POST", "/api/agents/a/suspend", 403),
+        # A proxy suspends an agent whose runaway breaker tripped; only a human resumes it.
+        ("proxy", "POST", "/api/agents/a/suspend", 200),
+        ("proxy", "POST", "/api/agents/a/resume", 403),
     ],
 )
 def test_each_role_reaches_what_it_may(client: TestClient, role: str, method: str, path: str, status: int) -> None:

@@ -20,6 +20,7 @@ from bastion.proxy.addons import default_addons
 from bastion.proxy.config import GatewayConfig, McpServer, Route, Upstream
 from bastion.proxy.egress import ip
 from bastion.proxy.keys import KeyStore, create_key
+from bastion.proxy.limits import LimitSettings
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.policy import PolicyEngine
 from bastion.settings import Secret
@@ -110,6 +111,7 @@ def gateway(
     mcp_servers: tuple[McpServer, ...] = (),
     rules: str | None = None,
     mcp_refusals: str = "tool_result",
+    limits: LimitSettings | None = None,
 ) -> tuple[list[object], str, InMemorySpanExporter]:
     """The default addons over a fresh key store and the bundled policy (or ``rules``); returns
     (addons, key, spans). Explicit-proxy hosts resolve from ``DNS``."""
@@ -119,6 +121,7 @@ def gateway(
         keys_file=tmp_path / "keys.yaml",
         mcp_servers=mcp_servers,
         mcp_refusals=mcp_refusals,
+        limits=limits or LimitSettings(),
     )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

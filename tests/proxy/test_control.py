@@ -61,3 +61,30 @@ def test_no_readable_suspensions_file_means_none_known(tmp_path: Path, text: str
     if text is not None:
         file.write_text(text)
     assert suspensions.load(file) == {}
+
+
+def test_a_suspension_this_proxy_made_holds_until_the_collector_shows_it(tmp_path: Path) -> None:
+    agents: dict[str, dict[str, object]] = {}
+    posted: list[str] = []
+
+    def collector(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posted.append(request.url.path)
+            return httpx.Response(200, json={})
+        return httpx.Response(200, json={"agents": agents})
+
+    async def suspend() -> None:
+        control = Control("http://collector.test", approval_config.load(tmp_path))
+        control._client = httpx.AsyncClient(base_url=control.base_url, transport=httpx.MockTransport(collector))
+        await control.suspend("looper", "step budget")
+        await control.refresh()  # a state read before the collector stored it
+        assert control.suspended == {"looper": "step budget"}
+        agents["looper"] = {"suspended": True, "reason": "step budget"}
+        await control.refresh()
+        agents["looper"] = {"suspended": False}  # a human resumed it
+        await control.refresh()
+        assert control.suspended == {}
+        await control.stop()
+
+    asyncio.run(suspend())
+    assert posted == ["/api/agents/looper/suspend"]

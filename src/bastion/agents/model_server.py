@@ -16,7 +16,8 @@ Endpoints:
 
 Any other path is recorded and answered 404. Bad input (malformed JSON, a lone UTF-16 surrogate,
 missing ``model`` / ``messages`` / ``input`` / ``contents``) is a 400 in the called API's error
-format. The reply model is the request's model.
+format; a call to the model ``scripted-failing`` is a 500 (a broken upstream). The reply model is
+the request's model.
 """
 
 from __future__ import annotations

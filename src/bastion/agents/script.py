@@ -3,6 +3,9 @@
 Every API (OpenAI chat, OpenAI Responses, Anthropic messages) first reduces its request to a
 :class:`Turn`, then :func:`answer` applies these rules, in order:
 
+0. **Loop.** If the last user message says ``keep calling <name>`` naming an offered tool, every
+   reply is a call of that tool, tool results included (a runaway model), with the arguments
+   that follow the name or placeholders, as in rule 2.
 1. **Tool result.** If the last message is a tool result (OpenAI ``role: tool``, Responses
    ``function_call_output``, Anthropic ``tool_result`` block), the reply is the text
    ``Tool result received: <result>``.
@@ -30,6 +33,7 @@ from typing import Any
 Json = dict[str, Any]
 
 _CALL = re.compile(r"\bcall\s+`?([A-Za-z_][\w.-]*)`?", re.IGNORECASE)
+_LOOP = re.compile(r"\bkeep\s+calling\s+`?([A-Za-z_][\w.-]*)`?", re.IGNORECASE)
 _PLACEHOLDERS: dict[str, Any] = {
     "string": "scripted",
     "integer": 1,
@@ -72,6 +76,9 @@ class Reply:
 def answer(turn: Turn, request_id: str) -> Reply:
     """Apply the script's rules to a turn; ``request_id`` becomes the tool call's key."""
     input_tokens = count_tokens(turn.all_text)
+    looping = _tool_call(turn, request_id, _LOOP)
+    if looping is not None:
+        return Reply(None, looping, input_tokens, count_tokens(looping.arguments_json))
     if turn.tool_result is None:
         call = _tool_call(turn, request_id)
         if call is not None:
@@ -82,8 +89,8 @@ def answer(turn: Turn, request_id: str) -> Reply:
     return Reply(text, None, input_tokens, count_tokens(text))
 
 
-def _tool_call(turn: Turn, request_id: str) -> ToolCall | None:
-    for match in _CALL.finditer(turn.user_text):
+def _tool_call(turn: Turn, request_id: str, pattern: re.Pattern[str] = _CALL) -> ToolCall | None:
+    for match in pattern.finditer(turn.user_text):
         name = match.group(1)
         if name in turn.tools:
             args = _json_object_at(turn.user_text[match.end() :])

@@ -11,7 +11,9 @@ those Bastion passes on. With the bundled policy it sees every outcome:
   (not even listed);
 - review: a 500 USD ``send_money``, held for a human's approval;
 - a model tricked into asking for ``send_email`` to an outsider: Bastion removes the tool call
-  and the agent never executes it.
+  and the agent never executes it;
+- a runaway model asking for the same ``get_weather`` call again and again: Bastion's limits
+  (``max_repeats`` in bastion.yaml) stop the loop.
 
 The exit status is 0 when every outcome was the expected one, 1 otherwise.
 """
@@ -36,6 +38,9 @@ from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolPara
 from bastion.settings import Secret, add_option
 
 MODEL = "scripted-small"
+# The scripted model answers this with the same tool call after every result (a runaway model).
+LOOP_PROMPT = 'Keep calling get_weather {"city": "Rome"}'
+MAX_LOOP = 10
 # (tool, arguments, expected outcome)
 MCP_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("get_weather", {"city": "Paris"}, "allowed"),
@@ -83,6 +88,7 @@ class Agent:
                 mcp, specs, 'call send_email {"to": "x@evil.com", "subject": "hi", "body": "x"}', expect_tool=None
             )
             await self.model_round(mcp, specs, 'call get_weather {"city": "Oslo"}', expect_tool="get_weather")
+            await self.runaway(mcp, specs)
         return 0 if self.failures == 0 else 1
 
     async def call_tool(self, mcp: Client, name: str, arguments: dict[str, Any], expected: str) -> str:
@@ -144,6 +150,47 @@ class Agent:
         ]
         final = await client.chat.completions.create(model=MODEL, messages=messages, tools=specs)
         self.say(f"model's answer after {expect_tool}: {final.choices[0].message.content!r}")
+
+    async def runaway(self, mcp: Client, specs: list[ChatCompletionToolParam]) -> None:
+        """Run every tool call a looping model asks for, until Bastion stops the loop."""
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": LOOP_PROMPT}]
+        async with openai.AsyncOpenAI(
+            base_url=f"{self.proxy_url}/openai/v1", api_key=self.key.get(), max_retries=0
+        ) as client:
+            for step in range(1, MAX_LOOP + 1):
+                try:
+                    reply = await client.chat.completions.create(model=MODEL, messages=messages, tools=specs)
+                except openai.APIStatusError as e:
+                    self.say(f"runaway model stopped by Bastion at model call {step}: {e.code}")
+                    return
+                calls = [c for c in reply.choices[0].message.tool_calls or [] if c.type == "function"]
+                if not calls:
+                    self.say("the looping model stopped asking for tools", False)
+                    return
+                call = calls[0]
+                result = await mcp.call_tool(call.function.name, json.loads(call.function.arguments))
+                refusal = (result.meta or {}).get("bastion/refusal")
+                if result.is_error and isinstance(refusal, dict):
+                    self.say(
+                        f"runaway model asked for {call.function.name}({call.function.arguments}) again and again: "
+                        f"Bastion stopped call {step} ({refusal.get('rule')})"
+                    )
+                    return
+                text = "".join(b.text for b in result.content if isinstance(b, TextContent))
+                messages += [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": call.id,
+                                "type": "function",
+                                "function": {"name": call.function.name, "arguments": call.function.arguments},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": call.id, "content": text},
+                ]
+        self.say(f"a runaway loop of {MAX_LOOP} calls was never stopped", False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,8 @@ Api = Literal["openai", "anthropic", "gemini"]
 # streaming is not buffered somewhere on the way raise it with BASTION_SCRIPTED_CHUNK_DELAY.
 CHUNK_DELAY = float(os.environ.get("BASTION_SCRIPTED_CHUNK_DELAY") or 0.01)
 MAX_RECORDS = 1000
+# A model that answers every call with a 500, as a broken upstream does (circuit breaker tests).
+FAILING_MODEL = "scripted-failing"
 
 
 class Recorder:
@@ -65,12 +67,13 @@ class ApiError(Exception):
             )
         if self.api == "anthropic":
             kind = "not_found_error" if self.status == 404 else "invalid_request_error"
+            kind = "api_error" if self.status >= 500 else kind
             body: Json = {"type": "error", "error": {"type": kind, "message": self.message}}
         else:
             body = {
                 "error": {
                     "message": self.message,
-                    "type": "invalid_request_error",
+                    "type": "server_error" if self.status >= 500 else "invalid_request_error",
                     "param": self.param,
                     "code": "not_found" if self.status == 404 else None,
                 }
@@ -104,6 +107,8 @@ async def json_body(request: Request, api: Api, required: Iterable[str]) -> Json
             raise ApiError(api, f"Missing required parameter: '{name}'.", param=name)
     if "model" in required and not isinstance(body["model"], str):
         raise ApiError(api, "Parameter 'model' must be a string.", param="model")
+    if body.get("model") == FAILING_MODEL:  # Gemini names its model in the path
+        raise ApiError(api, f"The model {FAILING_MODEL} fails every call on purpose (a broken upstream).", status=500)
     return body
 
 

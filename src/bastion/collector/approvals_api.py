@@ -4,12 +4,14 @@ Proxies only (the proxy credential): ``POST /api/approvals`` (hold a call), ``GE
 /api/approvals/{id}/wait?timeout=`` (long-poll for the decision), ``POST /api/approvals/{id}/close``
 (timeout or abandoned), ``POST /api/agents/{agent}/guidance/{id}/claim`` (deliver guidance once).
 Proxies and viewers: ``GET /api/agents/state`` (suspensions and guidance to deliver).
+Proxies and approvers: ``POST /api/agents/{agent}/suspend`` (a proxy: a tripped runaway breaker).
 
 Viewers and up read: ``GET /api/approvals?status=``, ``GET /api/approvals/{id}``, ``GET /api/agents``.
 
 Approvers and admins (``bastion.operators``):
 ``POST /api/approvals/{id}/decision`` (``{"decision": "approve"|"deny", "reason"}``),
-``POST /api/agents/{agent}/suspend``, ``.../resume`` (``{"reason"}``), ``.../guidance`` (``{"text"}``).
+``POST /api/agents/{agent}/suspend``, ``.../resume`` (``{"reason"}``; resume: humans only),
+``.../guidance`` (``{"text"}``).
 Suspensions, resumptions and guidance are written to the audit trail as spans of their own.
 """
 
@@ -24,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from bastion import semconv
 from bastion.collector.approvals import CLOSING, STATUSES, Board, Conflict
-from bastion.collector.auth import Approver, Proxy, ProxyOrViewer, Viewer
+from bastion.collector.auth import Approver, ApproverOrProxy, Proxy, ProxyOrViewer, Viewer
 from bastion.collector.batcher import Batcher
 from bastion.collector.responses import COMMON, errors
 from bastion.collector.schema import SpanRow
@@ -128,8 +130,10 @@ async def agents(board: BoardDep, _: Viewer) -> Json:
 
 @router.post("/api/agents/{agent_id}/suspend")
 async def suspend(
-    request: Request, board: BoardDep, who: Approver, agent_id: str, body: Annotated[Json, Body()]
+    request: Request, board: BoardDep, who: ApproverOrProxy, agent_id: str, body: Annotated[Json, Body()]
 ) -> Json:
+    """Approvers suspend agents; so does a proxy whose runaway breaker tripped (limits: suspend_on_trip).
+    Only a human resumes them."""
     reason = _text(body, "reason")
     record = await board.suspend(agent_id, True, reason, _who(who))
     await _audit(request, "agent suspended", agent_id, "suspend", who, reason)

@@ -65,6 +65,8 @@ Viewer = Annotated[Principal, Depends(requires(Role.VIEWER))]
 Approver = Annotated[Principal, Depends(requires(Role.APPROVER))]
 Admin = Annotated[Principal, Depends(requires(Role.ADMIN))]
 Proxy = Annotated[Principal, Depends(requires(Role.PROXY))]
+# A proxy suspends an agent whose runaway breaker tripped (limits: suspend_on_trip).
+ApproverOrProxy = Annotated[Principal, Depends(requires(Role.APPROVER, Role.PROXY))]
 # Agent state is what proxies enforce and what operators look at.
 ProxyOrViewer = Annotated[Principal, Depends(requires(Role.PROXY, Role.VIEWER))]
 

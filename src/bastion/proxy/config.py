@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 from bastion.files import ConfigError as ConfigError
 from bastion.files import expand_env as expand_env
 from bastion.files import read_bastion_yaml
+from bastion.proxy import limits
 from bastion.proxy.formats import FORMATS
+from bastion.proxy.limits import LimitSettings
 from bastion.settings import Secret
 
 # A route's provider: one whose API formats Bastion reads (proxy/formats/), or plain HTTP.
@@ -109,6 +111,8 @@ class GatewayConfig:
     # How a refused MCP tools/call is answered: a tool result with isError (the model reads why), or
     # a JSON-RPC error (mcp 1.x Python clients raise it).
     mcp_refusals: str = "tool_result"
+    # The limits: section (proxy/limits.py); no limit unless configured.
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def mcp_server(self, name: str) -> McpServer | None:
         return next((s for s in self.mcp_servers if s.name == name), None)
@@ -168,7 +172,12 @@ def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
     if refusals not in MCP_REFUSALS:
         raise ConfigError(f"{path}: mcp_refusals has value {refusals!r}. Not one of {' or '.join(MCP_REFUSALS)}.")
     return GatewayConfig(
-        routes=routes, keys_file=keys, mcp_servers=servers, tool_calls=tool_calls, mcp_refusals=refusals
+        routes=routes,
+        keys_file=keys,
+        mcp_servers=servers,
+        tool_calls=tool_calls,
+        mcp_refusals=refusals,
+        limits=limits.parse(path, raw.get("limits")),
     )
 
 

@@ -45,6 +45,8 @@ class Control:
         # agent id -> reason; until the collector answers, what this proxy last heard of
         self.suspended: dict[str, str] = suspensions.load(suspensions_file) if suspensions_file else {}
         self.guidance: dict[str, list[str]] = {}  # agent id -> guidance ids waiting
+        # Suspensions this proxy made (a tripped breaker) that the collector's state does not show yet.
+        self._suspending: dict[str, str] = {}
         self._client: httpx.AsyncClient | None = None
         self._poller: asyncio.Task[None] | None = None
 
@@ -90,6 +92,11 @@ class Control:
         r.raise_for_status()
         agents = r.json()["agents"]
         suspended = {a: str(s.get("reason") or "") for a, s in agents.items() if s.get("suspended")}
+        for agent in list(self._suspending):  # kept until the collector shows it (then a human may resume)
+            if agent in suspended:
+                del self._suspending[agent]
+            else:
+                suspended[agent] = self._suspending[agent]
         if suspended != self.suspended and self.suspensions_file is not None:
             await asyncio.to_thread(suspensions.save, self.suspensions_file, suspended)
         self.suspended = suspended
@@ -113,6 +120,14 @@ class Control:
         r = await self.client.post(f"/api/approvals/{approval_id}/close", json={"status": status})
         r.raise_for_status()
         return dict(r.json())
+
+    # The kill switch, pulled by a tripped breaker (limits: suspend_on_trip)
+
+    async def suspend(self, agent_id: str, reason: str) -> None:
+        """Suspend ``agent_id`` here at once and, through the collector, on every replica until a human resumes it."""
+        self.suspended[agent_id] = self._suspending[agent_id] = reason
+        r = await self.client.post(f"/api/agents/{agent_id}/suspend", json={"reason": reason})
+        r.raise_for_status()
 
     # Guidance
 

@@ -20,6 +20,8 @@ def _jsonrpc_code(status: int) -> int:
         return mcp.UNAUTHENTICATED
     if status == 403:
         return mcp.POLICY_DENIED
+    if status == 429:
+        return mcp.RATE_LIMITED
     return mcp.INTERNAL_ERROR if status >= 500 else mcp.INVALID_REQUEST
 
 
@@ -33,6 +35,12 @@ def error_body(caller: ApiFormat | str, status: int, message: str, code: str) ->
     return {"error": {"message": message, "code": code}}
 
 
-def error_response(caller: ApiFormat | str, status: int, message: str, code: str) -> http.Response:
+def error_response(
+    caller: ApiFormat | str, status: int, message: str, code: str, retry_after: int | None = None
+) -> http.Response:
+    """With ``retry_after`` (seconds), a Retry-After header says when to try again."""
     body = json.dumps(error_body(caller, status, message, code)).encode()
-    return http.Response.make(status, body, {"content-type": "application/json", "x-bastion-error": code})
+    headers = {"content-type": "application/json", "x-bastion-error": code}
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return http.Response.make(status, body, headers)

@@ -27,6 +27,8 @@ INTERNAL_ERROR = -32603
 POLICY_DENIED = -32010
 APPROVAL_REQUIRED = -32011
 UNAUTHENTICATED = -32012
+# A limit refused the call for now (data.retry_after says when to try again).
+RATE_LIMITED = -32013
 
 SESSION_HEADER = "mcp-session-id"
 PROTOCOL_HEADER = "mcp-protocol-version"

@@ -9,6 +9,20 @@ cases:
     args: {amount: 50, recipient: alice@example.com}
     expect: allow                      # allow | deny | review
     rule: small-payments-to-known-payees   # optional: the rule that must decide
+
+  - name: a loop of the same call is stopped by the limits
+    agent: demo-agent
+    role: assistant
+    object: tool:tools/get_weather
+    action: call
+    args: {city: Paris}
+    repeat: 4                          # the same call made 4 times in one conversation; the last decides
+    expect: deny
+    rule: limit:runaway:repeat
+
+With ``repeat``, the limits of bastion.yaml's ``limits:`` section apply to the calls the policy
+allows, as the proxy applies them in one conversation (deterministic outcomes: the step budget, the
+repetition detector, and rates, whose clock stands still during a case).
 """
 
 from __future__ import annotations
@@ -19,7 +33,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from bastion.proxy.decision import Effect, PolicyRequest
+from bastion.proxy.breakers import call_key
+from bastion.proxy.decision import Decision, Effect, PolicyRequest
+from bastion.proxy.limiter import Attempt, Limiter
+from bastion.proxy.limits import LimitSettings
 from bastion.proxy.policy import PolicyEngine
 
 
@@ -33,6 +50,7 @@ class Case:
     request: PolicyRequest
     expect: Effect
     rule: str | None
+    repeat: int = 1
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -59,22 +77,40 @@ def _case(path: Path, number: int, raw: Any) -> Case:
             str(raw["agent"]), str(raw.get("role", "")), str(raw["object"]), str(raw["action"]), args
         )
         expect = Effect(str(raw["expect"]))
+        repeat = raw.get("repeat", 1)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise CaseError(f"{where} ({name}): repeat has value {repeat!r}. Not a positive integer.")
     except KeyError as e:
         raise CaseError(f"{where}: missing key {e.args[0]!r}") from None
     except ValueError as e:
         if isinstance(e, CaseError):
             raise
         raise CaseError(f"{where}: expect must be allow, deny or review, not {raw.get('expect')!r}") from None
-    return Case(name, request, expect, str(raw["rule"]) if raw.get("rule") else None)
+    return Case(name, request, expect, str(raw["rule"]) if raw.get("rule") else None, repeat)
 
 
-def run(engine: PolicyEngine, files: list[Path], out: TextIO) -> int:
-    """Print one line per case; return the number of failures."""
+def decide(engine: PolicyEngine, case: Case, limits: LimitSettings | None) -> Decision:
+    """The decision on the case's last call: the policy's, then the limits' on calls it allows."""
+    decision = engine.decide(case.request)  # the policy is the same for every repeat
+    if limits is None or not limits.enabled or not decision.allowed:
+        return decision
+    limiter, request, last = Limiter(limits, clock=lambda: 0.0), case.request, decision
+    tool = call_key(request.obj.removeprefix("tool:"), request.args) if request.obj.startswith("tool:") else None
+    for _ in range(case.repeat):
+        attempt = Attempt(request.agent_id, request.role, "", request.obj, "", f"case:{case.name}", tool)
+        _, refusal = limiter.check(attempt)
+        last = decision if refusal is None else Decision(Effect.DENY, refusal.rule, refusal.message)
+    return last
+
+
+def run(engine: PolicyEngine, files: list[Path], out: TextIO, limits: LimitSettings | None = None) -> int:
+    """Print one line per case; return the number of failures. With ``limits``, calls the policy
+    allows also meet the limits (cases with ``repeat``)."""
     failures = total = 0
     for path in files:
         for case in load_cases(path):
             total += 1
-            decision = engine.decide(case.request)
+            decision = decide(engine, case, limits)
             ok = decision.effect is case.expect and (case.rule is None or decision.rule == case.rule)
             if ok:
                 print(f"PASS  {path.name}: {case.name}", file=out)

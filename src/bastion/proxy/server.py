@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
-from bastion.proxy.addons import Redaction, default_addons
+from bastion.proxy.addons import Limits, Redaction, default_addons
 from bastion.proxy.config import LiveConfig
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
@@ -111,8 +111,9 @@ async def run(settings: ProxySettings) -> None:
 
     redaction = next(a for a in addons if isinstance(a, Redaction))
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
+    limiter = next(a for a in addons if isinstance(a, Limits)).limiter
     reloader = Reloader(on_rejected=record_rejection)
-    subscribe(reloader, settings.policies_dir, settings.keys_file, config, engine, keys, pii_reloader, control)
+    subscribe(reloader, settings.policies_dir, settings.keys_file, config, engine, keys, pii_reloader, control, limiter)
     reloader.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

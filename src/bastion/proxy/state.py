@@ -23,6 +23,8 @@ _KEY = "bastion"
 INTERNAL = "bastion.internal"
 # flow.metadata key: the McpServer a flow is for (set by McpRouting, read by the MCP addons after it).
 MCP_SERVER = "bastion.mcp.server"
+# flow.metadata key: the agent's x-bastion-conversation header (ConversationHeader keeps it there).
+CONVERSATION = "bastion.pii.conversation"
 
 
 @dataclass
@@ -73,11 +75,17 @@ def refuse_with(flow: http.HTTPFlow, decision: Decision, response: http.Response
 
 
 def refuse(
-    flow: http.HTTPFlow, decision: Decision, status: int, message: str, code: str, provider: str | None = None
+    flow: http.HTTPFlow,
+    decision: Decision,
+    status: int,
+    message: str,
+    code: str,
+    provider: str | None = None,
+    retry_after: int | None = None,
 ) -> None:
     """Refuse the call with ``status`` and an error body in the caller's API format (the call's format
     once Classify recognised it, else the route's provider, unless ``provider`` names another),
-    naming ``code``; the decision says why, for the audit."""
+    naming ``code``; the decision says why, for the audit. ``retry_after`` (seconds): a Retry-After header."""
     st = state(flow)
     caller: ApiFormat | str
     if provider is not None:
@@ -86,4 +94,4 @@ def refuse(
         caller = st.format
     else:
         caller = st.route.provider if st.route is not None else "http"
-    refuse_with(flow, decision, error_response(caller, status, message, code))
+    refuse_with(flow, decision, error_response(caller, status, message, code, retry_after))

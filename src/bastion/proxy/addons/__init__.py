@@ -17,6 +17,7 @@ from bastion.proxy.addons.forwarding import Forward
 from bastion.proxy.addons.health import Health
 from bastion.proxy.addons.identity import Identify
 from bastion.proxy.addons.intervention import Guidance, Suspension
+from bastion.proxy.addons.limits import Limits, LimitsSettle
 from bastion.proxy.addons.mcp import McpGovernance
 from bastion.proxy.addons.mcp_routing import McpRouting
 from bastion.proxy.addons.mcp_sessions import McpSessions
@@ -32,13 +33,14 @@ from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.control import Control
 from bastion.proxy.egress import Resolver
 from bastion.proxy.keys import KeyStore
+from bastion.proxy.limiter import Limiter
 from bastion.proxy.mcp_sessions import SessionBinder
 from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.outbox import Outbox
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
 
-__all__ = ["Redaction", "default_addons"]
+__all__ = ["Limits", "Redaction", "default_addons"]
 
 
 def default_addons(
@@ -53,12 +55,15 @@ def default_addons(
     sessions: SessionBinder | None = None,
     outbox: Outbox | None = None,
     metrics: ProxyMetrics | None = None,
+    limiter: Limiter | None = None,
 ) -> list[object]:
     """The addons; with ``control``, reviews are held for a human (else refused) and humans can step in.
     ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
     with ``sessions`` (replicas share its secret), or with a secret of this process. With ``outbox``,
-    each response waits for its spans' fsync; with ``metrics``, every call is counted."""
+    each response waits for its spans' fsync; with ``metrics``, every call is counted. ``limiter``
+    applies the ``limits:`` section (one is made from ``config`` without it; the server reloads it)."""
     current = live(config)  # routes and MCP servers follow bastion.yaml while running
+    limits = Limits(limiter or Limiter(current.current.limits), control, current)
     addons: list[object | None] = [
         Health(),
         McpRouting(current),
@@ -83,6 +88,9 @@ def default_addons(
         # approvals, refused; then guidance is added.
         HoldForApproval(control),
         None if control is None else Guidance(control),
+        # Rates, tokens, concurrency (an async wait for a slot), runaway agents, open circuits: on
+        # allowed calls, after any human approved them, just before they leave.
+        limits,
         Forward(),
         ResponseStream(),
         # Wraps the stream callback ResponseStream set, so after it.
@@ -93,6 +101,8 @@ def default_addons(
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
         ToolCalls(engine, tracer, current),
+        # Once the response and its usage are read, before Tracing records what it tripped.
+        LimitsSettle(limits),
         # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.

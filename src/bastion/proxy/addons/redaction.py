@@ -33,12 +33,12 @@ from bastion.proxy.pii.redactor import Conversation, Redactor, Vault, conversati
 from bastion.proxy.pii.streams import Blocked, StreamRedactor
 from bastion.proxy.pii.worker import StreamWorker
 from bastion.proxy.sse import EventBuffer, is_event_stream, parse_event
-from bastion.proxy.state import CallState, answered, refuse, state
+from bastion.proxy.state import CONVERSATION, CallState, answered, refuse, state
 
 log = logging.getLogger(__name__)
 CONVERSATION_HEADER = "x-bastion-conversation"
 _META = "bastion.pii"
-_HEADER_META = "bastion.pii.conversation"
+_HEADER_META = CONVERSATION
 FAILED_CODE = "pii_check_failed"
 BLOCKED_CODE = "pii_blocked"
 RESPONSES_REMEMBERED = 100_000

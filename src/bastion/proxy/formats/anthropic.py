@@ -173,6 +173,8 @@ _ERROR_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    # Anthropic's own rate-limit type, so the SDK's backoff retries after Retry-After.
+    429: "rate_limit_error",
     500: "api_error",
     502: "api_error",
     503: "overloaded_error",

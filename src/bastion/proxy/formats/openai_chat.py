@@ -294,6 +294,8 @@ _ERROR_TYPES = {
     401: "authentication_error",
     403: "permission_denied",
     404: "not_found_error",
+    # OpenAI's own rate-limit type, so the SDK's backoff retries after Retry-After.
+    429: "requests",
     500: "server_error",
     502: "upstream_error",
     503: "service_unavailable",
