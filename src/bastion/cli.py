@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bastion import audit_cli, listen, lists_cli, logs
+from bastion import audit_cli, budgets_cli, listen, lists_cli, logs
 from bastion import settings as s
 
 
@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_commands(commands)
     audit_cli.add_commands(commands)
     lists_cli.add_commands(commands)
+    budgets_cli.add_commands(commands)
     from bastion.control_cli import add_commands
 
     add_commands(commands)

@@ -27,6 +27,7 @@ from bastion import approval_config
 from bastion.collector import (
     approvals_api,
     audit_api,
+    budgets_api,
     operators_api,
     otlp,
 )
@@ -34,6 +35,7 @@ from bastion.collector.approvals import Board
 from bastion.collector.audit_store import open_audit
 from bastion.collector.auth import OtlpSender, Viewer
 from bastion.collector.batcher import Batcher, Refused
+from bastion.collector.budgets import BudgetBoard
 from bastion.collector.limits import BodyLimit
 from bastion.collector.metrics import CollectorMetrics, CountRequests
 from bastion.collector.metrics import router as metrics_router
@@ -43,7 +45,7 @@ from bastion.collector.schema import SpanRow
 from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
-from bastion.collector.webhook import notifier
+from bastion.collector.webhook import notifier, post
 from bastion.files import stamp
 from bastion.listen import serve_asgi
 from bastion.operators import Credentials
@@ -167,6 +169,14 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             store, notifier(webhook) if webhook else None, scope_for=_scopes(settings.policies_dir), sealer=sealer
         )
         await asyncio.to_thread(board.load)
+
+        async def alert(body: Json) -> None:
+            if webhook:
+                await post(webhook, body, f"budget alert {body['alert']['name']}")
+
+        app.state.budgets = budgets = BudgetBoard(store, settings.policies_dir, batcher.submit, alert)
+        await asyncio.to_thread(budgets.load)
+        budgets.start()
         metrics.buffered.set_function(lambda: batcher.buffered)
         metrics.approvals_pending.set_function(lambda: sum(a["status"] == "pending" for a in board.approvals.values()))
         app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
@@ -176,6 +186,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         try:
             yield
         finally:
+            await budgets.aclose()
             await board.aclose()
             await batcher.close()
             await asyncio.to_thread(store.close)
@@ -187,6 +198,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(audit_api.router)
     app.include_router(approvals_api.router)
+    app.include_router(budgets_api.router)
     app.include_router(operators_api.router)
     app.add_middleware(BodyLimit, default=settings.max_json_bytes, limits={"/v1/traces": otlp.MAX_BODY_BYTES})
     app.add_middleware(CountRequests, metrics=metrics)  # outermost: counts 413s too

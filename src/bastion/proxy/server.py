@@ -14,6 +14,7 @@ from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
 from bastion.proxy import suspensions
 from bastion.proxy.addons import Redaction, default_addons
+from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
 from bastion.proxy.keys import KeyStore
@@ -71,6 +72,8 @@ async def run(settings: ProxySettings) -> None:
         headers=settings.collector_headers,
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
+    # Prices and budgets: a bad section stops the start (fail closed), later bad edits are ignored.
+    guard = BudgetGuard(settings.collector_url, settings.policies_dir, settings.collector_headers)
     sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
     metrics = ProxyMetrics()
     metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
@@ -85,6 +88,7 @@ async def run(settings: ProxySettings) -> None:
         sessions=sessions,
         outbox=durable.outbox if durable else None,
         metrics=metrics,
+        budgets=guard,
     )
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
     if durable is not None:

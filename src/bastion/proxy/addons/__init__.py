@@ -10,6 +10,7 @@ from opentelemetry.trace import Tracer
 
 from bastion.proxy.addons.approval import HoldForApproval
 from bastion.proxy.addons.authorization import Authorize
+from bastion.proxy.addons.budgets import Budgets, Cost
 from bastion.proxy.addons.classification import Classify
 from bastion.proxy.addons.durability import Durability
 from bastion.proxy.addons.egress import Egress
@@ -28,6 +29,7 @@ from bastion.proxy.addons.streaming import ResponseStream
 from bastion.proxy.addons.tool_calls import ToolCalls
 from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
+from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.config import GatewayConfig
 from bastion.proxy.control import Control
 from bastion.proxy.egress import Resolver
@@ -53,11 +55,14 @@ def default_addons(
     sessions: SessionBinder | None = None,
     outbox: Outbox | None = None,
     metrics: ProxyMetrics | None = None,
+    budgets: BudgetGuard | None = None,
 ) -> list[object]:
     """The addons; with ``control``, reviews are held for a human and humans can step in.
     ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
     with ``sessions`` (replicas share its secret), or with a secret of this process. With ``outbox``,
-    each response waits for its spans' fsync; with ``metrics``, every call is counted."""
+    each response waits for its spans' fsync; with ``metrics``, every call is counted. ``budgets``
+    holds the prices and budgets (without it, the built-in prices and no budget)."""
+    guard = budgets or BudgetGuard("")
     hold = None if control is None else control.holds_reviews
     human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
     addons: list[object | None] = [
@@ -80,6 +85,8 @@ def default_addons(
         # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
         # calls to hosts no route claims (before a human is asked to approve them); pins connections.
         Egress(config, keys, engine, resolver),
+        # Refuses model calls whose budget is spent: after the policy, before a human is asked.
+        Budgets(guard),
         # Waits for a human on held calls (async: other calls flow on), then adds guidance.
         *human,
         Forward(),
@@ -92,6 +99,8 @@ def default_addons(
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
         ToolCalls(engine, tracer, config.tool_calls),
+        # Prices the call from the usage ResponseStream read (its response hook ran), before Tracing.
+        Cost(guard),
         # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.
