@@ -106,6 +106,8 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    from bastion import budgets
+    from bastion.proxy import cost
     from bastion.proxy.config import ConfigError, load
     from bastion.proxy.keys import list_keys
     from bastion.proxy.policy import CompiledPolicy, PolicyError
@@ -114,6 +116,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         config = load(args.policies)
         policy = CompiledPolicy(args.policies)
         keys = list_keys(config.keys_file)
+        prices, budget_list = cost.load(args.policies), budgets.load(args.policies)
     except (ConfigError, PolicyError, ValueError, OSError) as e:
         print(f"bastion policy check: {e}", file=sys.stderr)
         return 1
@@ -121,7 +124,8 @@ def _policy_check(args: argparse.Namespace) -> int:
     print(
         f"OK: policy version {policy.version}, {len(policy.rules)} rules, "
         f"{len(policy.conditions.lists)} lists, {len(config.routes)} routes, "
-        f"{sum(not k.get('revoked') for k in keys)} active keys{shadow}"
+        f"{sum(not k.get('revoked') for k in keys)} active keys, {len(prices.models)} prices "
+        f"(built-in as of {prices.as_of}), {len(budget_list)} budgets{shadow}"
     )
     return 0
 

@@ -4,11 +4,14 @@ raise a limit until the period resets."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,8 +39,33 @@ budgets:
 """
 
 
+class Webhook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
-def client(settings: CollectorSettings, tmp_path: Path) -> Iterator[TestClient]:
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("BASTION_APPROVAL_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    Webhook.received.clear()
+    yield Webhook.received
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def client(settings: CollectorSettings, tmp_path: Path, webhook: list[dict[str, Any]]) -> Iterator[TestClient]:
     (tmp_path / "bastion.yaml").write_text(BUDGETS)
     AGENT_KEY.append(create_key(tmp_path / "keys.yaml", "a1", "analyst")[0])
     with app_client(replace(settings, flush_interval=0.05, policies_dir=tmp_path)) as c:
@@ -119,7 +147,9 @@ def current(client: TestClient, ready: Callable[[dict[str, Any]], bool]) -> dict
         time.sleep(0.1)
 
 
-def test_budgets_report_spend_in_the_window_and_alert_once_per_level(client: TestClient) -> None:
+def test_budgets_report_spend_in_the_window_and_alert_once_per_level(
+    client: TestClient, webhook: list[dict[str, Any]]
+) -> None:
     export(client, call("a1", 0.6, (400, 200)), call("a2", 0.1, (10, 10)))
     state = current(client, lambda state: len(budget(state, "agents-daily")["subjects"]) == 2)
     daily = budget(state, "agents-daily")
@@ -137,6 +167,15 @@ def test_budgets_report_spend_in_the_window_and_alert_once_per_level(client: Tes
     ]
     export(client, call("a1", 0.5, (1, 1)))
     assert wait_for_alerts(client, 3)[0] == ("budget_exceeded", "Budget agents-daily is spent for agent a1")
+    deadline = time.monotonic() + 20
+    while len(webhook) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted((w["alert"]["type"], w["alert"]["name"], w["alert"]["subjects"][0]["subject"]) for w in webhook) == [
+        ("budget_exceeded", "agents-daily", "a1"),
+        ("budget_soft", "agents-daily", "a1"),
+        ("budget_soft", "analysts-monthly", "analyst"),
+    ]
+    assert webhook[-1]["text"].startswith("Bastion: Budget agents-daily is spent for agent a1")
 
 
 def wait_for_alerts(client: TestClient, count: int) -> list[tuple[str, str]]:
