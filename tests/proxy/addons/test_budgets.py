@@ -93,3 +93,35 @@ def test_a_call_the_policy_denies_is_not_charged_nor_refused_by_the_budget(tmp_p
     f = run_request(addons, flow(body=chat_body("scripted-large"), headers={"authorization": f"Bearer {key}"}))
     assert f.response is not None and f.response.headers["x-bastion-error"] == "policy_denied"
     assert guard.charges == []
+
+
+def sse(data: object) -> bytes:
+    return b"data: " + (data if isinstance(data, bytes) else json.dumps(data).encode()) + b"\n\n"
+
+
+def test_with_budgets_a_streamed_chat_completion_is_asked_for_usage_and_counted(tmp_path: Path) -> None:
+    guard = BudgetGuard("", prices=PRICES, configured=(TOKENS_100,))
+    addons, key, spans = gateway(tmp_path, budgets=guard)
+    f = run_request(addons, flow(body=chat_body(stream=True), headers={"authorization": f"Bearer {key}"}))
+    assert f.response is None
+    assert json.loads(f.request.content or b"")["stream_options"] == {"include_usage": True}
+    f.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+    run_hooks(addons, f, ("responseheaders",))
+    stream = f.response.stream
+    assert callable(stream)
+    text = sse(
+        {"id": "c", "model": "scripted-small", "choices": [{"index": 0, "delta": {"content": "Hi"}}], "usage": None}
+    )
+    usage = sse({"id": "c", "choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 10}})
+    sent = [*stream(text + usage + sse(b"[DONE]")), *stream(b"")]
+    run_hooks(addons, f, ("response",))
+    assert b"".join(sent) == text + sse(b"[DONE]")  # the agent did not ask for usage: it gets none
+    assert [c.tokens for c in guard.charges] == [30]
+    attributes = spans.get_finished_spans()[-1].attributes or {}
+    assert attributes[semconv.BASTION_COST_USD] == pytest.approx((20 * 1.0 + 10 * 2.0) / 1e6)
+
+
+def test_without_budgets_requests_are_left_as_the_agent_sent_them(tmp_path: Path) -> None:
+    addons, key, _ = gateway(tmp_path, budgets=BudgetGuard("", prices=PRICES))
+    f = run_request(addons, flow(body=chat_body(stream=True), headers={"authorization": f"Bearer {key}"}))
+    assert "stream_options" not in json.loads(f.request.content or b"")

@@ -14,12 +14,16 @@ import logging
 from mitmproxy import http
 
 from bastion import semconv
+from bastion.proxy import jsonlimits
 from bastion.proxy.budget_guard import EXCEEDED_CODE, BudgetGuard
 from bastion.proxy.decision import deny
 from bastion.proxy.errors import error_response
 from bastion.proxy.state import answered, state
+from bastion.proxy.stream_usage import ask_for_usage, body_bytes, without_usage_chunk
 
 log = logging.getLogger(__name__)
+# flow.metadata key: Cost asked a streamed chat completion for usage the agent had not asked for.
+_ASKED = "bastion.cost.asked_usage"
 
 
 class Budgets:
@@ -53,6 +57,29 @@ class Budgets:
 class Cost:
     def __init__(self, guard: BudgetGuard) -> None:
         self.guard = guard
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """With budgets, a streamed OpenAI chat completion asks for usage (after every addon that
+        rewrites the body: Redaction, ToolCalls), so that it can be counted."""
+        st = state(flow)
+        call = st.call
+        if answered(flow) or not self.guard.budgets or call is None or not call.stream:
+            return
+        if call.kind != semconv.KIND_MODEL or call.provider != "openai" or call.endpoint != "chat.completions":
+            return
+        try:
+            asked = ask_for_usage(jsonlimits.loads(flow.request.content or b""))
+        except ValueError:
+            return
+        if asked is not None:
+            flow.request.content = body_bytes(asked)
+            flow.metadata[_ASKED] = True
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Wraps every other stream callback: the agent does not get the usage chunk it did not ask for."""
+        response = flow.response
+        if flow.metadata.get(_ASKED) and response is not None and callable(response.stream):
+            response.stream = without_usage_chunk(response.stream)
 
     def response(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
