@@ -8,10 +8,12 @@ the test's price of $10,000 per million tokens.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -94,12 +96,23 @@ budgets:
         assert "budget agents-daily is spent for agent agent-1" in error.message
         # Replica B spent nothing itself: it refuses from the collector's view.
         wait_until(lambda: code(refusal(b.url, key)) == "budget_exceeded")
-        assert refusal(b.url, other_key) is None  # another agent has its own budget
+        # Another agent has its own budget; its streamed call is counted although it did not ask for usage.
+        streamed = clients.openai_client(f"{b.url}/openai/v1", other_key).chat.completions.create(
+            model="scripted-small", messages=[{"role": "user", "content": "hello there"}], stream=True
+        )
+        chunks = list(streamed)
+        assert chunks and all(c.choices for c in chunks)  # no usage-only chunk it did not ask for
 
-        out = subprocess.run(
-            [*BASTION, "spend", "--by", "agent"], check=True, capture_output=True, text=True, env=operator
-        ).stdout
-        assert "agent-1" in out and "agent-2" in out
+        def spend() -> dict[str, Any]:
+            args = [*BASTION, "spend", "--by", "agent", "--json"]
+            rows = json.loads(subprocess.run(args, check=True, capture_output=True, text=True, env=operator).stdout)
+            return {row["agent"]: row for row in rows}
+
+        wait_until(lambda: "agent-2" in spend())
+        assert (spend()["agent-2"]["input_tokens"], spend()["agent-2"]["output_tokens"]) == (2, 5)
+        assert spend()["agent-1"]["cost_usd"] >= 0.2
+        table = subprocess.run([*BASTION, "spend"], check=True, capture_output=True, text=True, env=operator).stdout
+        assert "agent-1" in table and "cost (USD)" in table
         raise_budget = [*BASTION, "budgets", "raise", "agents-daily", "agent-1", "--by", "1", "--reason", "demo day"]
         shown = subprocess.run(raise_budget, check=True, capture_output=True, text=True, env=operator).stdout
         assert "Budget agents-daily for agent-1" in shown
