@@ -146,6 +146,10 @@ budgets:
             assert spent_offline < 1.0, "the proxy never refused"
         assert code(error) == budget_guard.UNCONFIRMED_CODE
         assert "without the collector confirming it" in error.message
+    # Restarted with the collector still down, the proxy remembers what it spent (budgets.json).
+    with processes.proxy(tmp_path, "proxy", ports, env) as p:
+        processes.ready(p)
+        assert code(refusal(p.url, key)) == budget_guard.UNCONFIRMED_CODE
     # The bound docs/budgets.md states: the allowance plus the calls in flight (here one at a time).
     assert spent_offline <= 0.15 + CALL_USD
     assert spent_offline >= CALL_USD  # it did not stop at once: the allowance is there to be used

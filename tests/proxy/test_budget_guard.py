@@ -4,6 +4,7 @@ that bounds what a replica cut off from the collector can spend."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,25 @@ def test_a_new_view_confirms_the_charges_it_covers() -> None:
     guard.confirm(view(1.0, as_of=NOW - 1))
     assert [c.usd for c in guard.charges] == [0.05, 0.05]
     assert guard.check(AGENT, NOW) is None
+
+
+def test_the_view_and_unconfirmed_charges_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "outbox" / "budgets.json"
+    guard = BudgetGuard("", configured=(USD_10,), state_file=path)
+    guard.confirm(view(9.0, as_of=NOW - 600, raised=12.0))
+    guard.charge(AGENT, 0, 0.6, NOW - 5)
+    guard.save()
+    restarted = BudgetGuard("", configured=(USD_10,), state_file=path)
+    assert restarted.view == guard.view and restarted.charges == guard.charges
+    assert restarted.check(AGENT, NOW) is None  # $9.6 of a raised $12, $0.6 of the $1 allowance
+    restarted.charge(AGENT, 0, 0.4, NOW)
+    refused = restarted.check(AGENT, NOW)
+    assert refused is not None and refused.code == UNCONFIRMED_CODE
+
+
+def test_an_unreadable_state_file_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "budgets.json"
+    path.write_text("{not json")
+    guard = BudgetGuard("", configured=(USD_10,), state_file=path)
+    assert (guard.view, guard.charges) == (View(), [])
+    assert "cannot read the last budgets view" in caplog.text

@@ -18,6 +18,7 @@ states the bound; tests/test_budgets_e2e.py tests it with the collector stopped.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -31,7 +32,7 @@ import httpx
 
 from bastion import budgets
 from bastion.budgets import Budget
-from bastion.files import ConfigError, Stamp, stamp
+from bastion.files import ConfigError, Stamp, replace_text, stamp
 from bastion.proxy import cost
 from bastion.proxy.cost import PriceTable
 from bastion.proxy.keys import Identity
@@ -39,6 +40,9 @@ from bastion.proxy.keys import Identity
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 LAG_SECONDS = 3.0
+# In the proxy's state directory: the last view and the unconfirmed charges, so that a restart while
+# the collector is unreachable does not forget them.
+FILE_NAME = "budgets.json"
 EXCEEDED_CODE = "budget_exceeded"
 UNCONFIRMED_CODE = "budget_unconfirmed"
 
@@ -86,6 +90,25 @@ class View:
             for b in body["budgets"]
         }
         return cls(float(body["as_of"]), seen)
+
+    def as_json(self) -> dict[str, Any]:
+        budgets_ = [
+            {
+                "name": name,
+                "window_start": seen.window_start,
+                "subjects": [
+                    {"subject": s, "spent": v, "limit": seen.raised.get(s, 0.0), "raised": s in seen.raised}
+                    for s, v in seen.spent.items()
+                ]
+                + [
+                    {"subject": s, "spent": 0.0, "limit": v, "raised": True}
+                    for s, v in seen.raised.items()
+                    if s not in seen.spent
+                ],
+            }
+            for name, seen in self.budgets.items()
+        ]
+        return {"as_of": self.as_of, "budgets": budgets_}
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,7 @@ class BudgetGuard:
         *,
         prices: PriceTable | None = None,
         configured: tuple[Budget, ...] = (),
+        state_file: Path | None = None,
     ) -> None:
         self.base_url = collector_url.rstrip("/")
         self.headers = dict(headers or {})
@@ -162,6 +186,10 @@ class BudgetGuard:
         self.budgets = configured
         self.view = View()
         self.charges: list[Charge] = []
+        self.state_file = state_file
+        self._saved: Any = None
+        if state_file is not None:
+            self._load(state_file)
         self._stamp: Stamp = None
         if policies_dir is not None:  # a bad section raises ConfigError here: the proxy does not start
             self._stamp = stamp(policies_dir / "bastion.yaml")
@@ -199,6 +227,39 @@ class BudgetGuard:
             cutoff = view.as_of - LAG_SECONDS
             self.charges = [c for c in self.charges if c.at > cutoff]
 
+    # What survives a restart
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+            view = View.parse(data["view"]) if data["view"]["as_of"] is not None else View()
+            charges = [Charge(**c) for c in data["charges"]]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.error("cannot read the last budgets view from %s (%s); starting without it", path, e)
+            return
+        self.view, self.charges = view, charges
+
+    def _state(self) -> dict[str, Any]:
+        return {"view": self.view.as_json(), "charges": [vars(c) for c in self.charges]}
+
+    def save(self) -> None:
+        """Write the view and the unconfirmed charges when they changed (blocking)."""
+        if self.state_file is None:
+            return
+        current = self._state()
+        if current != self._saved:
+            replace_text(self.state_file, json.dumps(current) + "\n")
+            self._saved = current
+
+    async def _save_changes(self) -> None:
+        current = self._state()  # on the event loop, which changes it; written from a thread
+        if self.state_file is not None and current != self._saved:
+            text = json.dumps(current) + "\n"
+            await asyncio.to_thread(replace_text, self.state_file, text)
+            self._saved = current
+
     # Lifecycle, started and stopped by the Budgets addon.
 
     def start(self) -> None:
@@ -209,6 +270,10 @@ class BudgetGuard:
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
+        try:
+            self.save()
+        except OSError as e:
+            log.warning("could not save the budgets view: %s", e)
 
     async def _poll(self) -> None:
         failed = False
@@ -226,4 +291,8 @@ class BudgetGuard:
                         if not failed:  # once per outage; the allowance bounds what is spent meanwhile
                             log.warning("cannot read budgets from the collector at %s: %s", self.base_url, e)
                         failed = True
+                    try:
+                        await self._save_changes()
+                    except OSError as e:
+                        log.warning("could not save the budgets view: %s", e)
                 await asyncio.sleep(POLL_SECONDS)

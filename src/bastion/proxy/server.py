@@ -11,8 +11,8 @@ from mitmproxy.tools.dump import DumpMaster
 from prometheus_client import start_http_server
 
 from bastion import approval_config, semconv
+from bastion.proxy import budget_guard, suspensions
 from bastion.proxy import config as gateway_config
-from bastion.proxy import suspensions
 from bastion.proxy.addons import Redaction, default_addons
 from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.control import Control
@@ -73,7 +73,12 @@ async def run(settings: ProxySettings) -> None:
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
     # Prices and budgets: a bad section stops the start (fail closed), later bad edits are ignored.
-    guard = BudgetGuard(settings.collector_url, settings.policies_dir, settings.collector_headers)
+    guard = BudgetGuard(
+        settings.collector_url,
+        settings.policies_dir,
+        settings.collector_headers,
+        state_file=settings.state_dir / budget_guard.FILE_NAME,
+    )
     sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
     metrics = ProxyMetrics()
     metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
