@@ -11,6 +11,7 @@ BENCHMARKS = [
     "proxy_overhead.py",
     "collector_ingest.py",
     "policy_decisions.py",
+    "budgets.py",
     "outbox.py",
     "approvals.py",
     "pii.py",

@@ -59,7 +59,7 @@ class Charge:
     usd: float
 
     def subject(self, per: str) -> str:
-        return {"agent": self.agent, "role": self.role, "key": self.key}[per]
+        return self.agent if per == "agent" else self.role if per == "role" else self.key
 
     def amount(self, unit: str) -> float:
         return self.usd if unit == budgets.USD else float(self.tokens)
@@ -122,7 +122,7 @@ class Refusal:
 
 
 def subject(identity: Identity, per: str) -> str:
-    return {"agent": identity.agent_id, "role": identity.role, "key": identity.key_id}[per]
+    return identity.agent_id if per == "agent" else identity.role if per == "role" else identity.key_id
 
 
 def _amount(unit: str, value: float) -> str:
@@ -134,6 +134,11 @@ def assess(
 ) -> Refusal | None:
     """The first budget ``identity`` may not spend more of, or None."""
     cutoff = -math.inf if view.as_of is None else view.as_of - LAG_SECONDS
+    # The caller's unconfirmed charges, found once (the list is mostly other callers' charges).
+    mine = {
+        per: [c for c in charges if c.at > cutoff and c.subject(per) == subject(identity, per)]
+        for per in {b.per for b in configured}
+    }
     for budget in configured:
         who = subject(identity, budget.per)
         if not budget.applies(who):
@@ -144,9 +149,7 @@ def assess(
             seen = None  # the view is of an earlier period
         spent = seen.spent.get(who, 0.0) if seen else 0.0
         limit = seen.raised.get(who, budget.limit) if seen else budget.limit
-        unconfirmed = sum(
-            c.amount(budget.unit) for c in charges if c.at > cutoff and c.at >= start and c.subject(budget.per) == who
-        )
+        unconfirmed = sum(c.amount(budget.unit) for c in mine[budget.per] if c.at >= start)
         if spent + unconfirmed >= limit:
             resets = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M UTC")
             message = (
