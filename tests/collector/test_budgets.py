@@ -211,6 +211,7 @@ def test_an_admin_raises_a_limit_until_the_period_resets(client: TestClient) -> 
     [
         ("nope", {"subject": "a1", "to": 2}, 404),
         ("agents-daily", {"to": 2}, 400),
+        ("agents-daily", {"subject": "a" * 257, "to": 2}, 400),
         ("agents-daily", {"subject": "a1"}, 400),
         ("agents-daily", {"subject": "a1", "to": 2, "by": 1}, 400),
         ("agents-daily", {"subject": "a1", "to": -1}, 400),

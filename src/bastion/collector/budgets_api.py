@@ -89,8 +89,10 @@ async def raise_budget(
 ) -> Json:
     """Raise one subject's limit until the period resets: ``to`` a new limit, or ``by`` an amount."""
     subject = body.get("subject")
-    if not isinstance(subject, str) or not subject:
-        raise HTTPException(400, "Body field 'subject' is required (the agent, role or key id).")
+    if not isinstance(subject, str) or not subject or len(subject) > 256:
+        raise HTTPException(
+            400, "Body field 'subject' is required: the agent, role or key id (at most 256 characters)."
+        )
     to, by = _amount(body, "to"), _amount(body, "by")
     if (to is None) == (by is None):
         raise HTTPException(400, "Give exactly one of body fields 'to' (the new limit) and 'by' (an amount to add).")
