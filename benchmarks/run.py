@@ -12,6 +12,7 @@ BENCHMARKS = [
     "collector_ingest.py",
     "policy_decisions.py",
     "limits.py",
+    "budgets.py",
     "outbox.py",
     "approvals.py",
     "pii.py",

@@ -163,6 +163,11 @@ def test_policy_check_accepts_the_bundled_files_and_names_what_is_wrong(tmp_path
     )
     unknown = bastion("policy", "check", "--policies", str(broken))
     assert unknown.returncode == 1 and "policy.csv:3: rule 'b'" in unknown.stderr and "'bool'" in unknown.stderr
+    (broken / "policy.csv").write_text("p, role:a, tool:x, call, allow, ok,\n")
+    with (broken / "bastion.yaml").open("a") as f:
+        f.write("budgets:\n  daily: {per: team, usd: 5}\n")
+    budget = bastion("policy", "check", "--policies", str(broken))
+    assert budget.returncode == 1 and "budgets.daily.per has value 'team'" in budget.stderr
 
 
 def test_policy_test_runs_the_bundled_tables_and_fails_on_a_mismatch(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bastion import audit_cli, listen, lists_cli, logs
+from bastion import audit_cli, budgets_cli, listen, lists_cli, logs
 from bastion import settings as s
 
 
@@ -117,6 +117,8 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    from bastion import budgets
+    from bastion.proxy import cost
     from bastion.proxy.config import ConfigError, load
     from bastion.proxy.keys import list_keys
     from bastion.proxy.policy import CompiledPolicy, PolicyError
@@ -125,6 +127,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         config = load(args.policies)
         policy = CompiledPolicy(args.policies)
         keys = list_keys(config.keys_file)
+        prices, budget_list = cost.load(args.policies), budgets.load(args.policies)
     except (ConfigError, PolicyError, ValueError, OSError) as e:
         print(f"bastion policy check: {e}", file=sys.stderr)
         return 1
@@ -132,7 +135,8 @@ def _policy_check(args: argparse.Namespace) -> int:
     print(
         f"OK: policy version {policy.version}, {len(policy.rules)} rules, "
         f"{len(policy.conditions.lists)} lists, {len(config.routes)} routes, "
-        f"{sum(not k.get('revoked') for k in keys)} active keys{shadow}"
+        f"{sum(not k.get('revoked') for k in keys)} active keys, {len(prices.models)} prices "
+        f"(built-in as of {prices.as_of}), {len(budget_list)} budgets{shadow}"
     )
     return 0
 
@@ -219,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_commands(commands)
     audit_cli.add_commands(commands)
     lists_cli.add_commands(commands)
+    budgets_cli.add_commands(commands)
     from bastion.control_cli import add_commands
 
     add_commands(commands)

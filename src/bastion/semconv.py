@@ -29,6 +29,9 @@ GEN_AI_RESPONSE_ID: Final = gen_ai.GEN_AI_RESPONSE_ID
 GEN_AI_RESPONSE_FINISH_REASONS: Final = gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
 GEN_AI_USAGE_INPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_INPUT_TOKENS
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+# Of the input tokens: read from the provider's prompt cache, and written to it.
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
 GEN_AI_AGENT_ID: Final = gen_ai.GEN_AI_AGENT_ID
 GEN_AI_TOOL_NAME: Final = gen_ai.GEN_AI_TOOL_NAME
 GEN_AI_TOOL_CALL_ID: Final = gen_ai.GEN_AI_TOOL_CALL_ID
@@ -66,6 +69,8 @@ BASTION_SOURCE: Final = "bastion.source"
 SOURCE_AGENT: Final = "agent"
 BASTION_AGENT_ID: Final = "bastion.agent.id"
 BASTION_AGENT_ROLE: Final = "bastion.agent.role"
+# The id of the Bastion key the agent presented (as `bastion keys list` shows it; never the key).
+BASTION_AGENT_KEY_ID: Final = "bastion.agent.key_id"
 BASTION_CALL_KIND: Final = "bastion.call.kind"
 BASTION_ROUTE: Final = "bastion.route"
 BASTION_DECISION: Final = "bastion.decision"
@@ -87,6 +92,16 @@ ALERT_KEYS_REJECTED: Final = "keys_rejected"
 ALERT_RUNAWAY_AGENT: Final = "runaway_agent"
 # An upstream failed too often in a row: its circuit opened (the span of the call that opened it).
 ALERT_UPSTREAM_CIRCUIT_OPEN: Final = "upstream_circuit_open"
+
+# Budgets (bastion.yaml `budgets:`): a subject's spend passed the soft threshold, or the limit.
+ALERT_BUDGET_SOFT: Final = "budget_soft"
+ALERT_BUDGET_EXCEEDED: Final = "budget_exceeded"
+BASTION_BUDGET_NAME: Final = "bastion.budget.name"
+BASTION_BUDGET_SUBJECT: Final = "bastion.budget.subject"
+
+# Cost: what a model call cost in US dollars (a float), from the price table (proxy/cost.py)
+# and the usage the provider reported; absent when the model has no price.
+BASTION_COST_USD: Final = "bastion.cost.usd"
 
 # Values of gen_ai.operation.name that Bastion uses.
 OPERATION_CHAT: Final = "chat"

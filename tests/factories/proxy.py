@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bastion.proxy.addons import default_addons
+from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.config import GatewayConfig, McpServer, Route, Upstream
 from bastion.proxy.egress import ip
 from bastion.proxy.keys import KeyStore, create_key
@@ -112,6 +113,7 @@ def gateway(
     rules: str | None = None,
     mcp_refusals: str = "tool_result",
     limits: LimitSettings | None = None,
+    budgets: BudgetGuard | None = None,
 ) -> tuple[list[object], str, InMemorySpanExporter]:
     """The default addons over a fresh key store and the bundled policy (or ``rules``); returns
     (addons, key, spans). Explicit-proxy hosts resolve from ``DNS``."""
@@ -128,7 +130,14 @@ def gateway(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     engine = PolicyEngine(policies_dir(tmp_path, rules))
     addons = default_addons(
-        config, keys, engine, provider.get_tracer("t"), 1024, resolver=table_resolver, sessions=SESSIONS
+        config,
+        keys,
+        engine,
+        provider.get_tracer("t"),
+        1024,
+        resolver=table_resolver,
+        sessions=SESSIONS,
+        budgets=budgets,
     )
     return addons, key, exporter
 

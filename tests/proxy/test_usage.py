@@ -54,3 +54,35 @@ def test_usage_from_each_api(bodies: list[dict[str, object]], expected: tuple[ob
         usage.update_from_event_data(json.dumps(body))
     usage.update_from_event_data("[DONE]")
     assert (usage.response_model, usage.input_tokens, usage.output_tokens, usage.finish_reasons) == expected
+
+
+@pytest.mark.parametrize(
+    ("bodies", "expected"),
+    [
+        (  # OpenAI chat: cached tokens are part of prompt_tokens
+            [{"usage": {"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 60}}}],
+            (100, 60, None),
+        ),
+        (  # Responses API
+            [{"usage": {"input_tokens": 50, "output_tokens": 5, "input_tokens_details": {"cached_tokens": 0}}}],
+            (50, 0, None),
+        ),
+        (  # Anthropic: reads and writes are counted apart from input_tokens; Bastion adds them in
+            [
+                {
+                    "type": "message_start",
+                    "message": {
+                        "usage": {"input_tokens": 10, "cache_read_input_tokens": 300, "cache_creation_input_tokens": 40}
+                    },
+                },
+                {"type": "message_delta", "usage": {"output_tokens": 9}},
+            ],
+            (350, 300, 40),
+        ),
+    ],
+)
+def test_cached_input_tokens(bodies: list[dict[str, object]], expected: tuple[object, ...]) -> None:
+    usage = Usage()
+    for body in bodies:
+        usage.update_from_event_data(json.dumps(body))
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.cache_creation_tokens) == expected

@@ -27,6 +27,7 @@ from bastion import approval_config
 from bastion.collector import (
     approvals_api,
     audit_api,
+    budgets_api,
     operators_api,
     otlp,
 )
@@ -34,6 +35,7 @@ from bastion.collector.approvals import Board
 from bastion.collector.audit_store import open_audit
 from bastion.collector.auth import OtlpSender, Viewer
 from bastion.collector.batcher import Batcher, Refused
+from bastion.collector.budgets import BudgetBoard
 from bastion.collector.limits import BodyLimit
 from bastion.collector.metrics import CollectorMetrics, CountRequests
 from bastion.collector.metrics import router as metrics_router
@@ -43,7 +45,7 @@ from bastion.collector.schema import SpanRow
 from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
 from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
-from bastion.collector.webhook import notifier
+from bastion.collector.webhook import notifier, post
 from bastion.listen import serve_asgi
 from bastion.operators import Credentials
 from bastion.proxy.keys import KeyStore
@@ -167,18 +169,27 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             store, notifier(webhook) if webhook else None, scope_for=approvals.scope_for, sealer=sealer
         )
         await asyncio.to_thread(board.load)
+
+        async def alert(body: Json) -> None:
+            if webhook:
+                await post(webhook, body, f"budget alert {body['alert']['name']}")
+
+        app.state.budgets = budgets = BudgetBoard(store, settings.policies_dir, batcher.submit, alert)
+        await asyncio.to_thread(budgets.load)
+        budgets.start()
         metrics.buffered.set_function(lambda: batcher.buffered)
         metrics.approvals_pending.set_function(lambda: sum(a["status"] == "pending" for a in board.approvals.values()))
         app.state.credentials = Credentials(settings.operators_path, settings.proxy_token)
         if settings.proxy_token is None:
             log.warning("No proxy credential (BASTION_PROXY_TOKEN): no proxy can send spans or hold calls")
         app.state.agent_keys = agent_keys = _agent_keys(settings.keys_path)
-        reloader = _reloader(settings.policies_dir, approvals, agent_keys)
+        reloader = _reloader(settings.policies_dir, approvals, agent_keys, budgets)
         reloader.start()
         try:
             yield
         finally:
             reloader.stop()
+            await budgets.aclose()
             await board.aclose()
             await batcher.close()
             await asyncio.to_thread(store.close)
@@ -190,6 +201,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(audit_api.router)
     app.include_router(approvals_api.router)
+    app.include_router(budgets_api.router)
     app.include_router(operators_api.router)
     app.add_middleware(BodyLimit, default=settings.max_json_bytes, limits={"/v1/traces": otlp.MAX_BODY_BYTES})
     app.add_middleware(CountRequests, metrics=metrics)  # outermost: counts 413s too
@@ -219,17 +231,19 @@ class Approvals:
         return self.config.for_rule(rule).scope.as_json()
 
 
-def _reloader(policies_dir: Path, approvals: Approvals, agent_keys: KeyStore | None) -> Reloader:
-    """The collector's subscriptions to the one reload mechanism: bastion.yaml's approvals section
-    and the agent keys. A bad edit keeps the last good version; the Reloader logs it (the store
+def _reloader(policies_dir: Path, approvals: Approvals, agent_keys: KeyStore | None, budgets: BudgetBoard) -> Reloader:
+    """The collector's subscriptions to the one reload mechanism: bastion.yaml's approvals and
+    budgets sections and the agent keys. A bad edit keeps the last good version; the Reloader logs it (the store
     itself takes no alert span from here). Operators' tokens are checked on each use instead, so
     that a removed operator is refused at once."""
 
-    def load_approvals() -> None:
-        approvals.config = approval_config.load(policies_dir)
+    def load_sections() -> None:
+        found = approval_config.load(policies_dir)
+        budgets.reload()
+        approvals.config = found
 
     reloader = Reloader(on_rejected=lambda message, alert: None)
-    reloader.subscribe("bastion.yaml", when_changed(lambda: [policies_dir / "bastion.yaml"], load_approvals))
+    reloader.subscribe("bastion.yaml", when_changed(lambda: [policies_dir / "bastion.yaml"], load_sections))
     if agent_keys is not None:
         reloader.subscribe("keys", agent_keys.check)
     return reloader

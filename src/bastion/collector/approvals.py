@@ -63,7 +63,9 @@ _CONTEXT_FIELDS: Final = (
 MAX_SEALED_BYTES: Final = 64 * 1024
 
 _LOAD: Final = """\
-SELECT Kind, Id, argMax(Body, Version) FROM {db:Identifier}.{table:Identifier} GROUP BY Kind, Id"""
+SELECT Kind, Id, argMax(Body, Version) FROM {db:Identifier}.{table:Identifier}
+WHERE Kind IN ('approval', 'grant', 'agent')
+GROUP BY Kind, Id"""
 
 
 class Conflict(Exception):

@@ -10,9 +10,10 @@ from mitmproxy import options
 from prometheus_client import start_http_server
 
 from bastion import approval_config, semconv
+from bastion.proxy import budget_guard, suspensions
 from bastion.proxy import config as gateway_config
-from bastion.proxy import suspensions
 from bastion.proxy.addons import Limits, Redaction, default_addons
+from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.config import LiveConfig
 from bastion.proxy.control import Control
 from bastion.proxy.durable import DurableTelemetry
@@ -70,6 +71,13 @@ async def run(settings: ProxySettings) -> None:
         headers=settings.collector_headers,
         suspensions_file=settings.state_dir / suspensions.FILE_NAME,
     )
+    # Prices and budgets: a bad section stops the start (fail closed), later bad edits are ignored.
+    guard = BudgetGuard(
+        settings.collector_url,
+        settings.policies_dir,
+        settings.collector_headers,
+        state_file=settings.state_dir / budget_guard.FILE_NAME,
+    )
     sessions = SessionBinder.from_token(settings.proxy_token.get() if settings.proxy_token else None)
     metrics = ProxyMetrics()
     metrics.watch(lambda: engine.version, durable.outbox if durable else None, durable.shipper if durable else None)
@@ -84,6 +92,7 @@ async def run(settings: ProxySettings) -> None:
         sessions=sessions,
         outbox=durable.outbox if durable else None,
         metrics=metrics,
+        budgets=guard,
     )
     master.addons.add(*addons)  # type: ignore[no-untyped-call]
     if durable is not None:
@@ -113,7 +122,8 @@ async def run(settings: ProxySettings) -> None:
     pii_reloader = PiiReloader(settings.policies_dir, redaction)
     limiter = next(a for a in addons if isinstance(a, Limits)).limiter
     reloader = Reloader(on_rejected=record_rejection)
-    subscribe(reloader, settings.policies_dir, settings.keys_file, config, engine, keys, pii_reloader, control, limiter)
+    watched = (settings.policies_dir, settings.keys_file, config, engine, keys, pii_reloader, control, limiter, guard)
+    subscribe(reloader, *watched)
     reloader.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bastion import approval_config, semconv
 from bastion.proxy import config as gateway_config
+from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.config import LiveConfig
 from bastion.proxy.control import Control
 from bastion.proxy.keys import KeyStore
@@ -27,14 +28,19 @@ def bastion_yaml(
     live: LiveConfig,
     control: Control | None,
     limiter: Limiter | None = None,
+    guard: BudgetGuard | None = None,
 ) -> Check:
-    """Routes, MCP servers and limits (into ``live`` and ``limiter``) and the approvals settings (into
-    ``control``) from bastion.yaml; all are read before any is swapped, so a bad edit changes nothing."""
+    """Routes, MCP servers, limits, prices and budgets (into ``live``, ``limiter`` and ``guard``) and
+    the approvals settings (into ``control``) from bastion.yaml; all are read before any is swapped,
+    so a bad edit changes nothing."""
 
     def load() -> None:
         config = gateway_config.load(policies_dir, keys_file)  # ConfigError is a ValueError
         approvals = approval_config.load(policies_dir)
+        priced = guard.read() if guard is not None else None
         live.current = config
+        if guard is not None:
+            guard.apply(priced)
         if limiter is not None:
             limiter.reload(config.limits)
         if control is not None:
@@ -53,8 +59,9 @@ def subscribe(
     pii: PiiReloader,
     control: Control | None,
     limiter: Limiter | None = None,
+    guard: BudgetGuard | None = None,
 ) -> None:
     reloader.subscribe("policy", engine.reload_if_changed, semconv.ALERT_POLICY_REJECTED)
     reloader.subscribe("keys", keys.check, semconv.ALERT_KEYS_REJECTED)  # reports a bad edit itself
     reloader.subscribe("pii.yaml", pii.check, semconv.ALERT_POLICY_REJECTED)
-    reloader.subscribe("bastion.yaml", bastion_yaml(policies_dir, keys_file, live, control, limiter))
+    reloader.subscribe("bastion.yaml", bastion_yaml(policies_dir, keys_file, live, control, limiter, guard))

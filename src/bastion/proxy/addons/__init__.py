@@ -10,6 +10,7 @@ from opentelemetry.trace import Tracer
 
 from bastion.proxy.addons.approval import HoldForApproval
 from bastion.proxy.addons.authorization import Authorize
+from bastion.proxy.addons.budgets import Budgets, Cost
 from bastion.proxy.addons.classification import Classify
 from bastion.proxy.addons.durability import Durability
 from bastion.proxy.addons.egress import Egress
@@ -29,6 +30,7 @@ from bastion.proxy.addons.streaming import ResponseStream
 from bastion.proxy.addons.tool_calls import ToolCalls
 from bastion.proxy.addons.tracing import Tracing
 from bastion.proxy.addons.validation import Validate
+from bastion.proxy.budget_guard import BudgetGuard
 from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.control import Control
 from bastion.proxy.egress import Resolver
@@ -56,14 +58,17 @@ def default_addons(
     outbox: Outbox | None = None,
     metrics: ProxyMetrics | None = None,
     limiter: Limiter | None = None,
+    budgets: BudgetGuard | None = None,
 ) -> list[object]:
     """The addons; with ``control``, reviews are held for a human (else refused) and humans can step in.
     ``resolver`` replaces DNS for the explicit proxy's address checks (tests). MCP sessions are bound
     with ``sessions`` (replicas share its secret), or with a secret of this process. With ``outbox``,
     each response waits for its spans' fsync; with ``metrics``, every call is counted. ``limiter``
-    applies the ``limits:`` section (one is made from ``config`` without it; the server reloads it)."""
+    applies the ``limits:`` section (one is made from ``config`` without it; the server reloads it).
+    ``budgets`` holds the prices and budgets (without it, the built-in prices and no budget)."""
     current = live(config)  # routes and MCP servers follow bastion.yaml while running
     limits = Limits(limiter or Limiter(current.current.limits), control, current)
+    guard = budgets or BudgetGuard("")
     addons: list[object | None] = [
         Health(),
         McpRouting(current),
@@ -84,6 +89,8 @@ def default_addons(
         # Explicit proxy: decides CONNECT and raw TCP in tunnels, and checks the address of allowed
         # calls to hosts no route claims (before a human is asked to approve them); pins connections.
         Egress(current, keys, engine, resolver),
+        # Refuses model calls whose budget is spent: after the policy, before a human is asked.
+        Budgets(guard),
         # The one place reviews are held for a human (async: other calls flow on) or, without
         # approvals, refused; then guidance is added.
         HoldForApproval(control),
@@ -103,6 +110,8 @@ def default_addons(
         ToolCalls(engine, tracer, current),
         # Once the response and its usage are read, before Tracing records what it tripped.
         LimitsSettle(limits),
+        # Prices the call from the usage ResponseStream read (its response hook ran), before Tracing.
+        Cost(guard),
         # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.

@@ -136,6 +136,7 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
     if st.identity is not None:
         attrs[semconv.BASTION_AGENT_ID] = st.identity.agent_id
         attrs[semconv.BASTION_AGENT_ROLE] = st.identity.role
+        attrs[semconv.BASTION_AGENT_KEY_ID] = st.identity.key_id
     call = st.call
     if call is not None:
         attrs[semconv.BASTION_CALL_KIND] = call.kind
@@ -156,6 +157,8 @@ def attributes(flow: http.HTTPFlow, st: CallState) -> dict[str, Any]:
         semconv.GEN_AI_RESPONSE_ID: usage.response_id,
         semconv.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
         semconv.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: usage.cache_read_tokens,
+        semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: usage.cache_creation_tokens,
         semconv.GEN_AI_RESPONSE_FINISH_REASONS: usage.finish_reasons or None,
     }
     attrs.update({k: v for k, v in optional.items() if v is not None})
