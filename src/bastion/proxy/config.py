@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +13,7 @@ import yaml
 
 from bastion.files import ConfigError as ConfigError
 from bastion.files import expand_env as expand_env
+from bastion.proxy.provenance import Trust
 from bastion.settings import Secret
 
 PROVIDERS = ("openai", "anthropic", "http")
@@ -102,6 +103,8 @@ class GatewayConfig:
     # How a refused MCP tools/call is answered: a tool result with isError (the model reads why), or
     # a JSON-RPC error (mcp 1.x Python clients raise it).
     mcp_refusals: str = "tool_result"
+    # Which tools' results provenance trusts (``provenance.trusted_tools``); every other's is untrusted.
+    provenance: Trust = field(default_factory=Trust)
 
     def mcp_server(self, name: str) -> McpServer | None:
         return next((s for s in self.mcp_servers if s.name == name), None)
@@ -158,8 +161,26 @@ def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
     if refusals not in MCP_REFUSALS:
         raise ConfigError(f"{path}: mcp_refusals has value {refusals!r}. Not one of {' or '.join(MCP_REFUSALS)}.")
     return GatewayConfig(
-        routes=routes, keys_file=keys, mcp_servers=servers, tool_calls=tool_calls, mcp_refusals=refusals
+        routes=routes,
+        keys_file=keys,
+        mcp_servers=servers,
+        tool_calls=tool_calls,
+        mcp_refusals=refusals,
+        provenance=_provenance(path, raw.get("provenance")),
     )
+
+
+def _provenance(path: Path, raw: Any) -> Trust:
+    if raw is None:
+        return Trust()
+    if not isinstance(raw, dict) or sorted(set(raw) - {"trusted_tools"}):
+        raise ConfigError(
+            f"{path}: provenance must be a mapping whose only key is trusted_tools (a list of tool names)"
+        )
+    tools = raw.get("trusted_tools") or []
+    if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
+        raise ConfigError(f"{path}: provenance.trusted_tools has value {tools!r}. Not a list of tool names.")
+    return Trust(tuple(tools))
 
 
 def _tool_calls(path: Path, raw: Any) -> ToolCallSettings:

@@ -9,6 +9,18 @@ cases:
     args: {amount: 50, recipient: alice@example.com}
     expect: allow                      # allow | deny | review
     rule: small-payments-to-known-payees   # optional: the rule that must decide
+  - name: a payee named only by a fetched page is held
+    agent: demo-agent
+    role: assistant
+    object: tool:send_money
+    action: call
+    args: {amount: 50, recipient: mallory@evil.example}
+    provenance: {recipient: {source: tool, untrusted: true, tools: [fetch_page]}}   # optional
+    session: [[tool:invite_user, {user: dora@example.com}]]   # optional: earlier calls
+    expect: review
+
+Without ``provenance`` a case's arguments are of unknown origin (so untrusted); without ``session``
+no call came before it.
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ import yaml
 
 from bastion.proxy.decision import Effect, PolicyRequest
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import Provenance, unknown_provenance
+from bastion.proxy.session import SessionFacts
 
 
 class CaseError(ValueError):
@@ -55,8 +69,10 @@ def _case(path: Path, number: int, raw: Any) -> Case:
         args = raw.get("args") or {}
         if not isinstance(args, dict):
             raise CaseError(f"{where} ({name}): args must be a mapping")
+        prov = Provenance.from_record(raw["provenance"], args) if "provenance" in raw else unknown_provenance(args)
+        session = SessionFacts.from_record(raw.get("session"))
         request = PolicyRequest(
-            str(raw["agent"]), str(raw.get("role", "")), str(raw["object"]), str(raw["action"]), args
+            str(raw["agent"]), str(raw.get("role", "")), str(raw["object"]), str(raw["action"]), args, prov, session
         )
         expect = Effect(str(raw["expect"]))
     except KeyError as e:

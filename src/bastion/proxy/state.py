@@ -30,6 +30,8 @@ class CallState:
     upstream_path: str = ""
     identity: Identity | None = None
     body: Any = None
+    # A model request's body as the agent sent it, before redaction or guidance (provenance reads it).
+    agent_body: Any = None
     call: Call | None = None
     decision: Decision | None = None
     usage: Usage = field(default_factory=Usage)

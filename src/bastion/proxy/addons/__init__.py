@@ -37,6 +37,8 @@ from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.outbox import Outbox
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import ProvenanceLinks
+from bastion.proxy.session import SessionStore
 
 __all__ = ["Redaction", "default_addons"]
 
@@ -60,6 +62,8 @@ def default_addons(
     each response waits for its spans' fsync; with ``metrics``, every call is counted."""
     hold = None if control is None else control.holds_reviews
     human: list[object] = [] if control is None else [HoldForApproval(control), Guidance(control)]
+    # Tool calls models emit, with their provenance, for the MCP tools/call that runs each.
+    links = ProvenanceLinks()
     addons: list[object | None] = [
         Health(),
         McpRouting(config),
@@ -72,7 +76,9 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, hold_reviews=hold, refusals=config.mcp_refusals),
+        McpGovernance(
+            engine, tracer, hold_reviews=hold, refusals=config.mcp_refusals, links=links, sessions=SessionStore()
+        ),
         # Checks session ids in requestheaders (before every request hook); binds the server's id in
         # responseheaders, after McpGovernance noted it unbound.
         McpSessions(sessions or SessionBinder.from_token(None)),
@@ -91,7 +97,7 @@ def default_addons(
         # emits are decided on restored arguments. Idle without pii.yaml until one appears.
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
-        ToolCalls(engine, tracer, config.tool_calls),
+        ToolCalls(engine, tracer, config.tool_calls, links, config.provenance),
         # After every deciding addon, so that it records what each decided.
         Tracing(tracer),
         # After Tracing ended the call's span: waits until the outbox has it on disk.

@@ -22,10 +22,13 @@ from bastion.proxy import mcp
 from bastion.proxy.classify import mcp_call
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, refusal_code, refusal_message
 from bastion.proxy.hold import Hold
-from bastion.proxy.policy import PolicyEngine, tool_object
+from bastion.proxy.objects import tool_object
+from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import ProvenanceLinks, unknown_provenance
+from bastion.proxy.session import SessionStore
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, mcp_server, state
-from bastion.proxy.telemetry import start_call_span
+from bastion.proxy.telemetry import request_attributes, start_call_span
 
 log = logging.getLogger(__name__)
 PROTOCOL_RULE = "mcp-protocol"
@@ -42,6 +45,8 @@ class McpGovernance:
         tracer: Tracer,
         hold_reviews: Callable[[], bool] | None = None,
         refusals: str = "tool_result",
+        links: ProvenanceLinks | None = None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self.engine = engine
         self.tracer = tracer
@@ -49,6 +54,9 @@ class McpGovernance:
         self.refusals = refusals
         # A review holds the call for HoldForApproval (approvals configured) instead of refusing it.
         self.hold_reviews = hold_reviews
+        # The provenance of tool calls models emitted (ToolCalls), and each MCP session's calls.
+        self.links = links if links is not None else ProvenanceLinks()
+        self.sessions = sessions if sessions is not None else SessionStore()
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
         self._streams: OrderedDict[str, bool] = OrderedDict()
 
@@ -118,9 +126,20 @@ class McpGovernance:
         st.attributes[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_TOOL_CALL
         server = mcp_server(flow)
         obj = tool_object(name, server.name if server is not None else None)
-        request = PolicyRequest(st.identity.agent_id, st.identity.role, obj, "call", arguments)
+        agent = st.identity.agent_id
+        # Linked to the model call that emitted it (same agent, tool and arguments), else unknown.
+        prov = self.links.find(agent, name, arguments) or unknown_provenance(arguments)
+        # Sessionless (2026-07-28 revision) calls count as one session per agent.
+        session = f"{agent}\x00{flow.request.headers.get(mcp.SESSION_HEADER, '')}"
+        facts = self.sessions.facts(session)
+        request = PolicyRequest(agent, st.identity.role, obj, "call", arguments, prov, facts)
         st.decision = decision = self.engine.decide(request)
+        try:
+            st.attributes.update(request_attributes(request))
+        except Exception:  # telemetry never breaks traffic
+            log.exception("could not record a tool call's arguments and provenance")
         if decision.allowed:
+            self.sessions.add(session, obj, arguments)
             self._continue_trace(flow, st, message)
             return
         if decision.effect is Effect.REVIEW and self.hold_reviews is not None and self.hold_reviews():

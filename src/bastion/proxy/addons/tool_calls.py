@@ -15,14 +15,16 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
-from bastion.proxy import jsonlimits, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
+from bastion.proxy import jsonlimits, provenance, toolcalls_anthropic, toolcalls_chat, toolcalls_responses
 from bastion.proxy.config import ToolCallSettings
 from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import Conversation, Provenance, ProvenanceLinks, Trust, read_conversation
+from bastion.proxy.session import SessionFacts, conversation_facts
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, state
-from bastion.proxy.telemetry import decision_attributes
+from bastion.proxy.telemetry import decision_attributes, request_attributes
 from bastion.proxy.toolcalls import (
     CHECK_FAILED_CODE,
     ApiFormat,
@@ -47,9 +49,19 @@ SPAN_NAME = f"{semconv.OPERATION_APPLY_GUARDRAIL} {semconv.TARGET_TOOL_CALL}"
 
 
 class ToolCalls:
-    def __init__(self, engine: PolicyEngine, tracer: Tracer, settings: ToolCallSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        tracer: Tracer,
+        settings: ToolCallSettings | None = None,
+        links: ProvenanceLinks | None = None,
+        trust: Trust | None = None,
+    ) -> None:
         self.engine, self.tracer = engine, tracer
         self.settings = settings or ToolCallSettings()
+        # Each emitted call's provenance, for the MCP tools/call that will run it (McpGovernance).
+        self.links = links if links is not None else ProvenanceLinks()
+        self.trust = trust or Trust()
 
     def request(self, flow: http.HTTPFlow) -> None:
         if answered(flow):
@@ -125,14 +137,29 @@ class ToolCalls:
             response.content = json.dumps(body).encode()
 
     def _judge(self, st: CallState) -> Judge | None:
-        if st.identity is None:
+        if st.identity is None or st.call is None:
             return None
         parent = st.span  # kept: the call's span is gone from the state when a stream's last flush runs
+        agent = st.identity.agent_id
+        try:
+            conversation = read_conversation(st.agent_body, st.call.endpoint)
+        except Exception:  # then every argument is of the model's making, never the user's
+            log.exception("could not read the conversation for provenance")
+            conversation = Conversation()
+        # The conversation's earlier calls, and those allowed earlier in this response.
+        session = [conversation_facts(conversation.calls)]
+
+        def facts(name: str, args: dict[str, Any]) -> tuple[Provenance, SessionFacts]:
+            prov = provenance.trace(conversation, args, self.trust)
+            self.links.remember(agent, name, args, prov)
+            return prov, session[0]
 
         def record(verdict: Verdict) -> None:
+            if verdict.allowed:
+                session[0] = session[0].plus(verdict.request.obj, verdict.request.args)
             self._record(parent, st, verdict)
 
-        return Judge(self.engine.decide, st.identity.agent_id, st.identity.role, record)
+        return Judge(self.engine.decide, agent, st.identity.role, record, facts)
 
     def _record(self, parent: Span | None, st: CallState, verdict: Verdict) -> None:
         context = trace.set_span_in_context(parent) if parent is not None else None
@@ -161,6 +188,7 @@ def attributes(st: CallState, verdict: Verdict) -> dict[str, Any]:
         semconv.BASTION_AGENT_ID: verdict.request.agent_id,
         semconv.BASTION_AGENT_ROLE: verdict.request.role,
         **decision_attributes(verdict.decision),
+        **request_attributes(verdict.request),
     }
     if verdict.call.id:
         attrs[semconv.GEN_AI_TOOL_CALL_ID] = verdict.call.id

@@ -74,4 +74,4 @@ class Validate:
         if not isinstance(parsed.get("model"), str) or not parsed["model"]:
             self._refuse(flow, 400, "missing_model", "Request body must name a 'model' (a string).")
             return
-        st.body = parsed
+        st.body = st.agent_body = parsed
