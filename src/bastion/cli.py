@@ -57,7 +57,7 @@ def _tool_server(args: argparse.Namespace) -> int:
     sock = listen.bind("tool-server", args.host, args.port)
     from bastion.agents.tool_server import serve
 
-    serve(sock, args.host, args.log_level)
+    serve(sock, args.host, args.log_level, args.suite)
     return 0
 
 
@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     tools = commands.add_parser("tool-server", help="run the offline demo MCP tool server")
     s.add_option(tools, "--host", env="BASTION_TOOL_SERVER_HOST", default="127.0.0.1", help="listen address")
     s.add_option(tools, "--port", env="BASTION_TOOL_SERVER_PORT", default=9200, cast=int, help="port")
+    tools.add_argument(
+        "--suite", choices=("demo", "assistant"), default="demo", help="which tools: the demo's or the assistant's"
+    )
     tools.set_defaults(run=_tool_server)
 
     _add_keys_commands(commands)

@@ -128,9 +128,10 @@ class Provenance:
             if not isinstance(raw, dict):
                 continue
             tools = raw.get("tools")
+            source = str(raw.get("source", UNKNOWN))
             origin = Origin(
-                str(raw.get("source", UNKNOWN)),
-                bool(raw.get("untrusted", True)),
+                source,
+                bool(raw.get("untrusted", source in (TOOL, UNKNOWN))),
                 tuple(str(t) for t in tools) if isinstance(tools, list) else (),
             )
             origins[str(name)] = origin
