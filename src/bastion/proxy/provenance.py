@@ -35,6 +35,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from bastion.proxy.conditions import url_domain, url_host
+from bastion.proxy.session import SessionFacts
 
 Json = dict[str, Any]
 
@@ -329,25 +330,34 @@ def _dicts(items: Any) -> Iterable[Json]:
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
+@dataclass(frozen=True)
+class Linked:
+    """What the model call that emitted a tool call knew about it."""
+
+    prov: Provenance
+    session: SessionFacts  # the conversation's earlier calls
+
+
 class ProvenanceLinks:
-    """The provenance of tool calls models emitted, so that the MCP ``tools/call`` running one (same
-    agent, tool name and arguments) is decided with it. Bounded (least recently used goes first) and
-    per process: a call run through another replica than the model call's is of unknown origin."""
+    """The provenance (and the conversation's earlier calls) of tool calls models emitted, so that the
+    MCP ``tools/call`` running one (same agent, tool name and arguments) is decided with them. Bounded
+    (least recently used goes first) and per process: a call run through another replica than the
+    model call's is of unknown origin."""
 
     def __init__(self, size: int = LINKS_REMEMBERED) -> None:
         self.size = size
-        self._links: OrderedDict[tuple[str, str, str], Provenance] = OrderedDict()
+        self._links: OrderedDict[tuple[str, str, str], Linked] = OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, agent_id: str, tool: str, args: Json, provenance: Provenance) -> None:
+    def remember(self, agent_id: str, tool: str, args: Json, linked: Linked) -> None:
         key = (agent_id, tool, canonical(args))
         with self._lock:
-            self._links[key] = provenance
+            self._links[key] = linked
             self._links.move_to_end(key)
             while len(self._links) > self.size:
                 self._links.popitem(last=False)
 
-    def find(self, agent_id: str, tool: str, args: Json) -> Provenance | None:
+    def find(self, agent_id: str, tool: str, args: Json) -> Linked | None:
         key = (agent_id, tool, canonical(args))
         with self._lock:
             found = self._links.get(key)

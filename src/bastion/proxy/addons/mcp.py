@@ -128,10 +128,13 @@ class McpGovernance:
         obj = tool_object(name, server.name if server is not None else None)
         agent = st.identity.agent_id
         # Linked to the model call that emitted it (same agent, tool and arguments), else unknown.
-        prov = self.links.find(agent, name, arguments) or unknown_provenance(arguments)
+        linked = self.links.find(agent, name, arguments)
+        prov = linked.prov if linked is not None else unknown_provenance(arguments)
         # Sessionless (2026-07-28 revision) calls count as one session per agent.
         session = f"{agent}\x00{flow.request.headers.get(mcp.SESSION_HEADER, '')}"
         facts = self.sessions.facts(session)
+        if linked is not None and len(linked.session.calls) > len(facts.calls):
+            facts = linked.session  # the emitting conversation knows more of what came before
         request = PolicyRequest(agent, st.identity.role, obj, "call", arguments, prov, facts)
         st.decision = decision = self.engine.decide(request)
         try:

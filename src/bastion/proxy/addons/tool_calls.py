@@ -20,7 +20,7 @@ from bastion.proxy.config import ToolCallSettings
 from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.policy import PolicyEngine
-from bastion.proxy.provenance import Conversation, Provenance, ProvenanceLinks, Trust, read_conversation
+from bastion.proxy.provenance import Conversation, Linked, Provenance, ProvenanceLinks, Trust, read_conversation
 from bastion.proxy.session import SessionFacts, conversation_facts
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, state
@@ -151,7 +151,7 @@ class ToolCalls:
 
         def facts(name: str, args: dict[str, Any]) -> tuple[Provenance, SessionFacts]:
             prov = provenance.trace(conversation, args, self.trust)
-            self.links.remember(agent, name, args, prov)
+            self.links.remember(agent, name, args, Linked(prov, session[0]))
             return prov, session[0]
 
         def record(verdict: Verdict) -> None:
