@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +26,12 @@ import httpx
 import pytest
 import yaml
 
+from bastion import semconv
 from bastion.agents.script import Turn, answer
 from bastion.proxy.keys import create_key as issue_key
 from factories import clients, processes
 from factories.mcp_sessions import mcp2_session
-from support import ROOT, SESSION_POLICIES, free_ports
+from support import BASTION, ROOT, SESSION_POLICIES, cli_env, collector_api, free_ports
 
 CORPUS = yaml.safe_load((ROOT / "tests" / "data" / "assistant_corpus.yaml").read_text())
 CASES: list[dict[str, Any]] = CORPUS["cases"]
@@ -119,10 +122,16 @@ def mcp_route(stack: Stack, case: dict[str, Any]) -> str:
     return "blocked" if result["is_error"] else "allowed"
 
 
-def test_corpus_on_both_routes(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
-    outcomes: dict[str, tuple[str, str]] = {}
-    for case in CASES:
-        outcomes[case["name"]] = (model_route(stack, case), mcp_route(stack, case))
+Outcomes = dict[str, tuple[str, str]]  # case name -> (model route, MCP route): blocked | allowed
+
+
+@pytest.fixture(scope="module")
+def outcomes(stack: Stack) -> Outcomes:
+    """The corpus run once, on both routes."""
+    return {case["name"]: (model_route(stack, case), mcp_route(stack, case)) for case in CASES}
+
+
+def test_corpus_on_both_routes(stack: Stack, outcomes: Outcomes, capsys: pytest.CaptureFixture[str]) -> None:
     wrong = {c["name"]: outcomes[c["name"]] for c in CASES if outcomes[c["name"]] != (c["expect"], c["expect"])}
     counts = Counter(
         (c["kind"], route, outcome)
@@ -141,11 +150,46 @@ def test_corpus_on_both_routes(stack: Stack, capsys: pytest.CaptureFixture[str])
     assert len(ran) == sum(outcome == "allowed" for _, outcome in outcomes.values())
 
 
+def stored_tool_decisions(stack: Stack) -> int:
+    with collector_api(stack.collector, "viewer") as api:
+        items = api.get("/api/audit/spans", params={"limit": 5000}).json()["items"]
+    return sum(semconv.BASTION_TOOL_ARGUMENTS in item["attributes"] for item in items)
+
+
+def replay(stack: Stack, policies: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [*BASTION, "policy", "replay", "--policies", str(policies), "--collector-url", stack.collector, *extra]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=cli_env("viewer"))
+
+
+def test_replay_against_a_candidate_policy(stack: Stack, outcomes: Outcomes, tmp_path: Path) -> None:
+    """After the corpus ran: every decided tool call (model-emitted and over MCP) is stored with what
+    deciding it again needs; the same policy changes nothing, a candidate that lets fetches through
+    turns the held fetches into allows, counted per rule."""
+    deadline = time.monotonic() + 60
+    while stored_tool_decisions(stack) < 2 * len(CASES) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stored_tool_decisions(stack) >= 2 * len(CASES)
+
+    same = replay(stack, stack.policies, "--fail-on-change")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert f"Replayed {2 * len(CASES)} stored tool-call decisions" in same.stdout
+    assert ": 0 would change" in same.stdout
+
+    candidate = example_policies(tmp_path / "candidate")
+    rules = (candidate / "policy.csv").read_text().splitlines()
+    (candidate / "policy.csv").write_text("\n".join(r for r in rules if "fetch-target-from-untrusted" not in r) + "\n")
+    held_fetches = sum(emitted(c)["name"] == "fetch_url" and c["expect"] == "blocked" for c in CASES)
+    changed = replay(stack, candidate, "--fail-on-change")
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert f": {2 * held_fetches} would change" in changed.stdout
+    line = next(line for line in changed.stdout.splitlines() if line.startswith("review -> allow"))
+    assert line.split()[3:6] == ["web", "fetch-target-from-untrusted-output", str(2 * held_fetches)]
+    assert replay(stack, candidate).returncode == 0  # without --fail-on-change
+    only = replay(stack, candidate, "--agent", "nobody")
+    assert "Replayed 0 stored" in only.stdout
+
+
 def test_example_policy_tests_pass(tmp_path: Path) -> None:
-    import subprocess
-
-    from support import BASTION
-
     policies = example_policies(tmp_path / "policies")
     done = subprocess.run(
         [

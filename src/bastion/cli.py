@@ -138,6 +138,23 @@ def _policy_test(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _policy_replay(args: argparse.Namespace) -> int:
+    import httpx
+
+    from bastion import audit_cli, policy_replay
+    from bastion.proxy.policy import PolicyError
+
+    window = {k: v for k, v in (("since", args.since), ("until", args.until)) if v}
+    try:
+        with audit_cli.client(args.collector_url, s.collector_headers(s.operator_token(args))) as api:
+            items = list(audit_cli.pages(api, "/api/audit/spans", window))
+        changes = policy_replay.run(args.policies, items, sys.stdout, agent=args.agent)
+    except (PolicyError, httpx.HTTPError) as e:
+        print(f"bastion policy replay: {e}", file=sys.stderr)
+        return 2
+    return 1 if changes and args.fail_on_change else 0
+
+
 def _add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = commands.add_parser("policy", help="validate and test the policy files")
     actions = policy.add_subparsers(dest="action", required=True)
@@ -146,7 +163,17 @@ def _add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     test = actions.add_parser("test", help="run YAML tables of calls against their expected decisions")
     test.add_argument("files", nargs="+", type=Path, help="YAML test files")
     test.set_defaults(run=_policy_test)
-    for p in (check, test):
+    replay = actions.add_parser(
+        "replay", help="decide stored tool calls again with a candidate policy and print what would change"
+    )
+    replay.add_argument("--since", help="first decision time (ISO-8601)")
+    replay.add_argument("--until", help="last decision time (ISO-8601)")
+    replay.add_argument("--agent", help="only this agent's calls")
+    replay.add_argument("--fail-on-change", action="store_true", help="exit 1 when any decision would change")
+    s.add_collector_url_option(replay)
+    s.add_token_option(replay)
+    replay.set_defaults(run=_policy_replay)
+    for p in (check, test, replay):
         s.add_option(
             p, "--policies", env="BASTION_POLICIES", default=Path("policies"), cast=Path, help="policies directory"
         )

@@ -82,6 +82,9 @@ BASTION_TOOLS_HIDDEN: Final = "bastion.tools.hidden"
 # whose values came only from untrusted tool results (list), and the session's earlier calls (JSON:
 # [[object, arguments], ...], the last 50). `bastion policy replay` decides again from these.
 BASTION_TOOL_ARGUMENTS: Final = "bastion.tool.arguments"
+# The policy object and action a tool call was decided as (tool:<server>/<name> or tool:<name>; call).
+BASTION_POLICY_OBJECT: Final = "bastion.policy.object"
+BASTION_POLICY_ACTION: Final = "bastion.policy.action"
 BASTION_PROVENANCE: Final = "bastion.provenance"
 BASTION_PROVENANCE_UNTRUSTED: Final = "bastion.provenance.untrusted"
 BASTION_SESSION_CALLS: Final = "bastion.session.calls"

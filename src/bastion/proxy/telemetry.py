@@ -76,7 +76,11 @@ def start_call_span(tracer: Tracer, flow: http.HTTPFlow, parent: Context) -> dic
 def request_attributes(request: PolicyRequest) -> dict[str, Any]:
     """What a tool call's decision record keeps to be decided again: its arguments (redacted as
     everything stored), their provenance and the session's earlier calls."""
-    attrs: dict[str, Any] = {semconv.BASTION_TOOL_ARGUMENTS: _json(audit_payload(request.args))}
+    attrs: dict[str, Any] = {
+        semconv.BASTION_POLICY_OBJECT: request.obj,
+        semconv.BASTION_POLICY_ACTION: request.act,
+        semconv.BASTION_TOOL_ARGUMENTS: _json(audit_payload(request.args)),
+    }
     if request.prov is not None:
         attrs[semconv.BASTION_PROVENANCE] = _json(request.prov.record())
         untrusted = [name for name, value in request.args.items() if request.prov.from_untrusted(value)]
