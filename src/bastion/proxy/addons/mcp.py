@@ -8,6 +8,7 @@ added to ``params._meta`` of requests. Malformed JSON-RPC gets a JSON-RPC error 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,6 +36,8 @@ PROTOCOL_RULE = "mcp-protocol"
 SESSIONS_REMEMBERED = 10_000
 # The refusal's code, rule and policy version, in the _meta of a refused call's tool result.
 REFUSAL_META = "bastion/refusal"
+# flow.metadata key: the tools/call request just decided, for its record.
+_DECIDED = "bastion.mcp.decided"
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -60,7 +63,16 @@ class McpGovernance:
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
         self._streams: OrderedDict[str, bool] = OrderedDict()
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
+        self._decide(flow)
+        decided = flow.metadata.pop(_DECIDED, None)
+        if isinstance(decided, PolicyRequest):
+            try:  # redacting the arguments for the record may run NER: off the event loop
+                state(flow).attributes.update(await asyncio.to_thread(request_attributes, decided))
+            except Exception:  # telemetry never breaks traffic
+                log.exception("could not record a tool call's arguments and provenance")
+
+    def _decide(self, flow: http.HTTPFlow) -> None:
         server = mcp_server(flow)
         st = state(flow)
         if answered(flow) or server is None or st.identity is None:
@@ -137,10 +149,7 @@ class McpGovernance:
             facts = linked.session  # the emitting conversation knows more of what came before
         request = PolicyRequest(agent, st.identity.role, obj, "call", arguments, prov, facts)
         st.decision = decision = self.engine.decide(request)
-        try:
-            st.attributes.update(request_attributes(request))
-        except Exception:  # telemetry never breaks traffic
-            log.exception("could not record a tool call's arguments and provenance")
+        flow.metadata[_DECIDED] = request  # recorded on the span by request(), off the event loop
         if decision.allowed:
             self.sessions.add(session, obj, arguments)
             self._continue_trace(flow, st, message)
