@@ -68,7 +68,7 @@ def _tool_server(args: argparse.Namespace) -> int:
     sock = listen.bind("tool-server", args.host, args.port)
     from bastion.agents.tool_server import serve
 
-    serve(sock, args.host, args.log_level)
+    serve(sock, args.host, args.log_level, args.suite)
     return 0
 
 
@@ -155,6 +155,23 @@ def _policy_test(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _policy_replay(args: argparse.Namespace) -> int:
+    import httpx
+
+    from bastion import audit_cli, policy_replay
+    from bastion.proxy.policy import PolicyError
+
+    window = {k: v for k, v in (("since", args.since), ("until", args.until)) if v}
+    try:
+        with audit_cli.client(args.collector_url, s.collector_headers(s.operator_token(args))) as api:
+            items = list(audit_cli.pages(api, "/api/audit/spans", window))
+        changes = policy_replay.run(args.policies, items, sys.stdout, agent=args.agent)
+    except (PolicyError, httpx.HTTPError) as e:
+        print(f"bastion policy replay: {e}", file=sys.stderr)
+        return 2
+    return 1 if changes and args.fail_on_change else 0
+
+
 def _add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = commands.add_parser("policy", help="validate and test the policy files")
     actions = policy.add_subparsers(dest="action", required=True)
@@ -163,7 +180,16 @@ def _add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     test = actions.add_parser("test", help="run YAML tables of calls against their expected decisions")
     test.add_argument("files", nargs="+", type=Path, help="YAML test files")
     test.set_defaults(run=_policy_test)
-    for p in (check, test):
+    replay = actions.add_parser(
+        "replay", help="decide stored tool calls again with a candidate policy and print what would change"
+    )
+    replay.add_argument("--since", help="first decision time (ISO-8601)")
+    replay.add_argument("--until", help="last decision time (ISO-8601)")
+    replay.add_argument("--agent", help="only this agent's calls")
+    replay.add_argument("--fail-on-change", action="store_true", help="exit 1 when any decision would change")
+    s.add_part(replay, s.CLIENT)
+    replay.set_defaults(run=_policy_replay)
+    for p in (check, test, replay):
         s.add_setting(p, s.POLICIES)
 
 
@@ -217,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_option(tools, "--host", env="BASTION_TOOL_SERVER_HOST", default="127.0.0.1", help="listen address")
     tools_port = s.TOOL_SERVER_PORT  # the same setting as up's --tool-server-port
     s.add_option(tools, "--port", env=tools_port.env, default=tools_port.default, cast=int, help="port")
+    tools.add_argument(
+        "--suite", choices=("demo", "assistant"), default="demo", help="which tools: the demo's or the assistant's"
+    )
     tools.set_defaults(run=_tool_server)
 
     _add_keys_commands(commands)

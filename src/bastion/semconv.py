@@ -82,6 +82,17 @@ BASTION_SHADOW_RULE: Final = "bastion.shadow.rule"
 BASTION_MCP_SERVER: Final = "bastion.mcp.server"
 # Names of the tools removed from a model request's tool list because the agent may not call them.
 BASTION_TOOLS_HIDDEN: Final = "bastion.tools.hidden"
+# A decided tool call's arguments as stored (JSON, redacted like everything stored for audit), where
+# they came from (JSON: argument -> {source, untrusted, tools}, or {"unknown": true}), the arguments
+# whose values came only from untrusted tool results (list), and the session's earlier calls (JSON:
+# [[object, arguments], ...], the last 50). `bastion policy replay` decides again from these.
+BASTION_TOOL_ARGUMENTS: Final = "bastion.tool.arguments"
+# The policy object and action a tool call was decided as (tool:<server>/<name> or tool:<name>; call).
+BASTION_POLICY_OBJECT: Final = "bastion.policy.object"
+BASTION_POLICY_ACTION: Final = "bastion.policy.action"
+BASTION_PROVENANCE: Final = "bastion.provenance"
+BASTION_PROVENANCE_UNTRUSTED: Final = "bastion.provenance.untrusted"
+BASTION_SESSION_CALLS: Final = "bastion.session.calls"
 # Alerts: events people should look at, such as a rejected policy edit.
 BASTION_ALERT_TYPE: Final = "bastion.alert.type"
 BASTION_ALERT_MESSAGE: Final = "bastion.alert.message"

@@ -67,8 +67,9 @@ def scripted_model(tmp: Path, port: int, chunk_delay: float | None = None) -> Ab
     return _service(tmp, "model", [*BASTION, "scripted-model", "--port", str(port)], port, "/healthz", env)
 
 
-def tool_server(tmp: Path, port: int) -> AbstractContextManager[Service]:
-    return _service(tmp, "tools", [*BASTION, "tool-server", "--port", str(port)], port, "/_tool_server/calls", {})
+def tool_server(tmp: Path, port: int, suite: str = "demo") -> AbstractContextManager[Service]:
+    args = [*BASTION, "tool-server", "--port", str(port), "--suite", suite]
+    return _service(tmp, "tools", args, port, "/_tool_server/calls", {})
 
 
 def collector(tmp: Path, port: int, env: dict[str, str] | None = None) -> AbstractContextManager[Service]:

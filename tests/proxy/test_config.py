@@ -22,6 +22,12 @@ def test_bundled_configuration_loads_with_scripted_upstreams(monkeypatch: pytest
     assert "sk-real" not in repr(openai)
     assert config.route_for_host("api.anthropic.com") is not None
     assert config.mcp_refusals == "tool_result"
+    assert config.provenance.trusted_tools == ()  # every tool's results are untrusted
+
+
+def test_trusted_tools_are_globs_on_tool_names(tmp_path: Path) -> None:
+    trust = load(write_config(tmp_path, "provenance: {trusted_tools: [list_events, 'crm_*']}")).provenance
+    assert trust.trusts("list_events") and trust.trusts("crm_lookup") and not trust.trusts("fetch_url")
 
 
 @pytest.mark.parametrize(
@@ -34,6 +40,8 @@ def test_bundled_configuration_loads_with_scripted_upstreams(monkeypatch: pytest
         ("routes: [{name: a, prefix: /a/, upstream: '${NOPE_NOT_SET}'}]", "NOPE_NOT_SET"),
         ("- a list", "expected a mapping"),
         ("mcp_refusals: raise", "mcp_refusals has value 'raise'. Not one of tool_result or jsonrpc_error"),
+        ("provenance: {trusted: [a]}", "provenance must be a mapping whose only key is trusted_tools"),
+        ("provenance: {trusted_tools: read_inbox}", "provenance.trusted_tools has value 'read_inbox'. Not a list"),
     ],
 )
 def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, error: str) -> None:

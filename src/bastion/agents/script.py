@@ -8,7 +8,10 @@ Every API (OpenAI chat, OpenAI Responses, Anthropic messages) first reduces its 
    that follow the name or placeholders, as in rule 2.
 1. **Tool result.** If the last message is a tool result (OpenAI ``role: tool``, Responses
    ``function_call_output``, Anthropic ``tool_result`` block), the reply is the text
-   ``Tool result received: <result>``.
+   ``Tool result received: <result>``, unless the result says ``call <name> {...}`` naming an
+   offered tool: then the reply is that call (as rule 2 reads it), the way a model follows an
+   instruction it reads in a tool's output (how prompt injection works, and how a legitimate
+   document such as an invoice leads to an action).
 2. **Tool call.** If the request offers tools and the last user message contains
    ``call <name>`` (case-insensitive, the name optionally in backticks) naming an offered tool,
    the reply is one call of that tool. Its arguments are the JSON object that directly follows
@@ -76,24 +79,24 @@ class Reply:
 def answer(turn: Turn, request_id: str) -> Reply:
     """Apply the script's rules to a turn; ``request_id`` becomes the tool call's key."""
     input_tokens = count_tokens(turn.all_text)
-    looping = _tool_call(turn, request_id, _LOOP)
+    looping = _tool_call(turn, turn.user_text, request_id, _LOOP)
     if looping is not None:
         return Reply(None, looping, input_tokens, count_tokens(looping.arguments_json))
+    call = _tool_call(turn, turn.user_text if turn.tool_result is None else turn.tool_result, request_id)
+    if call is not None:
+        return Reply(None, call, input_tokens, count_tokens(call.arguments_json))
     if turn.tool_result is None:
-        call = _tool_call(turn, request_id)
-        if call is not None:
-            return Reply(None, call, input_tokens, count_tokens(call.arguments_json))
         text = f"Scripted reply to: {turn.user_text}"
     else:
         text = f"Tool result received: {turn.tool_result}"
     return Reply(text, None, input_tokens, count_tokens(text))
 
 
-def _tool_call(turn: Turn, request_id: str, pattern: re.Pattern[str] = _CALL) -> ToolCall | None:
-    for match in pattern.finditer(turn.user_text):
+def _tool_call(turn: Turn, text: str, request_id: str, pattern: re.Pattern[str] = _CALL) -> ToolCall | None:
+    for match in pattern.finditer(text):
         name = match.group(1)
         if name in turn.tools:
-            args = _json_object_at(turn.user_text[match.end() :])
+            args = _json_object_at(text[match.end() :])
             if args is None:
                 args = placeholder_arguments(turn.tools[name])
             return ToolCall(request_id, name, args)

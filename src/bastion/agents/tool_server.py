@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.agents.assistant_tools import build_assistant_server
 from bastion.listen import bind, serve_asgi
 
 # The demo keeps sending log notifications so that older clients see them pass through Bastion.
@@ -137,8 +138,12 @@ class CallRecorder:
                 )
 
 
-def build_app(host: str = "127.0.0.1") -> CallRecorder:
-    server = build_server()
+SUITES = ("demo", "assistant")
+
+
+def build_app(host: str = "127.0.0.1", suite: str = "demo") -> CallRecorder:
+    """The server of ``suite``: ``demo`` (the bundled policy's tools) or ``assistant`` (assistant_tools.py)."""
+    server = build_server() if suite == "demo" else build_assistant_server()
     recorder: CallRecorder
 
     async def calls(request: Request) -> Response:
@@ -153,9 +158,9 @@ def build_app(host: str = "127.0.0.1") -> CallRecorder:
     return recorder
 
 
-def serve(sock: socket.socket, host: str, log_level: str = "warning") -> None:
-    print(f"Bastion demo tool server: http://{host}:{sock.getsockname()[1]}{MCP_PATH}", flush=True)
-    serve_asgi(build_app(host), sock, log_level)
+def serve(sock: socket.socket, host: str, log_level: str = "warning", suite: str = "demo") -> None:
+    print(f"Bastion {suite} tool server: http://{host}:{sock.getsockname()[1]}{MCP_PATH}", flush=True)
+    serve_asgi(build_app(host, suite), sock, log_level)
 
 
 def main() -> None:

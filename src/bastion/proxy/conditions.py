@@ -3,7 +3,8 @@
 pycasbin rewrites ``!``, ``&&``, ``||``, ``r.`` and ``p.`` everywhere in a condition, string literals
 included, so ``"!" not in r.args.body`` would read ``"not " not in r_args.body``. Here the same
 rewriting is done outside string literals only, the result is parsed once, and every name in it must
-be a request field (``r.args``, ``r.sub``, ...), a comprehension variable or one of :data:`FUNCTIONS`.
+be a request field (``r.args``, ``r.sub``, ..., and ``r.prov``, which Bastion adds), a comprehension
+variable or one of :data:`FUNCTIONS`.
 The rule handed to Casbin then only calls ``bastion_condition(<index>, r.sub, ...)``.
 
 Evaluation uses simpleeval (pycasbin's own evaluator): no imports, no private attributes, bounded
@@ -17,6 +18,7 @@ import ast
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import getaddresses
 from functools import cache
@@ -161,7 +163,49 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "email_domain": email_domain,
 }
 LIST_FUNCTIONS = ("in_list", "all_in_list", "any_in_list")
-FUNCTIONS = (*BUILTINS, *LIST_FUNCTIONS)
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What a condition may ask about the call beyond its fields: where its arguments came from
+    (``r.prov``, ``from_untrusted``) and what the session did before (``session_count``,
+    ``session_called``). The policy engine sets them (:data:`CURRENT`) while it decides a call."""
+
+    prov: Mapping[str, str]
+    from_untrusted: Callable[[object], bool]
+    session_count: Callable[[object], int]
+    session_called: Callable[[object, object], bool]
+
+
+CURRENT: ContextVar[CallFacts | None] = ContextVar("bastion_call_facts", default=None)
+# A request field Bastion adds to Casbin's: r.prov.<argument> is where the argument's value came from.
+PROV_FIELD = "r_prov"
+
+
+def from_untrusted(value: object) -> bool:
+    """Whether ``value`` came only from untrusted tool results (true when that is not known)."""
+    facts = CURRENT.get()
+    return True if facts is None else facts.from_untrusted(value)
+
+
+def session_count(pattern: object) -> int:
+    """How many calls matching the object ``pattern`` were made earlier in the session."""
+    facts = CURRENT.get()
+    return 0 if facts is None else facts.session_count(pattern)
+
+
+def session_called(pattern: object, value: object) -> bool:
+    """Whether a call matching ``pattern`` earlier in the session had ``value`` as an argument value."""
+    facts = CURRENT.get()
+    return False if facts is None else facts.session_called(pattern, value)
+
+
+CALL_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "from_untrusted": from_untrusted,
+    "session_count": session_count,
+    "session_called": session_called,
+}
+FUNCTIONS = (*BUILTINS, *LIST_FUNCTIONS, *CALL_FUNCTIONS)
 
 
 def load_lists(policies_dir: Path) -> dict[str, frozenset[str]]:
@@ -233,7 +277,7 @@ def compile_condition(cond: str, request_tokens: Iterable[str], lists: Mapping[s
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as e:
         raise ConditionError(f"condition {cond!r} does not parse: {e.msg}") from None
-    allowed = set(request_tokens) | set(FUNCTIONS) | {"True", "False", "None"}
+    allowed = set(request_tokens) | {PROV_FIELD} | set(FUNCTIONS) | {"True", "False", "None"}
     bound = {
         name.id
         for node in ast.walk(tree)
@@ -277,7 +321,7 @@ class Conditions:
         self.request_tokens = tuple(request_tokens)
         self.lists = dict(lists)
         self._compiled: list[Condition] = []
-        self._functions = {**BUILTINS, **_list_functions(self.lists)}
+        self._functions = {**BUILTINS, **_list_functions(self.lists), **CALL_FUNCTIONS}
 
     def add(self, cond: str) -> str:
         """Compile ``cond`` and return what Casbin's ``eval(p.cond)`` should run in its place."""
@@ -286,7 +330,10 @@ class Conditions:
 
     def evaluate(self, index: int, *values: object) -> bool:
         condition = self._compiled[index]
-        evaluator = _Evaluator(functions=self._functions, names=dict(zip(self.request_tokens, values, strict=True)))
+        names = dict(zip(self.request_tokens, values, strict=True))
+        facts = CURRENT.get()
+        names[PROV_FIELD] = dict(facts.prov) if facts is not None else {}
+        evaluator = _Evaluator(functions=self._functions, names=names)
         result = evaluator.eval("", previously_parsed=condition.tree)
         if not isinstance(result, bool):
             raise TypeError(f"condition {condition.text!r} gave {result!r}, not true or false")

@@ -15,6 +15,7 @@ from bastion.files import read_bastion_yaml
 from bastion.proxy import limits
 from bastion.proxy.formats import FORMATS
 from bastion.proxy.limits import LimitSettings
+from bastion.proxy.provenance import Trust
 from bastion.settings import Secret
 
 # A route's provider: one whose API formats Bastion reads (proxy/formats/), or plain HTTP.
@@ -113,6 +114,8 @@ class GatewayConfig:
     mcp_refusals: str = "tool_result"
     # The limits: section (proxy/limits.py); no limit unless configured.
     limits: LimitSettings = field(default_factory=LimitSettings)
+    # Which tools' results provenance trusts (``provenance.trusted_tools``); every other's is untrusted.
+    provenance: Trust = field(default_factory=Trust)
 
     def mcp_server(self, name: str) -> McpServer | None:
         return next((s for s in self.mcp_servers if s.name == name), None)
@@ -178,7 +181,21 @@ def load(policies_dir: Path, keys_file: Path | None = None) -> GatewayConfig:
         tool_calls=tool_calls,
         mcp_refusals=refusals,
         limits=limits.parse(path, raw.get("limits")),
+        provenance=_provenance(path, raw.get("provenance")),
     )
+
+
+def _provenance(path: Path, raw: Any) -> Trust:
+    if raw is None:
+        return Trust()
+    if not isinstance(raw, dict) or sorted(set(raw) - {"trusted_tools"}):
+        raise ConfigError(
+            f"{path}: provenance must be a mapping whose only key is trusted_tools (a list of tool names)"
+        )
+    tools = raw.get("trusted_tools") or []
+    if not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools):
+        raise ConfigError(f"{path}: provenance.trusted_tools has value {tools!r}. Not a list of tool names.")
+    return Trust(tuple(tools))
 
 
 def _tool_calls(path: Path, raw: Any) -> ToolCallSettings:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bastion.proxy.provenance import Provenance
+from bastion.proxy.session import SessionFacts
+
 
 class Effect(StrEnum):
     ALLOW = "allow"
@@ -25,6 +28,9 @@ class PolicyRequest:
     obj: str  # model:<name> | tool:<name> | http:<host><path>
     act: str  # chat | embeddings | call | an HTTP method
     args: dict[str, Any] = field(default_factory=dict)
+    # Where the arguments came from (tool calls), and the session's earlier calls; None when unknown.
+    prov: Provenance | None = None
+    session: SessionFacts | None = None
 
 
 @dataclass(frozen=True)

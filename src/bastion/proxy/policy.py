@@ -36,9 +36,18 @@ import casbin
 from casbin.effect import AllowOverrideEffector
 
 from bastion.files import Stamp, stamp
-from bastion.proxy.conditions import CALL_FUNCTION, ConditionError, Conditions, list_files, load_lists
+from bastion.proxy.conditions import (
+    CALL_FUNCTION,
+    CURRENT,
+    CallFacts,
+    ConditionError,
+    Conditions,
+    list_files,
+    load_lists,
+)
 from bastion.proxy.config import ConfigError, load_shadow_rules
 from bastion.proxy.decision import Decision, Effect, PolicyRequest
+from bastion.proxy.objects import wildcard_match
 from bastion.proxy.policy_file import PolicyLine, read_policy
 
 log = logging.getLogger(__name__)
@@ -56,28 +65,6 @@ CACHE_SIZE = 10_000
 INDEX_SIZE = 1_024
 # When the matcher requires these (joined by &&), rules can be pre-selected per object and action.
 INDEX_TERMS = ("wildcardMatch(r_obj, p_obj)", "wildcardMatch(r_act, p_act)")
-
-
-def wildcard_match(value: str, pattern: str) -> bool:
-    """``wildcardMatch`` in matchers: shell-style wildcards where ``*`` also matches ``/``.
-
-    Tools of an MCP server are named ``tool:<server>/<tool>``; a pattern naming no server
-    (``tool:send_email``, ``tool:delete_*``) matches the tool of any server as well."""
-    if fnmatchcase(value, pattern):
-        return True
-    if value.startswith(TOOL_PREFIX) and pattern.startswith(TOOL_PREFIX) and "/" not in pattern:
-        _server, slash, tool = value.partition("/")
-        return bool(slash) and fnmatchcase(TOOL_PREFIX + tool, pattern)
-    return False
-
-
-TOOL_PREFIX = "tool:"
-
-
-def tool_object(tool: str, server: str | None = None) -> str:
-    """The policy object of a tool: ``tool:<server>/<tool>`` for a tool of an MCP server,
-    ``tool:<tool>`` for one a model emitted (its server is unknown)."""
-    return f"{TOOL_PREFIX}{server}/{tool}" if server else f"{TOOL_PREFIX}{tool}"
 
 
 # A glob pattern as tokens: "*" and "?" are wildcards, a compiled "[...]" set matches one character,
@@ -385,6 +372,25 @@ def _rules(
     return rules, groupings
 
 
+def call_facts(request: PolicyRequest) -> CallFacts:
+    """What conditions may ask about ``request`` beyond its fields (see conditions.CallFacts).
+    Without a provenance every value is of unknown origin, hence untrusted (fail closed)."""
+    prov, session = request.prov, request.session
+    return CallFacts(
+        prov=prov.kinds() if prov is not None else {},
+        from_untrusted=prov.from_untrusted if prov is not None else lambda value: True,
+        session_count=session.count if session is not None else lambda pattern: 0,
+        session_called=session.called if session is not None else lambda pattern, value: False,
+    )
+
+
+def _facts_key(request: PolicyRequest) -> tuple[str, str]:
+    """The part of the cache key that provenance and session facts add."""
+    prov = "" if request.prov is None else request.prov.key()
+    session = "" if request.session is None else json.dumps(request.session.calls, sort_keys=True, default=str)
+    return prov, session
+
+
 def _reason(effect: Effect, rule: str, request: PolicyRequest) -> str:
     if effect is Effect.ALLOW:
         return f"allowed by rule '{rule}'"
@@ -418,14 +424,17 @@ class PolicyEngine:
     def decide(self, request: PolicyRequest) -> Decision:
         policy = self._policy
         args = json.dumps(request.args, sort_keys=True, default=str)
-        key = (request.agent_id, request.role, request.obj, request.act, args)
+        key = (request.agent_id, request.role, request.obj, request.act, args, *_facts_key(request))
         if (found := policy.cached(key)) is not None:
             return found
+        token = CURRENT.set(call_facts(request))
         try:
             decision = self._decide(policy, request)
         except Exception as e:  # a condition that cannot be evaluated fails closed
             reason = f"a rule's condition could not be evaluated for {request.obj}: {e}"
             decision = Decision(Effect.DENY, CONDITION_ERROR_RULE, reason, policy.version)
+        finally:
+            CURRENT.reset(token)
         policy.remember(key, decision)
         return decision
 

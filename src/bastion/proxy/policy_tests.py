@@ -20,9 +20,20 @@ cases:
     expect: deny
     rule: limit:runaway:repeat
 
-With ``repeat``, the limits of bastion.yaml's ``limits:`` section apply to the calls the policy
-allows, as the proxy applies them in one conversation (deterministic outcomes: the step budget, the
-repetition detector, and rates, whose clock stands still during a case).
+  - name: a payee named only by a fetched page is held
+    agent: demo-agent
+    role: assistant
+    object: tool:send_money
+    action: call
+    args: {amount: 50, recipient: mallory@evil.example}
+    provenance: {recipient: {source: tool, untrusted: true, tools: [fetch_page]}}   # optional
+    session: [[tool:invite_user, {user: dora@example.com}]]   # optional: earlier calls
+    expect: review
+
+Without ``provenance`` a case's arguments are of unknown origin (so untrusted); without ``session``
+no call came before it. With ``repeat``, the limits of bastion.yaml's ``limits:`` section apply to
+the calls the policy allows, as the proxy applies them in one conversation (deterministic outcomes:
+the step budget, the repetition detector, and rates, whose clock stands still during a case).
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ from bastion.proxy.decision import Decision, Effect, PolicyRequest
 from bastion.proxy.limiter import Attempt, Limiter
 from bastion.proxy.limits import LimitSettings
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import Provenance, unknown_provenance
+from bastion.proxy.session import SessionFacts
 
 
 class CaseError(ValueError):
@@ -73,8 +86,10 @@ def _case(path: Path, number: int, raw: Any) -> Case:
         args = raw.get("args") or {}
         if not isinstance(args, dict):
             raise CaseError(f"{where} ({name}): args must be a mapping")
+        prov = Provenance.from_record(raw["provenance"], args) if "provenance" in raw else unknown_provenance(args)
+        session = SessionFacts.from_record(raw.get("session"))
         request = PolicyRequest(
-            str(raw["agent"]), str(raw.get("role", "")), str(raw["object"]), str(raw["action"]), args
+            str(raw["agent"]), str(raw.get("role", "")), str(raw["object"]), str(raw["action"]), args, prov, session
         )
         expect = Effect(str(raw["expect"]))
         repeat = raw.get("repeat", 1)

@@ -34,6 +34,8 @@ class CallState:
     upstream_path: str = ""
     identity: Identity | None = None
     body: Any = None
+    # A model request's body as the agent sent it, before redaction or guidance (provenance reads it).
+    agent_body: Any = None
     call: Call | None = None
     # The API format of a model call (set by Classify): what the later addons ask about its bodies.
     format: ApiFormat | None = None

@@ -3,6 +3,7 @@ helpers the addons share."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -19,7 +20,8 @@ from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion import semconv
-from bastion.proxy.decision import Decision
+from bastion.proxy.audit_payload import audit_payload
+from bastion.proxy.decision import Decision, PolicyRequest
 from bastion.proxy.state import state
 
 _propagator = TraceContextTextMapPropagator()
@@ -69,6 +71,27 @@ def start_call_span(tracer: Tracer, flow: http.HTTPFlow, parent: Context) -> dic
         flow.request.headers.pop(name, None)
     flow.request.headers.update(carrier)
     return carrier
+
+
+def request_attributes(request: PolicyRequest) -> dict[str, Any]:
+    """What a tool call's decision record keeps to be decided again: its arguments (redacted as
+    everything stored), their provenance and the session's earlier calls."""
+    attrs: dict[str, Any] = {
+        semconv.BASTION_POLICY_OBJECT: request.obj,
+        semconv.BASTION_POLICY_ACTION: request.act,
+        semconv.BASTION_TOOL_ARGUMENTS: _json(audit_payload(request.args)),
+    }
+    if request.prov is not None:
+        attrs[semconv.BASTION_PROVENANCE] = _json(request.prov.record())
+        untrusted = [name for name, value in request.args.items() if request.prov.from_untrusted(value)]
+        attrs[semconv.BASTION_PROVENANCE_UNTRUSTED] = untrusted
+    if request.session is not None:
+        attrs[semconv.BASTION_SESSION_CALLS] = _json(audit_payload(request.session.record()))
+    return attrs
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def decision_attributes(decision: Decision) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from bastion.proxy import jsonedit, jsonlimits
 from bastion.proxy.decision import DENIED_CODE, REVIEW_CODE, Decision, Effect, PolicyRequest, refusal_message
+from bastion.proxy.provenance import Provenance
+from bastion.proxy.session import SessionFacts
 from bastion.proxy.sse import EventBuffer, parse_event
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,14 @@ class Verdict:
         )
 
 
+# What the policy may know about a call beyond its arguments: (tool name, arguments) -> where the
+# arguments came from and the session's earlier calls.
+Facts = Callable[[str, Json], tuple[Provenance | None, SessionFacts | None]]
+
+
 class Judge:
-    """Decides one agent's tool calls; a call seen again (same id, name and arguments) keeps its verdict."""
+    """Decides one agent's tool calls; a call seen again (same id, name and arguments) keeps its verdict.
+    With ``facts``, each call is decided with its arguments' provenance and the session's earlier calls."""
 
     def __init__(
         self,
@@ -80,8 +88,10 @@ class Judge:
         agent_id: str,
         role: str,
         record: Callable[[Verdict], None] | None = None,
+        facts: Facts | None = None,
     ) -> None:
         self._decide, self.agent_id, self.role, self._record = decide, agent_id, role, record
+        self._facts = facts
         self._seen: dict[tuple[str, str, str], Verdict] = {}
         self.verdicts: list[Verdict] = []
 
@@ -90,7 +100,12 @@ class Judge:
         if (found := self._seen.get(key)) is not None:
             return found
         args, problem = parse_arguments(call.arguments)
-        request = PolicyRequest(self.agent_id, self.role, f"tool:{call.name}", "call", args)
+        try:
+            prov, session = self._facts(call.name, args) if self._facts is not None else (None, None)
+        except Exception:  # without provenance every value is of unknown origin: fail closed
+            log.exception("could not trace a tool call's arguments")
+            prov, session = None, None
+        request = PolicyRequest(self.agent_id, self.role, f"tool:{call.name}", "call", args, prov, session)
         try:
             decision = self._decide(request)
         except Exception as e:  # fail closed

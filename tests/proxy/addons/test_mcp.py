@@ -310,3 +310,32 @@ def test_rules_can_name_the_mcp_server_of_a_tool(tmp_path: Path) -> None:
         listing = json.dumps(tool_list("get_weather", "send_money"))
         run_response(addons, f, http.Response.make(200, listing, {"content-type": "application/json"}))
         assert [t["name"] for t in answer(f)["result"]["tools"]] == shown
+
+
+PROVENANCE_RULES = (
+    "p, role:assistant, tool:fetch, call, review, untrusted-url, from_untrusted(r.args.url)\n"
+    "p, role:assistant, tool:fetch, call, allow, fetch,\n"
+    'p, role:assistant, tool:send_email, call, allow, two-mails, session_count("tool:send_email") < 2\n'
+)
+
+
+def test_a_call_no_model_call_emitted_is_of_unknown_origin(tmp_path: Path) -> None:
+    gw = gateway(tmp_path, mcp_servers=(mcp_server("tools", "http://tools.test:9200/mcp"),), rules=PROVENANCE_RULES)
+    f = post(gw, call("fetch", {"url": "https://docs.example.com/"}))
+    st = state(f)
+    assert st.decision is not None and st.decision.rule == "untrusted-url"
+    assert answer(f)["result"]["isError"] is True
+    assert json.loads(st.attributes[semconv.BASTION_PROVENANCE]) == {"unknown": True}
+    assert json.loads(st.attributes[semconv.BASTION_TOOL_ARGUMENTS]) == {"url": "https://docs.example.com/"}
+    assert st.attributes[semconv.BASTION_POLICY_OBJECT] == "tool:tools/fetch"
+
+
+def test_session_counts_are_per_mcp_session(tmp_path: Path) -> None:
+    gw = gateway(tmp_path, mcp_servers=(mcp_server("tools", "http://tools.test:9200/mcp"),), rules=PROVENANCE_RULES)
+    mail = call("send_email", {"to": "a@example.com", "subject": "s", "body": "b"})
+    rules = [state(post(gw, {**mail, "id": i})).decision.rule for i in range(3)]  # type: ignore[union-attr]
+    assert rules == ["two-mails", "two-mails", "default-deny"]
+    other = {**LEGACY, "mcp-session-id": mcp_session("s2")}
+    assert state(post(gw, mail, other)).decision.rule == "two-mails"  # type: ignore[union-attr]
+    f = post(gw, {**mail, "id": 9})
+    assert json.loads(state(f).attributes[semconv.BASTION_SESSION_CALLS])[0][0] == "tool:tools/send_email"

@@ -41,6 +41,8 @@ from bastion.proxy.metrics import ProxyMetrics
 from bastion.proxy.outbox import Outbox
 from bastion.proxy.pii.config import PiiConfig
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import ProvenanceLinks
+from bastion.proxy.session import SessionStore
 
 __all__ = ["Limits", "Redaction", "default_addons"]
 
@@ -69,6 +71,8 @@ def default_addons(
     current = live(config)  # routes and MCP servers follow bastion.yaml while running
     limits = Limits(limiter or Limiter(current.current.limits), control, current)
     guard = budgets or BudgetGuard("")
+    # Tool calls models emit, with their provenance, for the MCP tools/call that runs each.
+    links = ProvenanceLinks()
     addons: list[object | None] = [
         Health(),
         McpRouting(current),
@@ -81,7 +85,7 @@ def default_addons(
         # Refuses every call of a suspended agent, before any policy.
         *([] if control is None else [Suspension(control)]),
         # Decides MCP tools/call itself (JSON-RPC answers), so before Authorize.
-        McpGovernance(engine, tracer, current),
+        McpGovernance(engine, tracer, current, links=links, sessions=SessionStore()),
         # Checks session ids in requestheaders (before every request hook); binds the server's id in
         # responseheaders, after McpGovernance noted it unbound.
         McpSessions(sessions or SessionBinder.from_token(None)),
@@ -107,7 +111,7 @@ def default_addons(
         # emits are decided on restored arguments. Idle without pii.yaml until one appears.
         Redaction(pii),
         # Filters offered tools after Authorize and Forward; wraps ResponseStream's stream callback.
-        ToolCalls(engine, tracer, current),
+        ToolCalls(engine, tracer, current, links),
         # Once the response and its usage are read, before Tracing records what it tripped.
         LimitsSettle(limits),
         # Prices the call from the usage ResponseStream read (its response hook ran), before Tracing.

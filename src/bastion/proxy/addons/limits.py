@@ -22,7 +22,7 @@ from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.control import Control
 from bastion.proxy.decision import Decision, Effect, error
 from bastion.proxy.limiter import Attempt, Limiter, Refusal, Ticket
-from bastion.proxy.policy import tool_object
+from bastion.proxy.objects import tool_object
 from bastion.proxy.state import CONVERSATION, CallState, answered, mcp_server, refuse_with, state
 from bastion.proxy.state import refuse as refuse_call
 

@@ -9,6 +9,7 @@ of requests. Malformed JSON-RPC gets a JSON-RPC error from the proxy.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 
@@ -23,16 +24,21 @@ from bastion.proxy.classify import mcp_call
 from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.decision import Decision, Effect, PolicyRequest, allow, refusal_code, refusal_message
 from bastion.proxy.hold import Hold
-from bastion.proxy.policy import PolicyEngine, tool_object
+from bastion.proxy.objects import tool_object
+from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import ProvenanceLinks, unknown_provenance
+from bastion.proxy.session import SessionStore
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, mcp_server, refuse_with, state
-from bastion.proxy.telemetry import start_call_span
+from bastion.proxy.telemetry import request_attributes, start_call_span
 
 log = logging.getLogger(__name__)
 PROTOCOL_RULE = "mcp-protocol"
 SESSIONS_REMEMBERED = 10_000
 # The refusal's code, rule and policy version, in the _meta of a refused call's tool result.
 REFUSAL_META = "bastion/refusal"
+# flow.metadata key: the tools/call request just decided, for its record.
+_DECIDED = "bastion.mcp.decided"
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -42,10 +48,15 @@ class McpGovernance:
         engine: PolicyEngine,
         tracer: Tracer,
         config: GatewayConfig | LiveConfig,
+        links: ProvenanceLinks | None = None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self.engine = engine
         self.tracer = tracer
         self.live = live(config)
+        # The provenance of tool calls models emitted (ToolCalls), and each MCP session's calls.
+        self.links = links if links is not None else ProvenanceLinks()
+        self.sessions = sessions if sessions is not None else SessionStore()
         # Session id -> whether its server answered POSTs with SSE, to answer refusals alike.
         self._streams: OrderedDict[str, bool] = OrderedDict()
 
@@ -55,7 +66,16 @@ class McpGovernance:
         (bastion.yaml's mcp_refusals, as in force now)."""
         return self.live.current.mcp_refusals
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
+        self._decide(flow)
+        decided = flow.metadata.pop(_DECIDED, None)
+        if isinstance(decided, PolicyRequest):
+            try:  # redacting the arguments for the record may run NER: off the event loop
+                state(flow).attributes.update(await asyncio.to_thread(request_attributes, decided))
+            except Exception:  # telemetry never breaks traffic
+                log.exception("could not record a tool call's arguments and provenance")
+
+    def _decide(self, flow: http.HTTPFlow) -> None:
         server = mcp_server(flow)
         st = state(flow)
         if answered(flow) or server is None or st.identity is None:
@@ -121,9 +141,20 @@ class McpGovernance:
         st.attributes[semconv.GEN_AI_SECURITY_TARGET_TYPE] = semconv.TARGET_TOOL_CALL
         server = mcp_server(flow)
         obj = tool_object(name, server.name if server is not None else None)
-        request = PolicyRequest(st.identity.agent_id, st.identity.role, obj, "call", arguments)
+        agent = st.identity.agent_id
+        # Linked to the model call that emitted it (same agent, tool and arguments), else unknown.
+        linked = self.links.find(agent, name, arguments)
+        prov = linked.prov if linked is not None else unknown_provenance(arguments)
+        # Sessionless (2026-07-28 revision) calls count as one session per agent.
+        session = f"{agent}\x00{flow.request.headers.get(mcp.SESSION_HEADER, '')}"
+        facts = self.sessions.facts(session)
+        if linked is not None and len(linked.session.calls) > len(facts.calls):
+            facts = linked.session  # the emitting conversation knows more of what came before
+        request = PolicyRequest(agent, st.identity.role, obj, "call", arguments, prov, facts)
         st.decision = decision = self.engine.decide(request)
+        flow.metadata[_DECIDED] = request  # recorded on the span by request(), off the event loop
         if decision.allowed:
+            self.sessions.add(session, obj, arguments)
             self._continue_trace(flow, st, message)
             return
         if decision.effect is Effect.REVIEW:

@@ -14,7 +14,8 @@ from typing import Any
 from mitmproxy import http
 
 from bastion.proxy import mcp
-from bastion.proxy.policy import PolicyEngine, tool_object
+from bastion.proxy.objects import tool_object
+from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import mcp_server, state
 

@@ -15,15 +15,17 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from bastion import semconv
-from bastion.proxy import jsonlimits
+from bastion.proxy import jsonlimits, provenance
 from bastion.proxy.config import GatewayConfig, LiveConfig, ToolCallSettings, live
 from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_message
 from bastion.proxy.errors import error_response
 from bastion.proxy.formats import ApiFormat
 from bastion.proxy.policy import PolicyEngine
+from bastion.proxy.provenance import Conversation, Linked, Provenance, ProvenanceLinks, read_conversation
+from bastion.proxy.session import SessionFacts, conversation_facts
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, refuse, state
-from bastion.proxy.telemetry import decision_attributes
+from bastion.proxy.telemetry import decision_attributes, request_attributes
 from bastion.proxy.toolcalls import (
     CHECK_FAILED_CODE,
     Judge,
@@ -40,9 +42,17 @@ SPAN_NAME = f"{semconv.OPERATION_APPLY_GUARDRAIL} {semconv.TARGET_TOOL_CALL}"
 
 
 class ToolCalls:
-    def __init__(self, engine: PolicyEngine, tracer: Tracer, config: GatewayConfig | LiveConfig) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        tracer: Tracer,
+        config: GatewayConfig | LiveConfig,
+        links: ProvenanceLinks | None = None,
+    ) -> None:
         self.engine, self.tracer = engine, tracer
-        self.live = live(config)
+        self.live = live(config)  # tool_calls and provenance follow bastion.yaml
+        # Each emitted call's provenance, for the MCP tools/call that will run it (McpGovernance).
+        self.links = links if links is not None else ProvenanceLinks()
 
     @property
     def settings(self) -> ToolCallSettings:
@@ -125,14 +135,30 @@ class ToolCalls:
             response.content = json.dumps(body).encode()
 
     def _judge(self, st: CallState) -> Judge | None:
-        if st.identity is None:
+        if st.identity is None or st.call is None:
             return None
         parent = st.span  # kept: the call's span is gone from the state when a stream's last flush runs
+        agent = st.identity.agent_id
+        trust = self.live.current.provenance
+        try:
+            conversation = read_conversation(st.agent_body, st.call.endpoint)
+        except Exception:  # then every argument is of the model's making, never the user's
+            log.exception("could not read the conversation for provenance")
+            conversation = Conversation()
+        # The conversation's earlier calls, and those allowed earlier in this response.
+        session = [conversation_facts(conversation.calls)]
+
+        def facts(name: str, args: dict[str, Any]) -> tuple[Provenance, SessionFacts]:
+            prov = provenance.trace(conversation, args, trust)
+            self.links.remember(agent, name, args, Linked(prov, session[0]))
+            return prov, session[0]
 
         def record(verdict: Verdict) -> None:
+            if verdict.allowed:
+                session[0] = session[0].plus(verdict.request.obj, verdict.request.args)
             self._record(parent, st, verdict)
 
-        return Judge(self.engine.decide, st.identity.agent_id, st.identity.role, record)
+        return Judge(self.engine.decide, agent, st.identity.role, record, facts)
 
     def _record(self, parent: Span | None, st: CallState, verdict: Verdict) -> None:
         context = trace.set_span_in_context(parent) if parent is not None else None
@@ -160,6 +186,7 @@ def attributes(st: CallState, verdict: Verdict) -> dict[str, Any]:
         semconv.BASTION_AGENT_ID: verdict.request.agent_id,
         semconv.BASTION_AGENT_ROLE: verdict.request.role,
         **decision_attributes(verdict.decision),
+        **request_attributes(verdict.request),
     }
     if verdict.call.id:
         attrs[semconv.GEN_AI_TOOL_CALL_ID] = verdict.call.id

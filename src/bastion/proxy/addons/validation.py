@@ -71,4 +71,4 @@ class Validate:
         if not fmt.model(parsed, st.upstream_path):
             self._refuse(flow, 400, "missing_model", "Request body must name a 'model' (a string).")
             return
-        st.body = parsed
+        st.body = st.agent_body = parsed
