@@ -53,7 +53,11 @@ def as_clickhouse(sql: str, database: str) -> str:
 def test_clickhouse_queries_run_on_the_store_and_find_the_proxys_spans(
     store: Store, dashboard: str, title: str, target: dict[str, Any]
 ) -> None:
-    pii = {f"{semconv.BASTION_PII_PREFIX}.request.EMAIL_ADDRESS": 2, semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 5}
+    pii = {
+        f"{semconv.BASTION_PII_PREFIX}.request.EMAIL_ADDRESS": 2,
+        semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
+        semconv.BASTION_COST_USD: 0.0125,
+    }
     spans = [
         span(attributes=decision_span("agent-1", "allow", **pii)),
         span(attributes=decision_span("agent-2", "deny")),
@@ -61,6 +65,8 @@ def test_clickhouse_queries_run_on_the_store_and_find_the_proxys_spans(
     store.insert_spans(otlp.rows(request(*spans)))  # type: ignore[arg-type]
     rows = store.rows(as_clickhouse(target["rawSql"], store.database), {})
     assert rows, f"{dashboard} / {title}: no rows"
+    if "cost" in title:  # the cost column sums the calls' bastion.cost.usd
+        assert any(0.0125 in row for row in rows), rows
 
 
 @pytest.mark.parametrize(("dashboard", "title", "target"), targets("bastion-prometheus"))
