@@ -127,6 +127,9 @@ def test_trace_context_in_meta_is_read_and_replaced() -> None:
     bare = mcp.Message({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
     assert mcp.trace_carrier(bare) == {}
     assert mcp.with_trace_context(bare, {"traceparent": "t"})["params"] == {"_meta": {"traceparent": "t"}}
+    for odd in ([1, 2], "text", 7):  # not an object: replaced, never a crash
+        message = mcp.Message({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"_meta": odd}})
+        assert mcp.with_trace_context(message, {"traceparent": "t"})["params"]["_meta"] == {"traceparent": "t"}
 
 
 def visible(name: str) -> bool:

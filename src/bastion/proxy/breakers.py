@@ -29,7 +29,8 @@ def conversation_key(agent: str, header: str | None, first_user_text: str) -> st
     """A conversation: the agent and its ``x-bastion-conversation`` header (or MCP session), else
     the first user message of the history the agent sends with every call."""
     basis = f"header:{header}" if header else f"first:{first_user_text}"
-    return hashlib.sha256(f"{agent}\0{basis}".encode()).hexdigest()[:32]
+    # surrogatepass: a lone surrogate an agent sent still names its conversation, never a crash
+    return hashlib.sha256(f"{agent}\0{basis}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def call_key(name: str, arguments: Any) -> str:
@@ -55,7 +56,8 @@ def history_tool_calls(body: Any) -> list[str]:
             continue
         if item.get("type") == "function_call":
             found.append(call_key(str(item.get("name")), item.get("arguments")))
-        for call in item.get("tool_calls") or []:
+        calls = item.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
                 found.append(call_key(str(function.get("name")), function.get("arguments")))

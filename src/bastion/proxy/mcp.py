@@ -183,7 +183,8 @@ def trace_carrier(message: Message) -> dict[str, str]:
 def with_trace_context(message: Message, carrier: Mapping[str, str]) -> Json:
     """The message with ``carrier`` as its trace context in ``params._meta`` (other keys kept)."""
     params = dict(message.params)
-    meta = {k: v for k, v in (params.get("_meta") or {}).items() if k not in TRACE_KEYS}
+    found = params.get("_meta")  # not an object (the spec wants one): replaced by the trace context alone
+    meta = {k: v for k, v in found.items() if k not in TRACE_KEYS} if isinstance(found, dict) else {}
     params["_meta"] = {**meta, **carrier}
     return {**message.body, "params": params}
 
