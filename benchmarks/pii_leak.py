@@ -23,6 +23,8 @@ import httpx
 import openai
 from harness import BASTION, ROOT, create_key, free_ports, pii_proxy, print_table, running, wait_for_http
 
+from bastion.bundled import POLICIES as BUNDLED
+
 DATA = ROOT / "tests" / "data" / "pii_labelled_large.json"
 
 
@@ -38,7 +40,7 @@ def main() -> None:
     model_port, collector_port, *ports = free_ports(8)
     model = f"http://127.0.0.1:{model_port}"
     key = create_key(tmp / "keys.yaml", "bench")
-    shipped = (ROOT / "policies" / "pii.yaml").read_text()
+    shipped = (BUNDLED / "pii.yaml").read_text()
     names = shipped.replace("  # PERSON: {", "  PERSON: {").replace("  # LOCATION: {", "  LOCATION: {")
     assert names != shipped
     configs = {"no pii.yaml": None, "shipped pii.yaml": shipped, "shipped + PERSON, LOCATION": names}

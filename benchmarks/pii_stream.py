@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 from harness import (
     BASTION,
-    ROOT,
     create_key,
     free_ports,
     percentile,
@@ -30,6 +29,8 @@ from harness import (
     running,
     wait_for_http,
 )
+
+from bastion.bundled import POLICIES as BUNDLED
 
 CHUNK_DELAY = 0.02
 PROMPT = (
@@ -66,7 +67,7 @@ def main() -> None:
     model_port, collector_port, *ports = free_ports(8)
     model = f"http://127.0.0.1:{model_port}"
     key = create_key(tmp / "keys.yaml", "bench")
-    bundled = (ROOT / "policies" / "pii.yaml").read_text()
+    bundled = (BUNDLED / "pii.yaml").read_text()
     with_names = bundled.replace("  # PERSON: {", "  PERSON: {")
     assert with_names != bundled
     configs = {"bastion, no pii.yaml": None, "bastion, bundled pii.yaml": bundled, "bastion, with PERSON": with_names}

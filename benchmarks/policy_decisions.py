@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, percentile, print_table
+from harness import percentile, print_table
 
+from bastion.bundled import POLICIES as BUNDLED
 from bastion.proxy.decision import PolicyRequest
 from bastion.proxy.policy import PolicyEngine
 from bastion.proxy.provenance import Trust, read_conversation, trace
@@ -33,8 +34,8 @@ SAMPLES = 2000
 
 def policies(rules: int, conditional: bool) -> Path:
     directory = Path(tempfile.mkdtemp(prefix="bench-policy-"))
-    shutil.copy(ROOT / "policies" / "model.conf", directory)
-    shutil.copy(ROOT / "policies" / "bastion.yaml", directory)
+    shutil.copy(BUNDLED / "model.conf", directory)
+    shutil.copy(BUNDLED / "bastion.yaml", directory)
     lines = []
     for i in range(rules):
         condition = f"r.args.amount <= {i + 100} && r.args.to.endswith('@example.com')" if conditional else ""
@@ -105,7 +106,7 @@ def assistant_calls(n: int) -> list[tuple[str, dict[str, Any]]]:
 
 def measure_assistant() -> list[tuple[Any, ...]]:
     directory = Path(tempfile.mkdtemp(prefix="bench-assistant-"))
-    shutil.copytree(ROOT / "policies" / "examples" / "assistant", directory / "policies")
+    shutil.copytree(BUNDLED / "examples" / "assistant", directory / "policies")
     engine = PolicyEngine(directory / "policies")
     body, trust = conversation(), Trust(("list_events",))
     times: dict[str, tuple[list[float], list[float]]] = {}

@@ -19,20 +19,22 @@ from typing import Any
 
 import httpx
 
+from bastion import bundled
 from bastion.operators import OPERATOR_ROLES, Role, add_operator
 
 ROOT = Path(__file__).resolve().parent.parent
 BASTION = [sys.executable, "-m", "bastion.cli"]
-# The policies Bastion ships. Tests read them only through copy_policies(): the folder itself is the
-# user's to edit, and no process the tests start is given it (running() refuses).
+# The policies folder a user edits (created by `bastion init`): no test reads it, and no process the
+# tests start is given it (running() refuses). Tests copy the bundled policies instead.
 LIVE_POLICIES = ROOT / "policies"
-# Operators' and approvers' hashed tokens a user may have added: never copied.
-_USER_STATE = ("operators.yaml", "approvers.yaml")
+BUNDLED_POLICIES = bundled.POLICIES
+# Operators' and approvers' hashed tokens, and bytecode: never copied.
+_USER_STATE = ("operators.yaml", "approvers.yaml", "__pycache__")
 
 
 def copy_policies(target: Path, *ignore: str) -> Path:
     """A copy of the bundled policies at ``target`` (without ``ignore`` patterns, e.g. "tests")."""
-    shutil.copytree(LIVE_POLICIES, target, ignore=shutil.ignore_patterns(*_USER_STATE, *ignore))
+    shutil.copytree(BUNDLED_POLICIES, target, ignore=shutil.ignore_patterns(*_USER_STATE, *ignore))
     return target
 
 

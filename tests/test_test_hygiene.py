@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BASTION, LIVE_POLICIES, ROOT, SESSION_POLICIES, running
+from support import BASTION, BUNDLED_POLICIES, LIVE_POLICIES, ROOT, SESSION_POLICIES, running
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_no_process_is_given_the_live_policies(args: list[str], env: dict[str, s
 def test_processes_read_a_copy_of_the_bundled_policies_by_default() -> None:
     assert os.environ["BASTION_POLICIES"] == str(SESSION_POLICIES)
     assert LIVE_POLICIES not in SESSION_POLICIES.parents and SESSION_POLICIES != LIVE_POLICIES
-    bundled = {p.relative_to(LIVE_POLICIES) for p in LIVE_POLICIES.rglob("*") if p.name != "operators.yaml"}
+    bundled = {p.relative_to(BUNDLED_POLICIES) for p in BUNDLED_POLICIES.rglob("*") if p.name != "__pycache__"}
     assert {p.relative_to(SESSION_POLICIES) for p in SESSION_POLICIES.rglob("*")} == bundled
 
 

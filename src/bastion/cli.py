@@ -13,8 +13,28 @@ from bastion import audit_cli, budgets_cli, listen, lists_cli, logs
 from bastion import settings as s
 
 
+def _require_policies(directory: Path) -> None:
+    """Fail closed, saying how to start, when the policies folder does not exist."""
+    if not directory.is_dir():
+        raise SystemExit(
+            f"bastion: no policies folder at {directory}: create it from the bundled policies with\n"
+            f"  bastion init --policies {directory}\n(or point --policies / BASTION_POLICIES at yours)"
+        )
+
+
+def _init(args: argparse.Namespace) -> int:
+    from bastion.bundled import init_policies
+
+    if not init_policies(args.policies):
+        print(f"{args.policies} exists already; nothing was changed (bastion init only creates it).")
+        return 1
+    print(f"Created {args.policies} from the bundled policies: edit them there (README, 'Editing policies').")
+    return 0
+
+
 def _collector(args: argparse.Namespace) -> int:
     settings = s.collector_settings(args)
+    _require_policies(settings.policies_dir)
     sock = listen.bind("collector", settings.host, settings.port)  # before the slow imports: fail fast
     from bastion.collector.app import serve
 
@@ -24,6 +44,7 @@ def _collector(args: argparse.Namespace) -> int:
 
 def _proxy(args: argparse.Namespace) -> int:
     settings = s.proxy_settings(args)
+    _require_policies(settings.policies_dir)
     if settings.worker:  # one of a supervisor's workers: the ports are already shared with its siblings
         from bastion.proxy.server import run
 
@@ -73,6 +94,10 @@ def _tool_server(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from bastion.bundled import init_policies
+
+    if init_policies(args.policies):  # a first run: the folder operators edit starts as the bundled one
+        print(f"Created {args.policies} from the bundled policies: edit them there (README, 'Editing policies').")
     from bastion.stack import up
 
     return up(args)
@@ -213,6 +238,10 @@ def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bastion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="create the policies folder from the bundled policies")
+    s.add_setting(init, s.POLICIES)
+    init.set_defaults(run=_init)
 
     up = commands.add_parser("up", help="start collector, proxy and dashboard together")
     s.add_settings(up, *s.up_settings())
