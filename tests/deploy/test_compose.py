@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from support import ROOT
+from support import LIVE_POLICIES, ROOT
 
 COMPOSE = ROOT / "deploy" / "compose"
 
@@ -47,7 +47,7 @@ def test_compose_runs_every_part_with_secrets_from_env_files_only() -> None:
             if source.startswith("."):
                 path = (COMPOSE / source).resolve()
                 # The operators' policies folder is theirs (`bastion init` creates it); secrets too.
-                made_by_operators = path == ROOT / "policies" or path.parent.name == "secrets"
+                made_by_operators = path == LIVE_POLICIES or path.parent.name == "secrets"
                 assert path.exists() or made_by_operators, f"{name}: {source} does not exist"
     # Each replica has its own outbox; both share the CA agents trust.
     outboxes = [v for p in ("proxy-1", "proxy-2") for v in services[p]["volumes"] if v.endswith("/outbox")]
