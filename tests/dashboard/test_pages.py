@@ -325,7 +325,7 @@ def test_selecting_a_row_leads_to_its_trace(collector_env: Exported) -> None:
     assert link.proto.query_string == f"trace_id={collector_env.allowed_trace}"
 
     at.query_params["trace_id"] = collector_env.allowed_trace
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception
     assert at.title[0].value == "Trace"
     assert [m.value for m in at.metric] == ["2", "1", "allow"]
@@ -334,7 +334,7 @@ def test_selecting_a_row_leads_to_its_trace(collector_env: Exported) -> None:
 def test_trace_page_shows_spans_attributes_and_events(collector_env: Exported) -> None:
     at = app().run()
     at.query_params["trace_id"] = collector_env.allowed_trace
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception
     overview = at.dataframe[0].value.to_dict("records")
     assert [r["Span"].strip("\u2003↳ ") for r in overview] == ["chat scripted-small", "POST /v1/chat/completions"]
@@ -354,7 +354,7 @@ def test_trace_page_shows_spans_attributes_and_events(collector_env: Exported) -
 
 def test_trace_page_takes_a_typed_trace_id(collector_env: Exported) -> None:
     at = app().run()
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert at.info[0].value == "Enter a trace id, or select a row in the audit trail."
     at.text_input[0].input(collector_env.denied_trace.upper()).run()
     assert not at.exception
@@ -373,7 +373,7 @@ def test_trace_page_takes_a_typed_trace_id(collector_env: Exported) -> None:
 def test_trace_page_unknown_or_malformed_id(collector_env: Exported, trace_id: str, message: str) -> None:
     at = app().run()
     at.query_params["trace_id"] = trace_id
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception
     assert at.warning[0].value == message
 
@@ -387,7 +387,7 @@ def test_unreachable_collector_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     assert at.error[0].value.startswith(f"Cannot reach the collector at {url}")
     assert at.sidebar.caption[0].value == f"Collector: {url} (unreachable)"
     at.query_params["trace_id"] = "a" * 32
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception and at.error[0].value.startswith(f"Cannot reach the collector at {url}")
 
 
@@ -416,7 +416,7 @@ def test_alerts_page_shows_rejected_policy_edits(collector_env: Exported) -> Non
     while not CollectorClient(collector_env.url, token=TOKENS["viewer"]).alerts() and time.monotonic() < deadline:
         time.sleep(0.2)
     at = app().run()
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("screens/alerts.py").run()
     assert not at.exception, at.exception
     (row,) = at.dataframe[0].value.to_dict("records")
     assert (row["type"], row["policy still serving"]) == ("policy_rejected", "v-still-serving")

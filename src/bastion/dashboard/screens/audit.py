@@ -77,7 +77,7 @@ if items:
     selected = [i for i in table.selection.rows if i < len(items)]
     if selected:
         trace_id = items[selected[0]]["trace_id"]
-        st.page_link("pages/trace.py", label=f"Open trace {trace_id}", icon="🔎", query_params={"trace_id": trace_id})
+        st.page_link("screens/trace.py", label=f"Open trace {trace_id}", icon="🔎", query_params={"trace_id": trace_id})
 else:
     st.info("No audit records match these filters." if offset == 0 else "No more audit records.")
 
