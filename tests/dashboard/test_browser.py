@@ -6,7 +6,11 @@ Each test saves screenshots of what it saw under its pytest tmp folder (``*.png`
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +20,7 @@ from typing import Any
 
 import httpx
 import openai
+import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -97,8 +102,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with (policies / "bastion.yaml").open("a") as f:
         f.write(APPROVALS)
     (policies / "keys.yaml").write_text("keys: []\n")
-    import subprocess
-
     key = (
         subprocess.run(
             [*BASTION, "keys", "create", "--agent", "agent-1", "--role", "assistant", "--policies", str(policies)],
@@ -268,3 +271,37 @@ def test_batch_approve_two_with_one_reason(stack: Stack, page: Page, tmp_path: P
     for approval in waiting:
         assert decided[approval["id"]]["status"] == "approved"
         assert decided[approval["id"]]["decision_reason"] == "both checked"
+
+
+@pytest.mark.parametrize("name", ["CSV", "JSON Lines", "Parquet"])
+def test_export_the_filtered_audit_trail(stack: Stack, page: Page, name: str, tmp_path: Path) -> None:
+    page.goto(f"{stack.dashboard}/audit")
+    sign_in(page)
+    choose(page, "Decision", "deny")
+    expect(page.get_by_text("Records 1–1,")).to_be_visible()
+    choose(page, "Format", name)
+    page.get_by_role("button", name="Prepare export").click()
+    with page.expect_download() as started:
+        page.get_by_role("button", name=re.compile(r"Download \d+ records")).click()
+    saved = tmp_path / started.value.suggested_filename
+    started.value.save_as(saved)
+    rows = export_rows(saved.read_bytes(), name)
+    expected = httpx.get(auth=AUTH, url=f"{stack.collector}/api/audit", params={"decision": "deny"}).json()["items"]
+    assert rows and [r["trace_id"] for r in rows] == [r["trace_id"] for r in expected]
+    assert {r["decision"] for r in rows} == {"deny"}
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option)
+
+
+def export_rows(data: bytes, name: str) -> list[dict[str, Any]]:
+    if name == "CSV":
+        return list(csv.DictReader(io.StringIO(data.decode())))
+    if name == "JSON Lines":
+        return [json.loads(line) for line in data.decode().splitlines()]
+    return list(pq.read_table(io.BytesIO(data)).to_pylist())

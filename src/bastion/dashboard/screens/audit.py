@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from bastion.dashboard import session, views
+from bastion.dashboard import export, session, views
 from bastion.dashboard.client import CollectorError
 
 session.require()
@@ -86,3 +86,34 @@ newer_col.button("← Newer", key="audit_newer", disabled=offset == 0, on_click=
 next_offset = page.get("next_offset")
 older_col.button("Older →", key="audit_older", disabled=next_offset is None, on_click=_move, args=(next_offset or 0,))
 refresh_col.button("Refresh", key="audit_refresh")
+
+st.subheader("Export")
+format_col, prepare_col, download_col = st.columns([2, 1, 1], vertical_alignment="bottom")
+chosen = format_col.selectbox("Format", list(export.FORMATS), key="audit_export_format")
+if prepare_col.button("Prepare export", key="audit_export_prepare", help="every record these filters match"):
+    try:
+        records, more = session.client().audit_all(
+            export.MAX_RECORDS,
+            agent=agent or None,
+            decision=None if decision == views.ANY else decision,
+            kind=None if kind == views.ANY else kind,
+            since=since,
+            until=until,
+        )
+    except CollectorError as e:
+        st.error(f"The export is unavailable. {e}")
+    else:
+        st.session_state["audit_export"] = (filters, chosen, export.encode(records, chosen), len(records), more)
+prepared = st.session_state.get("audit_export")
+if prepared and prepared[:2] == (filters, chosen):
+    _, name, data, count, more = prepared
+    download_col.download_button(
+        f"Download {count} records",
+        data,
+        file_name=export.file_name(name),
+        mime=export.FORMATS[name][1],
+        key="audit_export_download",
+        on_click="ignore",
+    )
+    if more:
+        st.caption(f"The file holds the newest {export.MAX_RECORDS} records; narrow the filters for older ones.")
