@@ -218,6 +218,10 @@ def test_the_audit_table_fits_a_laptop_screen(stack: Stack, page: Page) -> None:
     assert box is not None
     assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"], box
     assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
+    # and every column shows without scrolling the table sideways
+    scroller = table.locator(".dvn-scroller").first
+    widths = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], widths
 
 
 def test_approve_a_held_call_and_see_it_in_the_history(stack: Stack, page: Page, tmp_path: Path) -> None:

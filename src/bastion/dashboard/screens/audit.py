@@ -16,6 +16,22 @@ session.require()
 
 PAGE_SIZES = (10, 25, 50, 100)
 TABLE = "audit_table"
+# Shown columns and their widths in pixels, to fit the main column of a 1440 px screen without scrolling
+# sideways. Role, kind and trace id stay in the data: the operation names the kind, a selected row links
+# its trace, and the export has every field.
+COLUMNS = {
+    "Time (UTC)": 160,
+    "Agent": 85,
+    "Decision": 80,
+    "Rule": 140,
+    "Operation": 100,
+    "Model": 90,
+    "Tokens in": 45,
+    "Tokens out": 45,
+    "HTTP": 45,
+    "Duration (ms)": 60,
+    "Audit": 80,
+}
 
 
 def _move(offset: int) -> None:
@@ -72,7 +88,13 @@ if doubtful:
 if items:
     st.caption(f"Records {offset + 1}–{offset + len(items)}, newest first. Select a row to open its trace.")
     table = st.dataframe(
-        views.audit_rows(items), hide_index=True, on_select="rerun", selection_mode="single-row", key=TABLE
+        views.audit_rows(items),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=TABLE,
+        column_order=list(COLUMNS),
+        column_config={name: st.column_config.Column(width=width) for name, width in COLUMNS.items()},
     )
     selected = [i for i in table.selection.rows if i < len(items)]
     if selected:
