@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1440, "height": 900}
 EXTRA_RULES = "p, role:assistant, model:scripted-review, *, review, model-needs-approval,\n"
 APPROVALS = "\napprovals:\n  timeout_seconds: 120\n"
-PAGES = {"Audit trail": "audit", "Trace": "trace", "Approvals": "approvals", "Alerts": "alerts"}
+PAGES = {"Overview": "", "Audit trail": "audit", "Trace": "trace", "Approvals": "approvals", "Alerts": "alerts"}
 WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
 
@@ -180,16 +180,17 @@ def test_sign_in_and_open_every_page(stack: Stack, page: Page, tmp_path: Path) -
     expect(page.get_by_text("Sign in with your operator token")).to_be_visible()
     shot(page, tmp_path, "sign-in")
     sign_in(page)
-    heading(page, "Audit trail")
-    expect(page.get_by_text("scripted-small").first).to_be_attached()  # a canvas grid: cells are hidden
+    heading(page, "Overview")
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("connected")).to_be_visible()
     for title, path in PAGES.items():
         sidebar.get_by_role("link", name=title).click()
         expect(page).to_have_url(re.compile(f"/{path}$"))
         heading(page, title)
+        if path == "audit":
+            expect(page.get_by_text("scripted-small").first).to_be_attached()  # a canvas grid: cells are hidden
         expect(page.get_by_test_id("stException")).to_have_count(0)
-        shot(page, tmp_path, path)
+        shot(page, tmp_path, path or "overview")
 
 
 @pytest.mark.parametrize("path", ["audit", "approvals", "alerts", "trace"])
@@ -275,6 +276,31 @@ def test_batch_approve_two_with_one_reason(stack: Stack, page: Page, tmp_path: P
     for approval in waiting:
         assert decided[approval["id"]]["status"] == "approved"
         assert decided[approval["id"]]["decision_reason"] == "both checked"
+
+
+def test_the_overview_charts_the_collectors_aggregates(stack: Stack, page: Page, tmp_path: Path) -> None:
+    stack.trace_id()  # the calls made at start-up are stored
+    since = "2000-01-01T00:00:00+00:00"
+    data = httpx.get(auth=AUTH, url=f"{stack.collector}/api/overview", params={"since": since, "step": 60}).json()
+    audit = httpx.get(auth=AUTH, url=f"{stack.collector}/api/audit", params={"since": since, "limit": 500}).json()
+    decided: dict[str, int] = {}
+    for item in audit["items"]:
+        decided[item["decision"]] = decided.get(item["decision"], 0) + 1
+    totals: dict[str, int] = {}
+    for point in data["decisions_over_time"]:
+        totals[point["decision"]] = totals.get(point["decision"], 0) + point["count"]
+    assert totals == decided and totals["deny"] >= 1
+    assert {"rule": "no-large-models", "decision": "deny", "count": 1} in data["top_rules"]
+    (agent,) = [a for a in data["agents"] if a["agent_id"] == "agent-1"]
+    assert agent["denials"] == 1 and agent["calls"] == sum(decided.values())
+    page.goto(stack.dashboard)
+    sign_in(page)
+    heading(page, "Overview")
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(3)
+    for n in range(3):
+        expect(charts.nth(n).locator("canvas, svg").first).to_be_visible()
+    shot(page, tmp_path, "overview")
 
 
 @pytest.mark.parametrize("name", ["CSV", "JSON Lines", "Parquet"])

@@ -18,19 +18,13 @@ from bastion.dashboard.client import CollectorClient
 # Not named `pages/`: Streamlit would also serve that folder as legacy multipage URLs that bypass
 # this script (no sidebar, no sign-in). Every URL goes through st.navigation below.
 SCREENS = Path(__file__).resolve().parent / "screens"
-AUDIT = st.Page(SCREENS / "audit.py", title="Audit trail", icon="📜", url_path="audit")
-
-
-def _home() -> None:
-    # The default page always lives at "/", so it cannot also answer "/audit": "/" opens the audit trail.
-    st.switch_page(AUDIT)
-
-
 st.set_page_config(page_title="Bastion", page_icon="🛡️", layout="wide")
 navigation = st.navigation(
     [
-        st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
-        AUDIT,
+        # The default page always lives at "/" (its url_path is not served), so it is not a page
+        # people link to: the overview.
+        st.Page(SCREENS / "overview.py", title="Overview", icon="📊", default=True),
+        st.Page(SCREENS / "audit.py", title="Audit trail", icon="📜", url_path="audit"),
         st.Page(SCREENS / "trace.py", title="Trace", icon="🔎", url_path="trace"),
         st.Page(SCREENS / "approvals.py", title="Approvals", icon="✋", url_path="approvals"),
         st.Page(SCREENS / "alerts.py", title="Alerts", icon="🚨", url_path="alerts"),

@@ -84,6 +84,14 @@ class CollectorClient:
             offset = page.get("next_offset") if page["items"] else None
         return items[:cap], offset is not None
 
+    def overview(self, since: datetime | str, until: datetime | str, step_seconds: int) -> Json:
+        """The collector's aggregates for charts: ``decisions_over_time``, ``top_rules``, ``agents``."""
+        params: dict[str, str | int] = {"since": _iso(since), "until": _iso(until), "step": step_seconds}
+        body = self._get("/api/overview", params)
+        if body is None:
+            raise CollectorError(f"The collector at {self.base_url} has no overview (an older version?).")
+        return body
+
     def trace(self, trace_id: str) -> Json | None:
         """Every span of the trace (``{"trace_id", "spans"}``), or ``None`` when it is unknown."""
         return self._get(f"/api/traces/{trace_id}", {})
