@@ -42,7 +42,7 @@ from bastion.collector.responses import COMMON, errors
 from bastion.collector.schema import SpanRow
 from bastion.collector.sealing import Sealer
 from bastion.collector.store import Store
-from bastion.collector.views import MAX_LIMIT, AuditFilters, Json, unix_nanos
+from bastion.collector.views import MAX_LIMIT, AuditFilters, Json
 from bastion.collector.webhook import notifier
 from bastion.listen import serve_asgi
 from bastion.operators import Credentials
@@ -127,7 +127,7 @@ async def overview(
     (default: now): decisions per ``step`` by effect, the top rules, and calls, denials and holds per agent."""
     end = _datetime("until", until) or datetime.now(UTC)
     start = _datetime("since", since) or end - timedelta(days=1)
-    return await asyncio.to_thread(collector.store.overview, unix_nanos(start), unix_nanos(end), step)
+    return await asyncio.to_thread(collector.store.overview, start, end, step)
 
 
 @router.get("/api/alerts")

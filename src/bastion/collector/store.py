@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import clickhouse_connect
@@ -193,13 +194,13 @@ class Store:
         with self._lock:
             self._client.close()
 
-    def overview(self, since_ns: int, until_ns: int, step_seconds: int) -> Json:
+    def overview(self, since: datetime, until: datetime, step_seconds: int) -> Json:
         """Aggregates of the decision spans between two times, each one ClickHouse GROUP BY: decisions
         per time step by effect, the rules that decided most, and each agent's calls, denials and holds."""
         params: dict[str, Any] = {
             **self._names,
-            "since": since_ns,
-            "until": until_ns,
+            "since": views.unix_nanos(since),
+            "until": views.unix_nanos(until),
             "step": max(1, step_seconds),
             "decision_key": semconv.BASTION_DECISION,
             "rule_key": semconv.BASTION_POLICY_RULE,
