@@ -335,3 +335,17 @@ def export_rows(data: bytes, name: str) -> list[dict[str, Any]]:
     if name == "JSON Lines":
         return [json.loads(line) for line in data.decode().splitlines()]
     return list(pq.read_table(io.BytesIO(data)).to_pylist())
+
+
+def test_the_overview_drills_into_the_filtered_audit_trail(stack: Stack, page: Page) -> None:
+    page.goto(stack.dashboard)
+    sign_in(page)
+    heading(page, "Overview")
+    choose(page, "Agent", "agent-1")
+    choose(page, "Decision", "deny")
+    page.get_by_role("button", name="Open in the audit trail").click()
+    expect(page).to_have_url(re.compile("/audit$"))
+    heading(page, "Audit trail")
+    expect(page.get_by_role("textbox", name="Agent", exact=True)).to_have_value("agent-1")
+    expect(page.get_by_role("combobox", name="Decision", exact=True)).to_have_value("deny")
+    expect(page.get_by_text("Records 1–1,")).to_be_visible()

@@ -22,6 +22,14 @@ def _data(rows: list[dict[str, Any]]) -> alt.Data:
     return alt.Data(values=rows)  # type: ignore[no-untyped-call]  # altair's Data is untyped
 
 
+def _drill() -> None:
+    """Set the audit trail's filters (its widgets' keys) to the overview's choices."""
+    state = st.session_state
+    state["audit_agent"] = state.get("overview_agent") or ""
+    state["audit_decision"] = state.get("overview_decision") or views.ANY
+    state["audit_range"] = state.get("overview_range") or next(iter(views.TIME_RANGES))
+
+
 st.title("Overview")
 window = st.selectbox("Time range", list(views.TIME_RANGES), index=1, key="overview_range")
 since, until = views.time_window(window, datetime.now(UTC))
@@ -89,3 +97,11 @@ with agents_col:
         [{"Agent": a["agent_id"], "Calls": a["calls"], "Denials": a["denials"], "Holds": a["holds"]} for a in agents],
         hide_index=True,
     )
+
+st.subheader("Drill into the audit trail")
+agent_col, decision_col, open_col = st.columns([3, 2, 1], vertical_alignment="bottom")
+names = [str(a["agent_id"]) for a in agents if a["agent_id"]]
+agent_col.selectbox("Agent", ["", *names], format_func=lambda a: a or "any agent", key="overview_agent")
+decision_col.selectbox("Decision", views.DECISIONS, key="overview_decision")
+if open_col.button("Open in the audit trail", key="overview_drill", on_click=_drill):
+    st.switch_page("screens/audit.py")
