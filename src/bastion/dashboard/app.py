@@ -1,9 +1,9 @@
 """The Bastion dashboard: ``streamlit run src/bastion/dashboard/app.py``.
 
 It reads only the collector's HTTP API, at ``BASTION_COLLECTOR_URL`` (default
-``http://127.0.0.1:4318``). Pages: the audit trail (``/audit``), one trace (``/trace?trace_id=``)
-approvals (``/approvals``: held calls, decisions, suspending and guiding agents) and alerts
-(``/alerts``: rejected policy edits and other events to look at).
+``http://127.0.0.1:4318``). Pages: the overview's charts (``/``), the audit trail with its export
+(``/audit``), one trace (``/trace?trace_id=``), approvals (``/approvals``: held calls, decisions,
+suspending and guiding agents) and alerts (``/alerts``: rejected policy edits and other events).
 """
 
 from __future__ import annotations
