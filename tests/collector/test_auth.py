@@ -42,6 +42,7 @@ NONE = {"authorization": ""}  # TestCredentials sends nothing
     [
         ("GET", "/api/audit"),
         ("GET", "/api/alerts"),
+        ("GET", "/api/overview"),
         ("GET", "/api/traces/" + "a" * 32),
         ("GET", "/api/audit/chain"),
         ("GET", "/api/approvals"),

@@ -71,7 +71,7 @@ def page(collector: Collector, monkeypatch: pytest.MonkeyPatch, token: str | Non
     at = AppTest.from_file(APP, default_timeout=30).run()
     if token is not None:
         at.sidebar.text_input(key="token_input").input(token).run()
-    at.switch_page("pages/approvals.py").run()
+    at.switch_page("screens/approvals.py").run()
     assert not at.exception, at.exception
     return at
 

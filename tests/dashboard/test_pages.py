@@ -214,6 +214,13 @@ def app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=30)
 
 
+def audit_page() -> AppTest:
+    """The app opened on the audit trail (the overview is the app's default page)."""
+    at = app().run()
+    at.switch_page("screens/audit.py")
+    return at.run()
+
+
 def audit_table(at: AppTest) -> list[dict[str, Any]]:
     assert not at.exception, at.exception
     rows: list[dict[str, Any]] = at.dataframe[0].value.to_dict("records")
@@ -221,7 +228,7 @@ def audit_table(at: AppTest) -> list[dict[str, Any]]:
 
 
 def test_audit_page_lists_decisions_newest_first(collector_env: Exported) -> None:
-    at = app().run()
+    at = audit_page()
     rows = audit_table(at)
     assert [r["Trace"] for r in rows] == [
         collector_env.denied_trace,
@@ -239,7 +246,7 @@ def test_audit_page_lists_decisions_newest_first(collector_env: Exported) -> Non
 
 
 def test_audit_page_marks_records_without_a_signed_link(collector_env: Exported) -> None:
-    at = app().run()  # these spans came straight from an SDK exporter, not through a proxy's signed chain
+    at = audit_page()  # these spans came straight from an SDK exporter, not through a proxy's signed chain
     assert {r["Audit"] for r in audit_table(at)} == {views.UNVERIFIED}
     warning = at.warning[0].value
     assert warning.startswith("3 of these records do not match a signed audit link")
@@ -256,7 +263,7 @@ def test_audit_page_marks_records_without_a_signed_link(collector_env: Exported)
     ],
 )
 def test_audit_filters(collector_env: Exported, widget: str, value: str, expected: list[str]) -> None:
-    at = app().run()
+    at = audit_page()
     if widget == "audit_agent":
         at.text_input(key=widget).input(value)
     else:
@@ -270,7 +277,7 @@ def test_audit_filters(collector_env: Exported, widget: str, value: str, expecte
 
 
 def test_audit_custom_time_range_in_the_past_is_empty(collector_env: Exported) -> None:
-    at = app().run()
+    at = audit_page()
     at.selectbox(key="audit_range").select("Custom").run()
     assert len(audit_table(at)) == 4  # the last day: the three calls and the approved tool call
     past = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=3)
@@ -282,7 +289,7 @@ def test_audit_custom_time_range_in_the_past_is_empty(collector_env: Exported) -
 
 
 def test_an_approved_tool_call_names_its_tool_and_its_approver(collector_env: Exported) -> None:
-    at = app().run()
+    at = audit_page()
     at.selectbox(key="audit_range").select("Last day")
     at.text_input(key="audit_agent").input("payer")
     at.run()
@@ -292,7 +299,7 @@ def test_an_approved_tool_call_names_its_tool_and_its_approver(collector_env: Ex
 
 
 def test_audit_pages_through_older_records(collector_env: Exported) -> None:
-    at = app().run()
+    at = audit_page()
     at.selectbox(key="audit_range").select("Last week")
     at.text_input(key="audit_agent").input("pager")
     at.selectbox(key="audit_page_size").select(10)
@@ -314,7 +321,7 @@ def test_audit_pages_through_older_records(collector_env: Exported) -> None:
 
 
 def test_selecting_a_row_leads_to_its_trace(collector_env: Exported) -> None:
-    at = app().run()
+    at = audit_page()
     rows = audit_table(at)
     index = [r["Trace"] for r in rows].index(collector_env.allowed_trace)
     at.session_state["audit_table"] = {"selection": {"rows": [index], "columns": [], "cells": []}}
@@ -325,7 +332,7 @@ def test_selecting_a_row_leads_to_its_trace(collector_env: Exported) -> None:
     assert link.proto.query_string == f"trace_id={collector_env.allowed_trace}"
 
     at.query_params["trace_id"] = collector_env.allowed_trace
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception
     assert at.title[0].value == "Trace"
     assert [m.value for m in at.metric] == ["2", "1", "allow"]
@@ -334,7 +341,7 @@ def test_selecting_a_row_leads_to_its_trace(collector_env: Exported) -> None:
 def test_trace_page_shows_spans_attributes_and_events(collector_env: Exported) -> None:
     at = app().run()
     at.query_params["trace_id"] = collector_env.allowed_trace
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception
     overview = at.dataframe[0].value.to_dict("records")
     assert [r["Span"].strip("\u2003↳ ") for r in overview] == ["chat scripted-small", "POST /v1/chat/completions"]
@@ -354,7 +361,7 @@ def test_trace_page_shows_spans_attributes_and_events(collector_env: Exported) -
 
 def test_trace_page_takes_a_typed_trace_id(collector_env: Exported) -> None:
     at = app().run()
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert at.info[0].value == "Enter a trace id, or select a row in the audit trail."
     at.text_input[0].input(collector_env.denied_trace.upper()).run()
     assert not at.exception
@@ -373,7 +380,7 @@ def test_trace_page_takes_a_typed_trace_id(collector_env: Exported) -> None:
 def test_trace_page_unknown_or_malformed_id(collector_env: Exported, trace_id: str, message: str) -> None:
     at = app().run()
     at.query_params["trace_id"] = trace_id
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception
     assert at.warning[0].value == message
 
@@ -382,12 +389,12 @@ def test_unreachable_collector_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("BASTION_COLLECTOR_URL", url)
     monkeypatch.setenv("BASTION_TOKEN", TOKENS["viewer"])
-    at = app().run()  # the audit page
+    at = audit_page()  # the audit page
     assert not at.exception
     assert at.error[0].value.startswith(f"Cannot reach the collector at {url}")
     assert at.sidebar.caption[0].value == f"Collector: {url} (unreachable)"
     at.query_params["trace_id"] = "a" * 32
-    at.switch_page("pages/trace.py").run()
+    at.switch_page("screens/trace.py").run()
     assert not at.exception and at.error[0].value.startswith(f"Cannot reach the collector at {url}")
 
 
@@ -416,7 +423,7 @@ def test_alerts_page_shows_rejected_policy_edits(collector_env: Exported) -> Non
     while not CollectorClient(collector_env.url, token=TOKENS["viewer"]).alerts() and time.monotonic() < deadline:
         time.sleep(0.2)
     at = app().run()
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("screens/alerts.py").run()
     assert not at.exception, at.exception
     (row,) = at.dataframe[0].value.to_dict("records")
     assert (row["type"], row["policy still serving"]) == ("policy_rejected", "v-still-serving")

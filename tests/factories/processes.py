@@ -94,3 +94,9 @@ def proxy(
         args += ["--policies", str(policies)]
     args += ["--confdir", str(tmp / name / "conf"), "--outbox-dir", str(tmp / name / "outbox"), *extra_args]
     return _service(tmp, name, args, reverse_port, "/healthz", env, timeout=60)
+
+
+def dashboard(tmp: Path, port: int, collector: str) -> AbstractContextManager[Service]:
+    """The Streamlit dashboard reading ``collector``; nobody is signed in (no BASTION_TOKEN)."""
+    args = [*BASTION, "dashboard", "--dashboard-port", str(port), "--collector-url", collector]
+    return _service(tmp, "dashboard", args, port, "/_stcore/health", {"BASTION_TOKEN": ""}, timeout=60)

@@ -12,7 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -115,6 +115,21 @@ async def audit(
         offset=offset,
     )
     return await asyncio.to_thread(collector.store.audit, filters, request.app.state.audit.span_problems)
+
+
+@router.get("/api/overview")
+async def overview(
+    collector: CollectorDep,
+    _: Viewer,
+    since: str | None = None,
+    until: str | None = None,
+    step: Annotated[int, Query(ge=1, le=86_400 * 31, description="seconds per time bucket")] = 300,
+) -> Json:
+    """Aggregates for the dashboard's charts between ``since`` (default: a day ago) and ``until``
+    (default: now): decisions per ``step`` by effect, the top rules, and calls, denials and holds per agent."""
+    end = _datetime("until", until) or datetime.now(UTC)
+    start = _datetime("since", since) or end - timedelta(days=1)
+    return await asyncio.to_thread(collector.store.overview, start, end, step)
 
 
 @router.get("/api/alerts")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import clickhouse_connect
@@ -66,6 +67,27 @@ FROM {_TABLE}
 WHERE mapContains(SpanAttributes, {{alert_key:String}})
 ORDER BY Timestamp DESC
 LIMIT {{limit:UInt32}}"""
+
+
+_DECISIONS_BETWEEN: Final = """\
+FROM {db:Identifier}.{table:Identifier}
+WHERE mapContains(SpanAttributes, {decision_key:String})
+    AND Timestamp >= fromUnixTimestamp64Nano({since:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({until:Int64})"""
+_OVER_TIME: Final = f"""\
+SELECT toUnixTimestamp(toStartOfInterval(Timestamp, toIntervalSecond({{step:UInt32}}))) AS t,
+    SpanAttributes[{{decision_key:String}}] AS d, count()
+{_DECISIONS_BETWEEN}
+GROUP BY t, d ORDER BY t, d"""
+_TOP_RULES: Final = f"""\
+SELECT SpanAttributes[{{rule_key:String}}] AS r, SpanAttributes[{{decision_key:String}}] AS d, count() AS n
+{_DECISIONS_BETWEEN}
+GROUP BY r, d ORDER BY n DESC, r, d LIMIT 20"""
+_PER_AGENT: Final = f"""\
+SELECT SpanAttributes[{{agent_key:String}}] AS a, count() AS n,
+    countIf(SpanAttributes[{{decision_key:String}}] = 'deny'),
+    countIf(SpanAttributes[{{decision_key:String}}] = 'review')
+{_DECISIONS_BETWEEN}
+GROUP BY a ORDER BY n DESC, a LIMIT 50"""
 
 
 class Store:
@@ -171,6 +193,32 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+    def overview(self, since: datetime, until: datetime, step_seconds: int) -> Json:
+        """Aggregates of the decision spans between two times, each one ClickHouse GROUP BY: decisions
+        per time step by effect, the rules that decided most, and each agent's calls, denials and holds."""
+        params: dict[str, Any] = {
+            **self._names,
+            "since": views.unix_nanos(since),
+            "until": views.unix_nanos(until),
+            "step": max(1, step_seconds),
+            "decision_key": semconv.BASTION_DECISION,
+            "rule_key": semconv.BASTION_POLICY_RULE,
+            "agent_key": semconv.BASTION_AGENT_ID,
+        }
+        over_time = self._query(_OVER_TIME, params)
+        rules = self._query(_TOP_RULES, params)
+        agents = self._query(_PER_AGENT, params)
+        return {
+            "decisions_over_time": [
+                {"time": views.iso_time(int(t) * 10**9), "decision": d, "count": int(n)} for t, d, n in over_time
+            ],
+            "top_rules": [{"rule": r, "decision": d, "count": int(n)} for r, d, n in rules],
+            "agents": [
+                {"agent_id": a, "calls": int(n), "denials": int(denied), "holds": int(held)}
+                for a, n, denied, held in agents
+            ],
+        }
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
         with self._lock:

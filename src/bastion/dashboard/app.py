@@ -1,9 +1,9 @@
 """The Bastion dashboard: ``streamlit run src/bastion/dashboard/app.py``.
 
 It reads only the collector's HTTP API, at ``BASTION_COLLECTOR_URL`` (default
-``http://127.0.0.1:4318``). Pages: the audit trail (``/audit``), one trace (``/trace?trace_id=``)
-approvals (``/approvals``: held calls, decisions, suspending and guiding agents) and alerts
-(``/alerts``: rejected policy edits and other events to look at).
+``http://127.0.0.1:4318``). Pages: the overview's charts (``/``), the audit trail with its export
+(``/audit``), one trace (``/trace?trace_id=``), approvals (``/approvals``: held calls, decisions,
+suspending and guiding agents) and alerts (``/alerts``: rejected policy edits and other events).
 """
 
 from __future__ import annotations
@@ -15,15 +15,19 @@ import streamlit as st
 from bastion.dashboard import session
 from bastion.dashboard.client import CollectorClient
 
-PAGES = Path(__file__).resolve().parent / "pages"
-
+# Not named `pages/`: Streamlit would also serve that folder as legacy multipage URLs that bypass
+# this script (no sidebar, no sign-in). Every URL goes through st.navigation below.
+SCREENS = Path(__file__).resolve().parent / "screens"
 st.set_page_config(page_title="Bastion", page_icon="🛡️", layout="wide")
 navigation = st.navigation(
     [
-        st.Page(PAGES / "audit.py", title="Audit trail", icon="📜", url_path="audit", default=True),
-        st.Page(PAGES / "trace.py", title="Trace", icon="🔎", url_path="trace"),
-        st.Page(PAGES / "approvals.py", title="Approvals", icon="✋", url_path="approvals"),
-        st.Page(PAGES / "alerts.py", title="Alerts", icon="🚨", url_path="alerts"),
+        # The default page always lives at "/" (its url_path is not served), so it is not a page
+        # people link to: the overview.
+        st.Page(SCREENS / "overview.py", title="Overview", icon="📊", default=True),
+        st.Page(SCREENS / "audit.py", title="Audit trail", icon="📜", url_path="audit"),
+        st.Page(SCREENS / "trace.py", title="Trace", icon="🔎", url_path="trace"),
+        st.Page(SCREENS / "approvals.py", title="Approvals", icon="✋", url_path="approvals"),
+        st.Page(SCREENS / "alerts.py", title="Alerts", icon="🚨", url_path="alerts"),
     ]
 )
 

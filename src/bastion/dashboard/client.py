@@ -17,6 +17,7 @@ from bastion.settings import DashboardSettings
 
 Json = dict[str, Any]
 ENV = "BASTION_COLLECTOR_URL"
+AUDIT_PAGE = 500  # the collector's largest page of audit records
 
 
 class CollectorError(Exception):
@@ -61,6 +62,34 @@ class CollectorClient:
         body = self._get("/api/audit", params)
         if body is None or not isinstance(body.get("items"), list):
             raise CollectorError(f"The collector at {self.base_url} sent an audit page without items.")
+        return body
+
+    def audit_all(
+        self,
+        cap: int,
+        agent: str | None = None,
+        decision: str | None = None,
+        kind: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> tuple[list[Json], bool]:
+        """Every audit record the filters match, newest first, up to ``cap``; and whether more were left."""
+        items: list[Json] = []
+        offset: int | None = 0
+        while offset is not None and len(items) < cap:
+            page = self.audit(
+                agent, decision, kind, since, until, limit=min(AUDIT_PAGE, cap - len(items)), offset=offset
+            )
+            items += page["items"]
+            offset = page.get("next_offset") if page["items"] else None
+        return items[:cap], offset is not None
+
+    def overview(self, since: datetime | str, until: datetime | str, step_seconds: int) -> Json:
+        """The collector's aggregates for charts: ``decisions_over_time``, ``top_rules``, ``agents``."""
+        params: dict[str, str | int] = {"since": _iso(since), "until": _iso(until), "step": step_seconds}
+        body = self._get("/api/overview", params)
+        if body is None:
+            raise CollectorError(f"The collector at {self.base_url} has no overview (an older version?).")
         return body
 
     def trace(self, trace_id: str) -> Json | None:

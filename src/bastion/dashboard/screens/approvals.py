@@ -64,7 +64,7 @@ def _approval(item: dict[str, Any], can_decide: bool) -> None:
                     st.markdown(f"**{message.get('role')}**: {message.get('content')}")
         if item.get("trace_id"):
             st.page_link(
-                "pages/trace.py", label="Open its trace", icon="🔎", query_params={"trace_id": item["trace_id"]}
+                "screens/trace.py", label="Open its trace", icon="🔎", query_params={"trace_id": item["trace_id"]}
             )
         reason_key = f"reason_{approval_id}"
         st.text_input("Reason", key=reason_key, placeholder="why (recorded and shown to the agent)")

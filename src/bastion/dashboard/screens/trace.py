@@ -11,7 +11,7 @@ from bastion.dashboard.client import CollectorError
 session.require()
 
 st.title("Trace")
-st.page_link("pages/audit.py", label="Back to the audit trail", icon="📜")
+st.page_link("screens/audit.py", label="Back to the audit trail", icon="📜")
 from_url = st.query_params.get("trace_id", "")
 trace_id = st.text_input("Trace id", value=from_url, placeholder="32 hex characters").strip().lower()
 if trace_id != from_url:

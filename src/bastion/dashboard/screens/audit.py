@@ -9,13 +9,29 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from bastion.dashboard import session, views
+from bastion.dashboard import export, session, views
 from bastion.dashboard.client import CollectorError
 
 session.require()
 
 PAGE_SIZES = (10, 25, 50, 100)
 TABLE = "audit_table"
+# Shown columns and their widths in pixels, to fit the main column of a 1440 px screen without scrolling
+# sideways. Role, kind and trace id stay in the data: the operation names the kind, a selected row links
+# its trace, and the export has every field.
+COLUMNS = {
+    "Time (UTC)": 160,
+    "Agent": 85,
+    "Decision": 80,
+    "Rule": 140,
+    "Operation": 100,
+    "Model": 90,
+    "Tokens in": 45,
+    "Tokens out": 45,
+    "HTTP": 45,
+    "Duration (ms)": 60,
+    "Audit": 80,
+}
 
 
 def _move(offset: int) -> None:
@@ -72,12 +88,18 @@ if doubtful:
 if items:
     st.caption(f"Records {offset + 1}–{offset + len(items)}, newest first. Select a row to open its trace.")
     table = st.dataframe(
-        views.audit_rows(items), hide_index=True, on_select="rerun", selection_mode="single-row", key=TABLE
+        views.audit_rows(items),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=TABLE,
+        column_order=list(COLUMNS),
+        column_config={name: st.column_config.Column(width=width) for name, width in COLUMNS.items()},
     )
     selected = [i for i in table.selection.rows if i < len(items)]
     if selected:
         trace_id = items[selected[0]]["trace_id"]
-        st.page_link("pages/trace.py", label=f"Open trace {trace_id}", icon="🔎", query_params={"trace_id": trace_id})
+        st.page_link("screens/trace.py", label=f"Open trace {trace_id}", icon="🔎", query_params={"trace_id": trace_id})
 else:
     st.info("No audit records match these filters." if offset == 0 else "No more audit records.")
 
@@ -86,3 +108,34 @@ newer_col.button("← Newer", key="audit_newer", disabled=offset == 0, on_click=
 next_offset = page.get("next_offset")
 older_col.button("Older →", key="audit_older", disabled=next_offset is None, on_click=_move, args=(next_offset or 0,))
 refresh_col.button("Refresh", key="audit_refresh")
+
+st.subheader("Export")
+format_col, prepare_col, download_col = st.columns([2, 1, 1], vertical_alignment="bottom")
+chosen = format_col.selectbox("Format", list(export.FORMATS), key="audit_export_format")
+if prepare_col.button("Prepare export", key="audit_export_prepare", help="every record these filters match"):
+    try:
+        records, more = session.client().audit_all(
+            export.MAX_RECORDS,
+            agent=agent or None,
+            decision=None if decision == views.ANY else decision,
+            kind=None if kind == views.ANY else kind,
+            since=since,
+            until=until,
+        )
+    except CollectorError as e:
+        st.error(f"The export is unavailable. {e}")
+    else:
+        st.session_state["audit_export"] = (filters, chosen, export.encode(records, chosen), len(records), more)
+prepared = st.session_state.get("audit_export")
+if prepared and prepared[:2] == (filters, chosen):
+    _, name, data, count, more = prepared
+    download_col.download_button(
+        f"Download {count} records",
+        data,
+        file_name=export.file_name(name),
+        mime=export.FORMATS[name][1],
+        key="audit_export_download",
+        on_click="ignore",
+    )
+    if more:
+        st.caption(f"The file holds the newest {export.MAX_RECORDS} records; narrow the filters for older ones.")
