@@ -325,7 +325,10 @@ def choose(page: Page, label: str, option: str) -> None:
     """Pick ``option`` in the selectbox labelled ``label``."""
     box = page.get_by_role("combobox", name=label, exact=True)
     box.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    # Typed, not clicked in the list: a long list may open partly outside the viewport.
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=True).first.wait_for()
+    page.keyboard.press("Enter")
     expect(box).to_have_value(option)
 
 
