@@ -1,12 +1,14 @@
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bastion.proxy.breakers import call_key, first_turn, history_tool_calls
+from bastion.proxy.breakers import call_key
 from bastion.proxy.limiter import Attempt, Limiter, Refusal, Ticket
 from bastion.proxy.limits import parse
+from bastion.proxy.provenance import Conversation, read_chat, read_gemini, read_messages, read_responses
 
 
 class Clock:
@@ -102,15 +104,24 @@ def test_the_same_mcp_tool_call_repeated_is_stopped() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("read", "body"),
     [
-        {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"a": 1}'}}]}]},
-        {"input": [{"type": "function_call", "name": "f", "arguments": '{"a":1}'}]},
-        {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {"a": 1}}]}]},
+        (
+            read_chat,
+            {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"a": 1}'}}]}]},
+        ),
+        (read_responses, {"input": [{"type": "function_call", "name": "f", "arguments": '{"a":1}'}]}),
+        (
+            read_messages,
+            {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {"a": 1}}]}]},
+        ),
+        (read_gemini, {"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]}]}),
     ],
 )
-def test_tool_calls_in_a_history_are_read_in_every_api(body: dict[str, Any]) -> None:
-    assert history_tool_calls(body) == [call_key("f", {"a": 1})]
+def test_tool_calls_in_a_history_are_read_in_every_api(
+    read: Callable[[Any], Conversation], body: dict[str, Any]
+) -> None:
+    assert [call_key(name, args) for name, args in read(body).calls] == [call_key("f", {"a": 1})]
 
 
 def test_a_model_asking_for_the_same_call_again_and_again_is_stopped() -> None:
@@ -188,13 +199,17 @@ def test_a_conversation_that_starts_again_counts_again() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "first"),
+    ("read", "body", "first"),
     [
-        ({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]}, True),
-        ({"input": "hi"}, True),
-        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, False),
-        ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, False),
+        (read_chat, {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]}, True),
+        (read_responses, {"input": "hi"}, True),
+        (read_chat, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, False),
+        (read_responses, {"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, False),
+        (read_gemini, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, True),
+        (read_gemini, {"contents": [{"role": "model", "parts": [{"text": "yo"}]}]}, False),
     ],
 )
-def test_a_first_turn_has_no_model_turn_in_its_history(body: dict[str, Any], first: bool) -> None:
-    assert first_turn(body) is first
+def test_a_first_turn_has_no_model_turn_in_its_history(
+    read: Callable[[Any], Conversation], body: dict[str, Any], first: bool
+) -> None:
+    assert (not read(body).answered) is first

@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
+from bastion.proxy.formats import ApiFormat, anthropic, gemini, openai_chat, openai_responses
 from bastion.proxy.provenance import (
     Conversation,
     Linked,
     Provenance,
     ProvenanceLinks,
     Trust,
-    read_conversation,
+    read_chat,
     trace,
     unknown_provenance,
 )
@@ -53,11 +54,27 @@ MESSAGES = {
 }
 
 
+GEMINI = {
+    "systemInstruction": {"parts": [{"text": "You help Ann. Her bank is bank.example."}]},
+    "contents": [
+        {"role": "user", "parts": [{"text": "Pay bob@example.com 50"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "read_inbox", "args": {"folder": "in"}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "read_inbox", "response": {"text": INJECTED}}}]},
+    ],
+}
+
+
 @pytest.mark.parametrize(
-    ("body", "endpoint"), [(CHAT, "chat.completions"), (RESPONSES, "responses"), (MESSAGES, "messages")]
+    ("body", "fmt"),
+    [
+        (CHAT, openai_chat.FORMAT),
+        (RESPONSES, openai_responses.FORMAT),
+        (MESSAGES, anthropic.FORMAT),
+        (GEMINI, gemini.FORMAT),
+    ],
 )
-def test_every_api_reads_sources_and_earlier_calls(body: dict[str, Any], endpoint: str) -> None:
-    conversation = read_conversation(body, endpoint)
+def test_every_api_reads_sources_and_earlier_calls(body: dict[str, Any], fmt: ApiFormat) -> None:
+    conversation = fmt.conversation(body)
     assert [t.source for t in conversation.texts] == ["system", "user", "tool"]
     assert conversation.texts[2].tool == "read_inbox"
     assert [name for name, _ in conversation.calls] == ["read_inbox"]
@@ -80,13 +97,13 @@ def test_every_api_reads_sources_and_earlier_calls(body: dict[str, Any], endpoin
     ],
 )
 def test_trace(args: dict[str, Any], arg: str, source: str, untrusted: bool) -> None:
-    prov = trace(read_conversation(CHAT, "chat.completions"), args, Trust())
+    prov = trace(read_chat(CHAT), args, Trust())
     assert prov.kinds()[arg] == source
     assert prov.from_untrusted(args[arg]) is untrusted
 
 
 def test_trusted_tools_results_are_not_untrusted() -> None:
-    conversation = read_conversation(CHAT, "chat.completions")
+    conversation = read_chat(CHAT)
     prov = trace(conversation, {"iban": "DE89 3704 0044"}, Trust(("read_*",)))
     assert prov.kinds() == {"iban": "tool"} and not prov.from_untrusted("DE89 3704 0044")
 
@@ -99,7 +116,7 @@ def test_unknown_provenance_is_untrusted() -> None:
 
 def test_record_round_trip() -> None:
     args = {"url": "https://evil.io/x", "to": "bob@example.com"}
-    prov = trace(read_conversation(CHAT, "chat.completions"), args, Trust())
+    prov = trace(read_chat(CHAT), args, Trust())
     again = Provenance.from_record(prov.record(), args)
     assert again.kinds() == prov.kinds()
     assert again.from_untrusted(args["url"]) and not again.from_untrusted(args["to"])

@@ -6,8 +6,9 @@
   upstream (then its circuit opens: calls fail fast until the cool-down ends, and the first
   failure after it opens the circuit again).
 
-``repeated_tool_calls`` reads the tool calls a model asked for from a request's history, so a model
-asking for the same call again and again is seen in the conversation itself, in every API.
+The tool calls a model asked for in a request's history come from its API format's
+``conversation`` (``proxy/formats/``), so a model asking for the same call again and again is seen
+in the conversation itself, in every API.
 """
 
 from __future__ import annotations
@@ -40,43 +41,6 @@ def call_key(name: str, arguments: Any) -> str:
             arguments = json.loads(arguments)
     canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
     return f"{name}\0{canonical}"
-
-
-def history_tool_calls(body: Any) -> list[str]:
-    """The tool calls the model asked for in a request's history: OpenAI chat ``tool_calls``,
-    Responses ``function_call`` items, Anthropic ``tool_use`` blocks."""
-    if not isinstance(body, dict):
-        return []
-    found: list[str] = []
-    items = body.get("messages")
-    if not isinstance(items, list):
-        items = body.get("input")
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "function_call":
-            found.append(call_key(str(item.get("name")), item.get("arguments")))
-        calls = item.get("tool_calls")
-        for call in calls if isinstance(calls, list) else []:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                found.append(call_key(str(function.get("name")), function.get("arguments")))
-        content = item.get("content")
-        for block in content if isinstance(content, list) else []:
-            if isinstance(block, dict) and block.get("type") == "tool_use":
-                found.append(call_key(str(block.get("name")), block.get("input")))
-    return found
-
-
-def first_turn(body: Any) -> bool:
-    """Whether a model request starts its conversation: no model turn in its history yet."""
-    items = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        items = body.get("input") if isinstance(body, dict) else None
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and (item.get("role") == "assistant" or item.get("type") == "function_call"):
-            return False
-    return True
 
 
 def most_repeated(calls: list[str]) -> tuple[str, int]:

@@ -41,7 +41,7 @@ class Attempt:
     conversation: str | None = None
     # The MCP tools/call's identity (tool and arguments), or None.
     tool_call: str | None = None
-    # The tool calls a model request's history holds (breakers.history_tool_calls).
+    # The tool calls a model request's history holds (its format's conversation: ``ApiFormat.conversation``).
     history_calls: tuple[str, ...] = ()
     # Estimated tokens (input + the output asked for); 0 for calls without tokens.
     tokens: int = 0

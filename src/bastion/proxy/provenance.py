@@ -1,8 +1,9 @@
 """Where a tool call's arguments came from: the user's or system prompt, a tool's result, or nowhere.
 
 Bastion sees the whole conversation of every model call (system, user, assistant, tool results).
-:func:`read_conversation` reduces a request body (OpenAI chat or Responses, Anthropic Messages) to
-its texts, each with its source, and the tool calls made earlier in it. :func:`trace` then finds
+Each API format's ``conversation`` (``read_chat``, ``read_responses``, ``read_messages``,
+``read_gemini`` here) reduces a request body to its texts, each with its source, and the tool calls
+made earlier in it. :func:`trace` then finds
 each argument value of a tool call the model emits in those texts:
 
 - ``user`` it appears in a user message (the user asked for it);
@@ -29,7 +30,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -42,7 +43,6 @@ Json = dict[str, Any]
 USER, SYSTEM, TOOL, MODEL, UNKNOWN = "user", "system", "tool", "model", "unknown"
 # The most doubtful first: a list argument takes the first of these any of its values has.
 DOUBT = (UNKNOWN, TOOL, MODEL, SYSTEM, USER)
-CHAT, RESPONSES, MESSAGES = "chat.completions", "responses", "messages"
 LINKS_REMEMBERED = 10_000
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.)", re.IGNORECASE)
 
@@ -70,6 +70,7 @@ class Conversation:
 
     texts: tuple[Text, ...] = ()
     calls: tuple[tuple[str, Json], ...] = ()  # earlier tool calls in it: (tool name, arguments)
+    answered: bool = False  # a model turn is in its history (it is not the conversation's first call)
 
 
 @dataclass(frozen=True)
@@ -214,19 +215,22 @@ def _leaves(value: Any) -> Iterator[object]:
 # Reading conversations.
 
 
-def read_conversation(body: Any, endpoint: str) -> Conversation:
-    """The texts (with their sources) and earlier tool calls of a model request body."""
-    if not isinstance(body, dict):
-        return Conversation()
-    texts: list[Text] = []
-    calls: list[tuple[str, Json]] = []
-    if endpoint == CHAT:
-        _read_chat(body, texts, calls)
-    elif endpoint == RESPONSES:
-        _read_responses(body, texts, calls)
-    elif endpoint == MESSAGES:
-        _read_messages(body, texts, calls)
-    return Conversation(tuple(t for t in texts if t.text), tuple(calls))
+Reader = Callable[[Json, list[Text], list[tuple[str, Json]]], bool]
+
+
+def _reading(read: Reader) -> Callable[[Any], Conversation]:
+    """A format's conversation reader (``ApiFormat.conversation``): the texts with their sources, the
+    earlier tool calls, and whether a model turn came before."""
+
+    def conversation(body: Any) -> Conversation:
+        if not isinstance(body, dict):
+            return Conversation()
+        texts: list[Text] = []
+        calls: list[tuple[str, Json]] = []
+        answered = read(body, texts, calls)
+        return Conversation(tuple(t for t in texts if t.text), tuple(calls), answered)
+
+    return conversation
 
 
 def _text(source: str, content: Any, tool: str = "") -> Text:
@@ -259,16 +263,19 @@ def _role_source(role: Any) -> str | None:
     return {"user": USER, "system": SYSTEM, "developer": SYSTEM}.get(role) if isinstance(role, str) else None
 
 
-def _read_chat(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> None:
+def _read_chat(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> bool:
     names: dict[str, str] = {}
+    answered = False
     for message in _dicts(body.get("messages")):
         role = message.get("role")
         if (source := _role_source(role)) is not None:
             texts.append(_text(source, message.get("content")))
         elif role == "assistant":
+            answered = True
             for call in _dicts(message.get("tool_calls")):
-                found = call.get("function")
-                function: Json = found if isinstance(found, dict) else {}
+                function = call.get("function")
+                if not isinstance(function, dict):  # no function: no call to remember
+                    continue
                 name = str(function.get("name", ""))
                 names[str(call.get("id", ""))] = name
                 calls.append((name, _arguments(function.get("arguments"))))
@@ -280,36 +287,44 @@ def _read_chat(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> 
             texts.append(_text(TOOL, message.get("content"), tool))
         elif role == "function":
             texts.append(_text(TOOL, message.get("content"), str(message.get("name", "?"))))
+    return answered
 
 
-def _read_responses(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> None:
+def _read_responses(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> bool:
     if body.get("instructions"):
         texts.append(_text(SYSTEM, body["instructions"]))
     items = body.get("input")
     if isinstance(items, str):
         texts.append(_text(USER, items))
-        return
+        return False
     names: dict[str, str] = {}
+    answered = False
     for item in _dicts(items):
         kind = item.get("type", "message")
         if kind == "message" and (source := _role_source(item.get("role"))) is not None:
             texts.append(_text(source, item.get("content")))
+        elif kind == "message" and item.get("role") == "assistant":
+            answered = True
         elif kind == "function_call":
+            answered = True
             name = str(item.get("name", ""))
             names[str(item.get("call_id", ""))] = name
             calls.append((name, _arguments(item.get("arguments"))))
         elif kind == "function_call_output":
             texts.append(_text(TOOL, item.get("output"), names.get(str(item.get("call_id", "")), "?")))
+    return answered
 
 
-def _read_messages(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> None:
+def _read_messages(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> bool:
     if body.get("system"):
         texts.append(_text(SYSTEM, body["system"]))
     names: dict[str, str] = {}
+    answered = False
     for message in _dicts(body.get("messages")):
         role, content = message.get("role"), message.get("content")
         blocks = content if isinstance(content, list) else [content]
         if role == "assistant":
+            answered = True
             for block in _dicts(blocks):
                 if block.get("type") == "tool_use":
                     name = str(block.get("name", ""))
@@ -324,6 +339,36 @@ def _read_messages(body: Json, texts: list[Text], calls: list[tuple[str, Json]])
                 texts.append(_text(TOOL, part.get("content"), tool))
             else:
                 texts.append(_text(USER, part))
+    return answered
+
+
+def _read_gemini(body: Json, texts: list[Text], calls: list[tuple[str, Json]]) -> bool:
+    """Gemini: ``systemInstruction``, and ``contents`` of user and model turns whose parts are text,
+    ``functionCall`` (the model's) or ``functionResponse`` (a tool's result, named by its function)."""
+    system = body.get("systemInstruction")
+    if isinstance(system, dict):
+        texts.append(_text(SYSTEM, [p.get("text") for p in _dicts(system.get("parts"))]))
+    elif isinstance(system, str):
+        texts.append(_text(SYSTEM, system))
+    answered = False
+    for turn in _dicts(body.get("contents")):
+        model = turn.get("role") == "model"
+        answered = answered or model
+        for part in _dicts(turn.get("parts")):
+            call, result = part.get("functionCall"), part.get("functionResponse")
+            if isinstance(call, dict):
+                calls.append((str(call.get("name", "")), _arguments(call.get("args"))))
+            elif isinstance(result, dict):
+                texts.append(_text(TOOL, result.get("response"), str(result.get("name", "?"))))
+            elif not model and "text" in part:
+                texts.append(_text(USER, part.get("text")))
+    return answered
+
+
+read_chat = _reading(_read_chat)
+read_responses = _reading(_read_responses)
+read_messages = _reading(_read_messages)
+read_gemini = _reading(_read_gemini)
 
 
 def _dicts(items: Any) -> Iterable[Json]:

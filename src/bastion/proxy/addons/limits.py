@@ -17,7 +17,7 @@ from mitmproxy.flow import Error
 
 from bastion import semconv
 from bastion.proxy import mcp
-from bastion.proxy.breakers import call_key, conversation_key, first_turn, history_tool_calls
+from bastion.proxy.breakers import call_key, conversation_key
 from bastion.proxy.config import GatewayConfig, LiveConfig, live
 from bastion.proxy.control import Control
 from bastion.proxy.decision import Decision, Effect, error
@@ -65,9 +65,10 @@ def attempt(flow: http.HTTPFlow, st: CallState) -> Attempt:
         return Attempt(who.agent_id, who.role, who.key_id, call.policy_object, upstream)
     first = st.format.first_user_text(st.body) if st.format is not None and isinstance(st.body, dict) else ""
     conversation = conversation_key(who.agent_id, header, first)
-    history = tuple(history_tool_calls(st.body))
+    said = st.format.conversation(st.body) if st.format is not None else None
+    history = tuple(call_key(name, args) for name, args in said.calls) if said is not None else ()
     tokens = estimate_tokens(flow.request.raw_content or b"", st.body)
-    fresh = header is None and first_turn(st.body)
+    fresh = header is None and not (said is not None and said.answered)
     target = call.policy_object
     return Attempt(who.agent_id, who.role, who.key_id, target, upstream, conversation, None, history, tokens, fresh)
 

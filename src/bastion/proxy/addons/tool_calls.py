@@ -21,7 +21,7 @@ from bastion.proxy.decision import PolicyRequest, deny, refusal_code, refusal_me
 from bastion.proxy.errors import error_response
 from bastion.proxy.formats import ApiFormat
 from bastion.proxy.policy import PolicyEngine
-from bastion.proxy.provenance import Conversation, Linked, Provenance, ProvenanceLinks, read_conversation
+from bastion.proxy.provenance import Conversation, Linked, Provenance, ProvenanceLinks
 from bastion.proxy.session import SessionFacts, conversation_facts
 from bastion.proxy.sse import is_event_stream
 from bastion.proxy.state import CallState, answered, refuse, state
@@ -141,7 +141,7 @@ class ToolCalls:
         agent = st.identity.agent_id
         trust = self.live.current.provenance
         try:
-            conversation = read_conversation(st.agent_body, st.call.endpoint)
+            conversation = st.format.conversation(st.agent_body) if st.format is not None else Conversation()
         except Exception:  # then every argument is of the model's making, never the user's
             log.exception("could not read the conversation for provenance")
             conversation = Conversation()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion import semconv
+from bastion.proxy import provenance
 from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event, ends_with, json_event
 from bastion.proxy.formats.openai_chat import first_user_message
 from bastion.proxy.toolcalls import (
@@ -260,5 +261,6 @@ FORMAT = ApiFormat(
     messages=messages,
     with_guidance=with_guidance,
     first_user_text=first_user_text,
+    conversation=provenance.read_messages,
     provider_key=provider_key,
 )

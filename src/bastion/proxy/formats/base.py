@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.proxy import jsonlimits
+from bastion.proxy.provenance import Conversation
 from bastion.proxy.toolcalls import FilteredRequest, Judge, StreamRewriter, ToolList, Verdict, filter_tools
 from bastion.proxy.usage import Usage
 
@@ -84,6 +85,9 @@ class ApiFormat:
     messages: Callable[[Json], list[Json]] = lambda body: []
     with_guidance: Callable[[Json, str], Json | None] | None = None  # None: the API takes no instructions
     first_user_text: Callable[[Json], str] = lambda body: ""
+    # Its texts with their sources and its earlier tool calls (provenance, session facts, the
+    # runaway breakers' history).
+    conversation: Callable[[Any], Conversation] = lambda body: Conversation()
     continues: Callable[[Json], str | None] = lambda body: None
     # The header that carries the provider's key upstream, and its value.
     provider_key: Callable[[str], tuple[str, str]] = lambda key: ("authorization", f"Bearer {key}")

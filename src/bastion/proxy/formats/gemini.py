@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bastion import semconv
-from bastion.proxy import jsonedit
+from bastion.proxy import jsonedit, provenance
 from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event
 from bastion.proxy.pii.bodies import texts
 from bastion.proxy.toolcalls import (
@@ -303,5 +303,6 @@ FORMAT = ApiFormat(
     messages=messages,
     with_guidance=with_guidance,
     first_user_text=first_user_text,
+    conversation=provenance.read_gemini,
     provider_key=provider_key,
 )

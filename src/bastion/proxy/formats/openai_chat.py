@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion import semconv
+from bastion.proxy import provenance
 from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event, ends_with, json_event
 from bastion.proxy.pii.bodies import texts
 from bastion.proxy.sse import parse_event
@@ -395,4 +396,5 @@ FORMAT = ApiFormat(
     messages=messages,
     with_guidance=with_guidance,
     first_user_text=first_user_text,
+    conversation=provenance.read_chat,
 )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion import semconv
+from bastion.proxy import provenance
 from bastion.proxy.formats.base import GUIDANCE_PREFIX, ApiFormat, Channels, data_event, ends_with
 from bastion.proxy.formats.openai_chat import error_body, first_user_message
 from bastion.proxy.toolcalls import (
@@ -329,5 +330,6 @@ FORMAT = ApiFormat(
     messages=messages,
     with_guidance=with_guidance,
     first_user_text=first_user_text,
+    conversation=provenance.read_responses,
     continues=continues,
 )
