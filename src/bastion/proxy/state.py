@@ -16,6 +16,7 @@ from bastion.proxy.errors import error_response
 from bastion.proxy.formats import ApiFormat
 from bastion.proxy.hold import Hold
 from bastion.proxy.keys import Identity
+from bastion.proxy.provenance import Conversation
 from bastion.proxy.usage import Usage
 
 _KEY = "bastion"
@@ -49,6 +50,15 @@ class CallState:
     hold: Hold | None = None
     # Seconds the call waited for a human (HoldForApproval); not Bastion's own time.
     held_seconds: float = 0.0
+    _conversation: Conversation | None = field(default=None, repr=False)
+
+    def conversation(self) -> Conversation:
+        """The agent's conversation (``agent_body``) as its format reads it: texts with their sources,
+        earlier tool calls. Read once per call; the limits and the tool-call provenance share it."""
+        if self._conversation is None:
+            fmt = self.format
+            self._conversation = fmt.conversation(self.agent_body) if fmt is not None else Conversation()
+        return self._conversation
 
 
 def state(flow: Flow) -> CallState:

@@ -65,10 +65,10 @@ def attempt(flow: http.HTTPFlow, st: CallState) -> Attempt:
         return Attempt(who.agent_id, who.role, who.key_id, call.policy_object, upstream)
     first = st.format.first_user_text(st.body) if st.format is not None and isinstance(st.body, dict) else ""
     conversation = conversation_key(who.agent_id, header, first)
-    said = st.format.conversation(st.body) if st.format is not None else None
-    history = tuple(call_key(name, args) for name, args in said.calls) if said is not None else ()
+    said = st.conversation()
+    history = tuple(call_key(name, args) for name, args in said.calls)
     tokens = estimate_tokens(flow.request.raw_content or b"", st.body)
-    fresh = header is None and not (said is not None and said.answered)
+    fresh = header is None and not said.answered
     target = call.policy_object
     return Attempt(who.agent_id, who.role, who.key_id, target, upstream, conversation, None, history, tokens, fresh)
 

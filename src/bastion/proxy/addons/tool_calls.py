@@ -141,7 +141,7 @@ class ToolCalls:
         agent = st.identity.agent_id
         trust = self.live.current.provenance
         try:
-            conversation = st.format.conversation(st.agent_body) if st.format is not None else Conversation()
+            conversation = st.conversation()
         except Exception:  # then every argument is of the model's making, never the user's
             log.exception("could not read the conversation for provenance")
             conversation = Conversation()
